@@ -51,13 +51,21 @@ class RaceLost(PromoterError):
 
 REDACTED = "***"
 
+# Every token promoter learns is registered here, so that any message can be scrubbed of it.
+_SECRETS: set[str] = set()
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
+
+def register_secret(secret: str | None) -> None:
+    if secret:
+        _SECRETS.add(secret)
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
     """Remove every secret (and its common encodings) from text."""
     import base64
     import urllib.parse
 
-    for secret in secrets:
+    for secret in {*secrets, *_SECRETS}:
         if not secret:
             continue
         forms = {

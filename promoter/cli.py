@@ -1,0 +1,104 @@
+"""Command line: parse options, call promoter.commands.<verb>, render, map errors to exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from promoter import __version__
+from promoter.context import Options
+from promoter.errors import PromoterError, scrub
+
+
+@click.group(context_settings={"auto_envvar_prefix": "PROMOTER", "help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="promoter")
+@click.option("--repo", metavar="URL|PATH", help="Environment repository (https, ssh or a path).")
+@click.option("--config", metavar="PATH", help="promoter.yaml to use instead of the repo's own.")
+@click.option(
+    "--forge",
+    type=click.Choice(["auto", "github", "gitlab", "none"]),
+    default="auto",
+    show_default=True,
+    help="Hosting API to use for pull requests and statuses.",
+)
+@click.option("--api-url", metavar="URL", help="Forge API base URL (GitHub Enterprise, GitLab).")
+@click.option("--token", metavar="TOKEN", help="Token for git and the forge API (never printed).")
+@click.option(
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one JSON object on stdout.",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+@click.pass_context
+def cli(ctx: click.Context, **options: Any) -> None:
+    """promoter: pin versions on GitOps environment branches and promote them through gates."""
+    ctx.obj = Options(**options)
+
+
+@cli.command()
+@click.argument("environment")
+@click.option("--image", "images", multiple=True, metavar="APP[/IMAGE]=TAG|REF",
+              help="Image tag or full reference (repeatable).")  # fmt: skip
+@click.option("--chart", "charts", multiple=True, metavar="APP=VERSION",
+              help="Helm chart version (repeatable).")  # fmt: skip
+@click.option("--message", metavar="TEXT", help="Commit subject (trailers are always added).")
+@click.option("--source-commit", metavar="SHA", help="Commit of the app repo that was built.")
+@click.option("--source-url", metavar="URL", help="Link to the build or source.")
+@click.pass_obj
+def update(options: Options, environment: str, **kwargs: Any) -> None:
+    """Pin image tags and chart versions on ENVIRONMENT's branch in one commit."""
+    from promoter.commands.update import update as run_update
+    from promoter.report import render_update
+
+    result = run_update(options, environment, **kwargs)
+    _emit(options, result.as_dict(), render_update(result))
+
+
+@cli.command()
+@click.pass_obj
+def demo(options: Options) -> None:
+    """Run promoter against a throwaway local environment repo and show what it does."""
+    from promoter.commands.demo import demo as run_demo
+
+    run_demo(options)
+
+
+def _emit(options: Options, data: dict[str, Any], text: str) -> None:
+    if options.output == "json":
+        click.echo(scrub(json.dumps(data, indent=None, sort_keys=False)))
+    else:
+        click.echo(scrub(text))
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="promoter", standalone_mode=False)
+    except PromoterError as err:
+        click.echo(f"promoter: error: {scrub(str(err))}", err=True)
+        sys.exit(err.exit_code)
+    except click.exceptions.Abort:
+        click.echo("promoter: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(2 if isinstance(err, click.UsageError) else err.exit_code)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        click.echo("promoter: interrupted", err=True)
+        sys.exit(130)
+    except Exception as err:  # a bug: one line, and the traceback only on request
+        if os.environ.get("PROMOTER_DEBUG"):
+            raise
+        name = type(err).__name__
+        click.echo(
+            f"promoter: unexpected error: {name}: {scrub(str(err))} (PROMOTER_DEBUG=1 shows more)",
+            err=True,
+        )
+        sys.exit(1)

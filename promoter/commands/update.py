@@ -1,0 +1,120 @@
+"""`promoter update ENV --image ... --chart ...`: one commit on the environment branch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from promoter import plan as planning
+from promoter.ci import RunContext
+from promoter.context import Options, read_config, scratch_repo
+from promoter.errors import UsageError
+from promoter.gitrepo import RetryPolicy, land
+from promoter.model import Change
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    environment: str
+    branch: str
+    changes: tuple[Change, ...]
+    commit: str | None
+    dry_run: bool
+    attempts: int
+    files: tuple[str, ...] = field(default=())
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "changed": self.changed,
+            "commit": self.commit,
+            "environment": self.environment,
+            "branch": self.branch,
+            "dry_run": self.dry_run,
+            "attempts": self.attempts,
+            "files": list(self.files),
+            "changes": [change.as_dict() for change in self.changes],
+        }
+
+
+def update(
+    options: Options,
+    environment: str,
+    images: Sequence[str] = (),
+    charts: Sequence[str] = (),
+    message: str | None = None,
+    source_commit: str | None = None,
+    source_url: str | None = None,
+    run: RunContext | None = None,
+    policy: RetryPolicy = RetryPolicy(),
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> UpdateResult:
+    requests = [planning.parse_image_flag(i) for i in images]
+    requests += [planning.parse_chart_flag(c) for c in charts]
+    if not requests:
+        raise UsageError("update: nothing to do; pass --image APP=TAG and/or --chart APP=VERSION")
+    run = run or RunContext.from_env()
+    with scratch_repo(options) as repo:
+        config = read_config(options, repo)
+        env = config.environment(environment)
+        edits = planning.resolve(config, environment, requests)
+        needed = planning.files_needed(edits)
+        outcome: dict[str, planning.Plan] = {}
+
+        def make_commit(tip: str) -> str | None:
+            plan = planning.apply(edits, repo.read_files(tip, needed), now)
+            outcome["plan"] = plan
+            if not plan.changed or options.dry_run:
+                return None
+            text = commit_message(environment, plan.changes, message, source_commit, source_url,
+                                  run)  # fmt: skip
+            return repo.commit(tip, plan.files, text, run.identity, run.identity,
+                               now().timestamp())  # fmt: skip
+
+        sha, attempts = land(repo, env.branch, make_commit, policy)
+    plan = outcome["plan"]
+    return UpdateResult(
+        environment=environment,
+        branch=env.branch,
+        changes=plan.changes,
+        commit=sha,
+        dry_run=options.dry_run,
+        attempts=attempts,
+        files=tuple(sorted(plan.files)),
+    )
+
+
+def commit_message(
+    environment: str,
+    changes: Sequence[Change],
+    message: str | None,
+    source_commit: str | None,
+    source_url: str | None,
+    run: RunContext,
+) -> str:
+    summary: dict[str, str] = {}
+    for change in changes:
+        name = change.app if change.pin in (f"{change.app}/{change.app}",) else change.pin
+        if change.pin.endswith("/chart"):
+            summary[change.pin] = f"{change.app} chart {change.new}"
+        elif change.pin not in summary or change.key.endswith("tag"):
+            summary[change.pin] = f"{name} {change.new[:19] if change.new else '(cleared)'}"
+    subject = message or f"update({environment}): {', '.join(summary.values())}"
+    trailers = [f"Promoter-Environment: {environment}"]
+    trailers += [f"Promoter-Change: {change.trailer}" for change in changes]
+    commit = source_commit or run.source_commit
+    if commit:
+        repo = run.source_repo
+        trailers.append(f"Promoter-Source: {repo}@{commit}" if repo else f"Promoter-Source: {commit}")
+    if source_url:
+        trailers.append(f"Promoter-Source-Url: {source_url}")
+    if run.pipeline_url:
+        trailers.append(f"Promoter-Pipeline: {run.pipeline_url}")
+    if run.actor:
+        trailers.append(f"Promoter-Actor: {run.actor}")
+    return f"{subject.strip()}\n\n" + "\n".join(trailers) + "\n"

@@ -1,0 +1,89 @@
+"""Global options → the things every command needs: the remote, a scratch repo, the config."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from promoter.config import CONFIG_FILE, Config, load_config
+from promoter.errors import ConfigError, UsageError, register_secret
+from promoter.gitrepo import GitRepo, Remote
+
+
+@dataclass(frozen=True)
+class Options:
+    repo: str | None = None
+    config: str | None = None
+    forge: str = "auto"
+    api_url: str | None = None
+    token: str | None = None
+    output: str = "text"
+    dry_run: bool = False
+
+
+def resolve_token(options: Options, repo_url: str = "") -> str | None:
+    """--token / PROMOTER_TOKEN, else GITHUB_TOKEN or GITLAB_TOKEN by forge."""
+    token = options.token
+    if not token:
+        forge = options.forge
+        if forge == "auto":
+            forge = _guess_forge(repo_url)
+        names = {"github": ["GITHUB_TOKEN"], "gitlab": ["GITLAB_TOKEN"]}.get(
+            forge, ["GITHUB_TOKEN", "GITLAB_TOKEN"] if forge == "auto" else []
+        )
+        token = next((os.environ[n] for n in names if os.environ.get(n)), None)
+    register_secret(token)
+    return token
+
+
+def _guess_forge(repo_url: str) -> str:
+    if os.environ.get("GITHUB_ACTIONS") == "true" or "github" in repo_url:
+        return "github"
+    if os.environ.get("GITLAB_CI") == "true" or "gitlab" in repo_url:
+        return "gitlab"
+    return "auto"
+
+
+def remote_for(options: Options) -> Remote:
+    location = options.repo or ""
+    if not location:
+        raise UsageError("no environment repository given: pass --repo URL or set PROMOTER_REPO")
+    return Remote.parse(location, resolve_token(options, location))
+
+
+@contextmanager
+def scratch_repo(options: Options) -> Iterator[GitRepo]:
+    remote = remote_for(options)
+    with tempfile.TemporaryDirectory(prefix="promoter-") as tmp:
+        yield GitRepo(remote, Path(tmp) / "repo.git")
+
+
+def read_config(options: Options, repo: GitRepo | None) -> Config:
+    """promoter.yaml from --config, else from the repository's default branch."""
+    if options.config:
+        path = Path(options.config)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise UsageError(f"cannot read --config {options.config}: {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{options.config} is not UTF-8 text") from None
+        return load_config(text, source=options.config)
+    if repo is None:
+        raise UsageError("no configuration: pass --config PATH or --repo URL")
+    head = repo.fetch("HEAD")
+    data = repo.read_files(head, [CONFIG_FILE])[CONFIG_FILE]
+    if data is None:
+        raise ConfigError(
+            f"{CONFIG_FILE} not found on the default branch of {repo.remote.url}; "
+            "add it there or pass --config PATH"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{CONFIG_FILE} is not UTF-8 text") from None
+    return load_config(text)

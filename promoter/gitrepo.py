@@ -1,0 +1,404 @@
+"""The one place git runs.
+
+A scratch bare repository talks to one remote: shallow, single-branch, blobless fetches; the
+few blobs a plan needs arrive in one batch; new blobs, trees and the commit are written by one
+`git fast-import`; the push is a plain fast-forward (never forced). The token travels in an
+HTTP header set through the environment, so it is never in argv, `.git/config` or a URL, and
+every error text is scrubbed of it anyway.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+import re
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from promoter.errors import GitError, RaceLost, UsageError, register_secret, scrub
+
+_SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
+
+
+@dataclass(frozen=True)
+class Remote:
+    """Where the environment repository lives, and how to authenticate to it."""
+
+    url: str  # never holds credentials
+    token: str | None = field(default=None, repr=False)
+    username: str = "x-access-token"
+
+    @classmethod
+    def parse(cls, location: str, token: str | None = None) -> Remote:
+        """Accept https/http URLs (credentials in them are lifted out), ssh, file:// and paths."""
+        remote = cls._parse(location, token)
+        register_secret(remote.token)
+        return remote
+
+    @classmethod
+    def _parse(cls, location: str, token: str | None) -> Remote:
+        if not location:
+            raise UsageError("no repository given: pass --repo URL or set PROMOTER_REPO")
+        parts = urllib.parse.urlsplit(location)
+        if parts.scheme in ("http", "https"):
+            username = urllib.parse.unquote(parts.username or "") or "x-access-token"
+            password = urllib.parse.unquote(parts.password or "")
+            if parts.username and not parts.password and not token:
+                # https://TOKEN@host/... is how some people embed a token.
+                username, password = "x-access-token", urllib.parse.unquote(parts.username)
+            host = parts.hostname or ""
+            netloc = f"{host}:{parts.port}" if parts.port else host
+            clean = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+            return cls(url=clean, token=token or password or None, username=username)
+        if parts.scheme in ("ssh", "git", "file") or _SCP_LIKE.match(location):
+            return cls(url=location, token=token)
+        if parts.scheme and len(parts.scheme) > 1:
+            raise UsageError(f"unsupported repository URL scheme {parts.scheme!r} in --repo")
+        path = Path(location).expanduser().resolve()
+        if not path.exists():
+            raise UsageError(f"repository path {location!r} does not exist (--repo)")
+        # file:// makes git use upload-pack, so --depth and --filter apply to local repos too.
+        return cls(url=path.as_uri(), token=token)
+
+    @property
+    def host(self) -> str:
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme == "file":
+            return "local repository"
+        if _SCP_LIKE.match(self.url):
+            return self.url.split("@", 1)[1].split(":", 1)[0]
+        return parts.hostname or self.url
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.token,) if self.token else ()
+
+    def git_env(self) -> dict[str, str]:
+        """Environment for every git process: no prompts, no helpers, token as a header."""
+        env = {
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_ASKPASS": "",
+            "SSH_ASKPASS": "",
+            "LC_ALL": "C",
+            "LANGUAGE": "C",
+        }
+        if "GIT_SSH_COMMAND" not in os.environ:
+            env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
+        config = {"credential.helper": "", "core.askPass": "", "protocol.version": "2"}
+        if self.token and self.url.startswith(("http://", "https://")):
+            basic = base64.b64encode(f"{self.username}:{self.token}".encode()).decode()
+            config["http.extraHeader"] = f"Authorization: Basic {basic}"
+        base = int(os.environ.get("GIT_CONFIG_COUNT", "0") or 0)
+        for i, (key, value) in enumerate(config.items(), start=base):
+            env[f"GIT_CONFIG_KEY_{i}"] = key
+            env[f"GIT_CONFIG_VALUE_{i}"] = value
+        env["GIT_CONFIG_COUNT"] = str(base + len(config))
+        return env
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    email: str
+
+    def signature(self, when: float) -> str:
+        return f"{self.name} <{self.email}> {int(when)} +0000"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Lost races are retried with full-jitter exponential backoff, bounded in count and time."""
+
+    attempts: int = 30
+    budget: float = 300.0  # seconds
+    base: float = 0.05
+    cap: float = 3.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        return rng.uniform(0, min(self.cap, self.base * 2**attempt))
+
+
+class GitRepo:
+    """A scratch bare repository bound to one remote."""
+
+    def __init__(self, remote: Remote, path: Path) -> None:
+        import git  # GitPython; imported here so `promoter --help` stays fast
+
+        self.remote = remote
+        self.path = path
+        self._git = git.Git(str(path))
+        self._env = remote.git_env()
+        self._fetched_blobs: set[str] = set()
+        self._partial = True
+        self._run("init", "--quiet", "--bare", str(path), cwd_ok=False)
+        for key, value in (
+            ("core.repositoryformatversion", "1"),
+            ("extensions.partialClone", "origin"),
+            ("remote.origin.url", remote.url),
+            ("remote.origin.promisor", "true"),
+            ("remote.origin.partialclonefilter", "blob:none"),
+            ("gc.auto", "0"),
+        ):
+            self._run("config", key, value)
+
+    # ---------------------------------------------------------------- running git
+
+    def _run(
+        self, *args: str, stdin: bytes | None = None, cwd_ok: bool = True, network: bool = False
+    ) -> bytes:
+        from git.exc import GitCommandError, GitCommandNotFound
+
+        command = ["git", *args]
+        if not cwd_ok:
+            self.path.mkdir(parents=True, exist_ok=True)
+        istream: IO[bytes] | None = None
+        try:
+            if stdin is not None:
+                istream = tempfile.TemporaryFile(dir=self.path)
+                istream.write(stdin)
+                istream.seek(0)
+            result: Any = self._git.execute(
+                command,
+                istream=istream,
+                env=self._env,
+                stdout_as_string=False,
+                strip_newline_in_stdout=False,
+                with_extended_output=True,
+            )
+        except GitCommandNotFound as err:
+            raise GitError("git is not installed or not on PATH") from err
+        except GitCommandError as err:
+            stderr = err.stderr if isinstance(err.stderr, str) else str(err.stderr)
+            stdout = err.stdout if isinstance(err.stdout, str) else str(err.stdout)
+            raise self._translate(args[0], stderr, stdout, network) from None
+        finally:
+            if istream is not None:
+                istream.close()
+        _, out, _ = result
+        return bytes(out)
+
+    def _translate(self, verb: str, stderr: str, stdout: str, network: bool) -> GitError:
+        text = scrub(f"{stderr}\n{stdout}", self.remote.secrets)
+        lines = [
+            line.strip().removeprefix("stderr: ").strip("'").strip()
+            for line in text.splitlines()
+            if line.strip() and not line.strip().startswith(("hint:", "cmdline:"))
+        ]
+        host = self.remote.host
+        lowered = text.lower()
+        if network and (
+            "authentication failed" in lowered
+            or "could not read username" in lowered
+            or "could not read password" in lowered
+            or "401" in lowered
+            or "403" in lowered
+            or "permission denied" in lowered
+        ):
+            return GitError(
+                f"authentication failed for {host}: check the token (--token / PROMOTER_TOKEN)"
+            )
+        if network and any(
+            marker in lowered
+            for marker in ("could not resolve host", "failed to connect", "connection refused")
+        ):
+            return GitError(f"cannot reach {host}: {_last_fatal(lines)}")
+        if network and ("not found" in lowered or "does not appear to be a git" in lowered):
+            return GitError(f"repository {self.remote.url} not found on {host} (check --repo)")
+        return GitError(f"git {verb} failed: {_last_fatal(lines)}")
+
+    # ---------------------------------------------------------------- reading
+
+    def fetch(self, ref: str) -> str:
+        """Fetch the tip of `ref` (a branch name or HEAD) shallow and blobless; return its SHA."""
+        source = ref if ref == "HEAD" else f"refs/heads/{ref}"
+        local = f"refs/promoter/fetched/{ref}"
+        try:
+            out = self._run(
+                "fetch", "--quiet", "--no-tags", "--depth=1", "--filter=blob:none",
+                "--no-write-fetch-head", "--recurse-submodules=no",
+                "origin", f"+{source}:{local}",
+                network=True,
+            )  # fmt: skip
+        except GitError as err:
+            if "couldn't find remote ref" in str(err):
+                raise UsageError(
+                    f"branch {ref!r} does not exist in {self.remote.url}: create it, "
+                    "or fix the environment's `branch:` in promoter.yaml"
+                ) from None
+            raise
+        if b"filtering not recognized" in out:
+            self._partial = False
+        return self.rev_parse(local)
+
+    def rev_parse(self, ref: str) -> str:
+        return self._run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
+
+    def list_files(self, commit: str, paths: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """path → (mode, blob id) for those of `paths` that exist as files in `commit`."""
+        wanted = sorted(set(paths))
+        if not wanted:
+            return {}
+        out = self._run("ls-tree", "-z", "--full-tree", commit, "--", *wanted)
+        found: dict[str, tuple[str, str]] = {}
+        for entry in out.decode().split("\0"):
+            if not entry:
+                continue
+            meta, path = entry.split("\t", 1)
+            mode, kind, oid = meta.split()
+            if kind == "blob" and path in wanted:
+                found[path] = (mode, oid)
+        return found
+
+    def read_files(self, commit: str, paths: Iterable[str]) -> dict[str, bytes | None]:
+        """Contents of `paths` at `commit` (None where absent), fetching missing blobs at once."""
+        wanted = sorted(set(paths))
+        entries = self.list_files(commit, wanted)
+        oids = sorted({oid for _, oid in entries.values()} - self._fetched_blobs)
+        if oids and self._partial:
+            self._run(
+                "-c", "fetch.negotiationAlgorithm=noop", "fetch", "--quiet", "--no-tags",
+                "--no-write-fetch-head", "--recurse-submodules=no", "--filter=blob:none",
+                "origin", *oids,
+                network=True,
+            )  # fmt: skip
+            self._fetched_blobs.update(oids)
+        contents: dict[str, bytes | None] = dict.fromkeys(wanted)
+        if entries:
+            batch = "".join(f"{oid}\n" for _, oid in entries.values()).encode()
+            out = self._run("cat-file", "--batch", stdin=batch)
+            blobs = _parse_batch(out)
+            for path, (_, oid) in entries.items():
+                contents[path] = blobs[oid]
+        return contents
+
+    # ---------------------------------------------------------------- writing
+
+    def commit(
+        self,
+        parent: str,
+        files: Mapping[str, bytes],
+        message: str,
+        author: Identity,
+        committer: Identity,
+        when: float | None = None,
+    ) -> str:
+        """Write `files` over `parent`'s tree as one new commit (not yet pushed); return its SHA."""
+        _check_sha(parent)
+        modes = self.list_files(parent, files)
+        now = time.time() if when is None else when
+        stream = bytearray()
+        body = message.encode()
+        stream += b"commit refs/promoter/new\n"
+        stream += f"author {author.signature(now)}\n".encode()
+        stream += f"committer {committer.signature(now)}\n".encode()
+        stream += b"data %d\n%s\nfrom %s\n" % (len(body), body, parent.encode())
+        for path, content in files.items():
+            mode = modes.get(path, ("100644", ""))[0]
+            stream += b"M %s inline %s\ndata %d\n%s\n" % (
+                mode.encode(),
+                _quote_path(path),
+                len(content),
+                content,
+            )
+        stream += b"done\n"
+        self._run("fast-import", "--quiet", "--done", "--force", stdin=bytes(stream))
+        sha = self.rev_parse("refs/promoter/new")
+        _check_sha(sha)
+        return sha
+
+    def push(self, sha: str, branch: str) -> bool:
+        """Fast-forward `branch` to `sha`. False when the branch moved meanwhile (a lost race)."""
+        _check_sha(sha)
+        try:
+            self._run(
+                "push", "--porcelain", "origin", f"{sha}:refs/heads/{branch}",
+                network=True,
+            )  # fmt: skip
+        except GitError as err:
+            text = str(err).lower()
+            if any(
+                marker in text
+                for marker in (
+                    "fetch first",
+                    "non-fast-forward",
+                    "cannot lock ref",
+                    "incorrect old value",
+                    "failed to update ref",
+                    "stale info",
+                )
+            ):
+                return False
+            raise
+        return True
+
+
+def land(
+    repo: GitRepo,
+    branch: str,
+    make_commit: Callable[[str], str | None],
+    policy: RetryPolicy = RetryPolicy(),
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    rng: random.Random | None = None,
+) -> tuple[str | None, int]:
+    """Fetch the tip, build a commit on it, push; on a lost race rebuild on the new tip.
+
+    `make_commit(tip)` returns the new commit's SHA, or None when there is nothing to do.
+    Returns (pushed SHA or None, attempts used).
+    """
+    rng = rng or random.Random()
+    start = clock()
+    for attempt in range(1, policy.attempts + 1):
+        tip = repo.fetch(branch)
+        sha = make_commit(tip)
+        if sha is None:
+            return None, attempt
+        if repo.push(sha, branch):
+            return sha, attempt
+        delay = policy.delay(attempt, rng)
+        if clock() + delay - start > policy.budget:
+            break
+        sleep(delay)
+    raise RaceLost(
+        f"{branch} kept moving: gave up after {attempt} attempts in "
+        f"{clock() - start:.0f}s; nothing was pushed, run again"
+    )
+
+
+def _parse_batch(out: bytes) -> dict[str, bytes]:
+    blobs: dict[str, bytes] = {}
+    pos = 0
+    while pos < len(out):
+        header_end = out.index(b"\n", pos)
+        oid, _, size = out[pos:header_end].decode().split()
+        start = header_end + 1
+        blobs[oid] = out[start : start + int(size)]
+        pos = start + int(size) + 1
+    return blobs
+
+
+def _quote_path(path: str) -> bytes:
+    escaped = path.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'.encode()
+
+
+_SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+def _check_sha(sha: str) -> None:
+    # An empty source in a refspec deletes the branch: never let anything but a SHA through.
+    if not _SHA_RE.match(sha):
+        raise GitError(f"internal error: {sha!r} is not a commit id; refusing to push")
+
+
+def _last_fatal(lines: list[str]) -> str:
+    for line in reversed(lines):
+        if line.lower().startswith(("fatal:", "error:")):
+            return line.split(":", 1)[1].strip()
+    return lines[-1] if lines else "no output"

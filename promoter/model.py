@@ -1,0 +1,116 @@
+"""Domain values: image references, chart versions, pins to apply and changes made. Pure."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# OCI distribution grammar (distribution/reference): tag, digest, path component, domain.
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
+_DIGEST = r"(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_DOMAIN = (
+    r"(?:localhost|[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*)(?::[0-9]+)?"
+)
+_NAME = rf"(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*"
+
+TAG_RE = re.compile(rf"^{_TAG}$")
+DIGEST_RE = re.compile(rf"^{_DIGEST}$")
+REFERENCE_RE = re.compile(
+    rf"^(?P<repository>{_NAME})(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
+)
+# semver.org's own regular expression for SemVer 2.0.0.
+SEMVER_RE = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """What CI built: a tag, or a full reference split into repository, tag and digest."""
+
+    tag: str | None
+    repository: str | None = None
+    digest: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ImageRef:
+        """Parse `1.4.2`, `ghcr.io/acme/web:1.4.2`, `...:1.4.2@sha256:<hex>`; ValueError if bad."""
+        if TAG_RE.match(text):
+            return cls(tag=text)
+        if text.startswith("@") and DIGEST_RE.match(text[1:]):
+            return cls(tag=None, digest=text[1:])
+        if not any(c in text for c in "/:@"):
+            raise ValueError(_image_problem(text))
+        match = REFERENCE_RE.match(text)
+        if not match:
+            raise ValueError(_image_problem(text))
+        if not match["tag"] and not match["digest"]:
+            raise ValueError(f"{text!r} names no tag or digest (expected NAME:TAG or NAME@sha256:...)")
+        return cls(tag=match["tag"], repository=match["repository"], digest=match["digest"])
+
+    def __str__(self) -> str:
+        text = self.repository or ""
+        if self.tag:
+            text += f":{self.tag}" if text else self.tag
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
+
+def _image_problem(text: str) -> str:
+    if not text:
+        return "empty image tag"
+    if "@" in text and not DIGEST_RE.match(text.rsplit("@", 1)[1]):
+        return f"{text!r} has a malformed digest (expected sha256: and 64 lowercase hex digits)"
+    if len(text) > 128 and not any(c in text for c in "/:@"):
+        return f"image tag {text[:20]!r}... is {len(text)} characters long (at most 128)"
+    if not any(c in text for c in "/:@"):
+        return (
+            f"{text!r} is not a valid image tag "
+            "(1-128 of A-Z a-z 0-9 _ . -, not starting with . or -)"
+        )
+    return f"{text!r} is not a valid image reference (expected [REGISTRY/]PATH[:TAG][@DIGEST])"
+
+
+def parse_chart_version(text: str) -> str:
+    """A Helm chart version must be SemVer 2 (`1.2.3`, `1.2.3-rc.1+build.5`)."""
+    if not SEMVER_RE.match(text):
+        hint = " (drop the leading v)" if text.startswith("v") and SEMVER_RE.match(text[1:]) else ""
+        raise ValueError(f"{text!r} is not a SemVer 2 version like 1.2.3 or 1.2.3-rc.1{hint}")
+    return text
+
+
+@dataclass(frozen=True)
+class Change:
+    """One scalar that moved: which pin, where, from what, to what."""
+
+    app: str
+    pin: str  # "web/web" for an image, "web/chart" for a chart
+    file: str
+    key: str
+    old: str | None
+    new: str
+
+    @property
+    def trailer(self) -> str:
+        pin = self.app if self.pin == f"{self.app}/chart" else self.pin
+        what = "chart" if self.pin == f"{self.app}/chart" else self.key
+        return f"{pin} {what} {_show(self.old)} -> {_show(self.new)}"
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {
+            "app": self.app,
+            "pin": self.pin,
+            "file": self.file,
+            "key": self.key,
+            "old": self.old,
+            "new": self.new,
+        }
+
+
+def _show(value: str | None) -> str:
+    return '""' if not value else value
