@@ -33,7 +33,9 @@ class RunContext:
         actor = env.get("GITHUB_ACTOR") or None
         server, repo, run = (env.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY",
                                                    "GITHUB_RUN_ID"))  # fmt: skip
-        url = f"{server or 'https://github.com'}/{repo}/actions/runs/{run}" if repo and run else None
+        url = (
+            f"{server or 'https://github.com'}/{repo}/actions/runs/{run}" if repo and run else None
+        )
         identity = DEFAULT_IDENTITY
         if actor:
             actor_id = env.get("GITHUB_ACTOR_ID")

@@ -14,7 +14,9 @@ from promoter.context import Options
 from promoter.errors import PromoterError, scrub
 
 
-@click.group(context_settings={"auto_envvar_prefix": "PROMOTER", "help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"auto_envvar_prefix": "PROMOTER", "help_option_names": ["-h", "--help"]}
+)
 @click.version_option(__version__, prog_name="promoter")
 @click.option("--repo", metavar="URL|PATH", help="Environment repository (https, ssh or a path).")
 @click.option("--config", metavar="PATH", help="promoter.yaml to use instead of the repo's own.")

@@ -437,4 +437,3 @@ def _kind(value: Any) -> str:
     if value is None:
         return "nothing"
     return kinds.get(type(value), repr(value))
-

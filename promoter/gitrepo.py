@@ -10,6 +10,7 @@ every error text is scrubbed of it anyway.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import random
 import re
@@ -157,29 +158,28 @@ class GitRepo:
         command = ["git", *args]
         if not cwd_ok:
             self.path.mkdir(parents=True, exist_ok=True)
-        istream: IO[bytes] | None = None
-        try:
+        with contextlib.ExitStack() as stack:
+            istream: IO[bytes] | None = None
             if stdin is not None:
-                istream = tempfile.TemporaryFile(dir=self.path)
+                # GitPython hands stdin to Popen as a file, so spool it to one.
+                istream = stack.enter_context(tempfile.TemporaryFile(dir=self.path))
                 istream.write(stdin)
                 istream.seek(0)
-            result: Any = self._git.execute(
-                command,
-                istream=istream,
-                env=self._env,
-                stdout_as_string=False,
-                strip_newline_in_stdout=False,
-                with_extended_output=True,
-            )
-        except GitCommandNotFound as err:
-            raise GitError("git is not installed or not on PATH") from err
-        except GitCommandError as err:
-            stderr = err.stderr if isinstance(err.stderr, str) else str(err.stderr)
-            stdout = err.stdout if isinstance(err.stdout, str) else str(err.stdout)
-            raise self._translate(args[0], stderr, stdout, network) from None
-        finally:
-            if istream is not None:
-                istream.close()
+            try:
+                result: Any = self._git.execute(
+                    command,
+                    istream=istream,
+                    env=self._env,
+                    stdout_as_string=False,
+                    strip_newline_in_stdout=False,
+                    with_extended_output=True,
+                )
+            except GitCommandNotFound as err:
+                raise GitError("git is not installed or not on PATH") from err
+            except GitCommandError as err:
+                stderr = err.stderr if isinstance(err.stderr, str) else str(err.stderr)
+                stdout = err.stdout if isinstance(err.stdout, str) else str(err.stdout)
+                raise self._translate(args[0], stderr, stdout, network) from None
         _, out, _ = result
         return bytes(out)
 
@@ -338,11 +338,14 @@ class GitRepo:
         return True
 
 
+DEFAULT_RETRY = RetryPolicy()
+
+
 def land(
     repo: GitRepo,
     branch: str,
     make_commit: Callable[[str], str | None],
-    policy: RetryPolicy = RetryPolicy(),
+    policy: RetryPolicy = DEFAULT_RETRY,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,

@@ -49,7 +49,9 @@ class ImageRef:
         if not match:
             raise ValueError(_image_problem(text))
         if not match["tag"] and not match["digest"]:
-            raise ValueError(f"{text!r} names no tag or digest (expected NAME:TAG or NAME@sha256:...)")
+            raise ValueError(
+                f"{text!r} names no tag or digest (expected NAME:TAG or NAME@sha256:...)"
+            )
         return cls(tag=match["tag"], repository=match["repository"], digest=match["digest"])
 
     def __str__(self) -> str:
@@ -99,7 +101,7 @@ class Change:
     def trailer(self) -> str:
         pin = self.app if self.pin == f"{self.app}/chart" else self.pin
         what = "chart" if self.pin == f"{self.app}/chart" else self.key
-        return f"{pin} {what} {_show(self.old)} -> {_show(self.new)}"
+        return f"{pin} {what} {show_value(self.old)} -> {show_value(self.new)}"
 
     def as_dict(self) -> dict[str, str | None]:
         return {
@@ -112,5 +114,5 @@ class Change:
         }
 
 
-def _show(value: str | None) -> str:
-    return '""' if not value else value
+def show_value(value: str | None) -> str:
+    return value if value else "\"\""

@@ -174,7 +174,9 @@ def apply(
         changes.append(Change(edit.app, edit.pin, edit.file, format_key_path(edit.key), old, new))
     _sync_chart_locks(edits, contents, texts, now)
     originals = {path: contents[path] for path in texts}
-    files = {path: text.encode() for path, text in texts.items() if text.encode() != originals[path]}
+    files = {
+        path: text.encode() for path, text in texts.items() if text.encode() != originals[path]
+    }
     return Plan(changes=tuple(changes), files=files)
 
 
@@ -188,9 +190,11 @@ def _sync_chart_locks(
 
     for edit in edits:
         lock = chart_lock_for(edit)
-        if lock is None or contents.get(lock) is None or texts[edit.file].encode() == contents[
-            edit.file
-        ]:
+        if (
+            lock is None
+            or contents.get(lock) is None
+            or texts[edit.file].encode() == contents[edit.file]
+        ):
             continue
         lock_text = texts.get(lock) or _decode(edit, contents[lock], lock)
         try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from promoter.model import show_value
+
 if TYPE_CHECKING:
     from promoter.commands.update import UpdateResult
 
@@ -12,7 +14,10 @@ def render_update(result: UpdateResult) -> str:
     where = f"{result.environment} ({result.branch})"
     if not result.changed:
         return f"{where}: already up to date, nothing to commit"
-    rows = [(c.file, c.key, f"{c.old or '\"\"'} -> {c.new or '\"\"'}", c.pin) for c in result.changes]
+    rows = [
+        (c.file, c.key, f"{show_value(c.old)} -> {show_value(c.new)}", c.pin)
+        for c in result.changes
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [
         f"  {file:<{widths[0]}}  {key:<{widths[1]}}  {move:<{widths[2]}}  ({pin})"

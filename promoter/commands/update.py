@@ -11,7 +11,7 @@ from promoter import plan as planning
 from promoter.ci import RunContext
 from promoter.context import Options, read_config, scratch_repo
 from promoter.errors import UsageError
-from promoter.gitrepo import RetryPolicy, land
+from promoter.gitrepo import DEFAULT_RETRY, RetryPolicy, land
 from promoter.model import Change
 
 
@@ -51,7 +51,7 @@ def update(
     source_commit: str | None = None,
     source_url: str | None = None,
     run: RunContext | None = None,
-    policy: RetryPolicy = RetryPolicy(),
+    policy: RetryPolicy = DEFAULT_RETRY,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> UpdateResult:
     requests = [planning.parse_image_flag(i) for i in images]
@@ -110,7 +110,9 @@ def commit_message(
     commit = source_commit or run.source_commit
     if commit:
         repo = run.source_repo
-        trailers.append(f"Promoter-Source: {repo}@{commit}" if repo else f"Promoter-Source: {commit}")
+        trailers.append(
+            f"Promoter-Source: {repo}@{commit}" if repo else f"Promoter-Source: {commit}"
+        )
     if source_url:
         trailers.append(f"Promoter-Source-Url: {source_url}")
     if run.pipeline_url:
