@@ -10,8 +10,8 @@ from typing import Any
 import click
 
 from promoter import __version__
-from promoter.context import Options
 from promoter.errors import PromoterError, scrub
+from promoter.options import Options
 
 
 @click.group(

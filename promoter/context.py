@@ -6,23 +6,12 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from promoter.config import CONFIG_FILE, Config, load_config
 from promoter.errors import ConfigError, UsageError, register_secret
 from promoter.gitrepo import GitRepo, Remote
-
-
-@dataclass(frozen=True)
-class Options:
-    repo: str | None = None
-    config: str | None = None
-    forge: str = "auto"
-    api_url: str | None = None
-    token: str | None = None
-    output: str = "text"
-    dry_run: bool = False
+from promoter.options import Options
 
 
 def resolve_token(options: Options, repo_url: str = "") -> str | None:

@@ -153,9 +153,17 @@ class GitRepo:
     def _run(
         self, *args: str, stdin: bytes | None = None, cwd_ok: bool = True, network: bool = False
     ) -> bytes:
-        from git.exc import GitCommandError, GitCommandNotFound
+        status, out, err = self._exec(*args, stdin=stdin, cwd_ok=cwd_ok)
+        if status != 0:
+            raise self._translate(args[0], err, out.decode(errors="replace"), network)
+        return out
 
-        command = ["git", *args]
+    def _exec(
+        self, *args: str, stdin: bytes | None = None, cwd_ok: bool = True
+    ) -> tuple[int, bytes, str]:
+        """Run git; (exit status, stdout, stderr with the token scrubbed)."""
+        from git.exc import GitCommandNotFound
+
         if not cwd_ok:
             self.path.mkdir(parents=True, exist_ok=True)
         with contextlib.ExitStack() as stack:
@@ -167,21 +175,19 @@ class GitRepo:
                 istream.seek(0)
             try:
                 result: Any = self._git.execute(
-                    command,
+                    ["git", *args],
                     istream=istream,
                     env=self._env,
+                    with_exceptions=False,
                     stdout_as_string=False,
                     strip_newline_in_stdout=False,
                     with_extended_output=True,
                 )
-            except GitCommandNotFound as err:
-                raise GitError("git is not installed or not on PATH") from err
-            except GitCommandError as err:
-                stderr = err.stderr if isinstance(err.stderr, str) else str(err.stderr)
-                stdout = err.stdout if isinstance(err.stdout, str) else str(err.stdout)
-                raise self._translate(args[0], stderr, stdout, network) from None
-        _, out, _ = result
-        return bytes(out)
+            except GitCommandNotFound:
+                raise GitError("git is not installed or not on PATH") from None
+        status, out, err_text = result
+        err_str = err_text.decode(errors="replace") if isinstance(err_text, bytes) else err_text
+        return int(status), bytes(out), scrub(str(err_str), self.remote.secrets)
 
     def _translate(self, verb: str, stderr: str, stdout: str, network: bool) -> GitError:
         text = scrub(f"{stderr}\n{stdout}", self.remote.secrets)
@@ -315,27 +321,24 @@ class GitRepo:
     def push(self, sha: str, branch: str) -> bool:
         """Fast-forward `branch` to `sha`. False when the branch moved meanwhile (a lost race)."""
         _check_sha(sha)
-        try:
-            self._run(
-                "push", "--porcelain", "origin", f"{sha}:refs/heads/{branch}",
-                network=True,
-            )  # fmt: skip
-        except GitError as err:
-            text = str(err).lower()
-            if any(
-                marker in text
-                for marker in (
-                    "fetch first",
-                    "non-fast-forward",
-                    "cannot lock ref",
-                    "incorrect old value",
-                    "failed to update ref",
-                    "stale info",
-                )
-            ):
-                return False
-            raise
-        return True
+        status, out, err = self._exec("push", "--porcelain", "origin", f"{sha}:refs/heads/{branch}")
+        if status == 0:
+            return True
+        text = f"{err}\n{out.decode(errors='replace')}"
+        lowered = text.lower()
+        if any(
+            marker in lowered
+            for marker in (
+                "fetch first",
+                "non-fast-forward",
+                "cannot lock ref",
+                "incorrect old value",
+                "failed to update ref",
+                "stale info",
+            )
+        ):
+            return False
+        raise self._translate("push", err, out.decode(errors="replace"), network=True)
 
 
 DEFAULT_RETRY = RetryPolicy()

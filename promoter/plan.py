@@ -186,16 +186,14 @@ def _sync_chart_locks(
     texts: dict[str, str],
     now: Callable[[], datetime],
 ) -> None:
-    from promoter.helmlock import lock_updates
-
     for edit in edits:
         lock = chart_lock_for(edit)
-        if (
-            lock is None
-            or contents.get(lock) is None
-            or texts[edit.file].encode() == contents[edit.file]
-        ):
+        if lock is None or contents.get(lock) is None:
             continue
+        if texts[edit.file].encode() == contents[edit.file]:
+            continue
+        from promoter.helmlock import lock_updates
+
         lock_text = texts.get(lock) or _decode(edit, contents[lock], lock)
         try:
             updates = lock_updates(texts[edit.file], lock_text, now())

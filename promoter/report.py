@@ -14,14 +14,12 @@ def render_update(result: UpdateResult) -> str:
     where = f"{result.environment} ({result.branch})"
     if not result.changed:
         return f"{where}: already up to date, nothing to commit"
-    rows = [
-        (c.file, c.key, f"{show_value(c.old)} -> {show_value(c.new)}", c.pin)
-        for c in result.changes
-    ]
+    rows = [(c.pin, c.file, c.key, f"{show_value(c.old)} -> {show_value(c.new)}")
+            for c in result.changes]  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [
-        f"  {file:<{widths[0]}}  {key:<{widths[1]}}  {move:<{widths[2]}}  ({pin})"
-        for file, key, move, pin in rows
+        f"  {pin:<{widths[0]}}  {file:<{widths[1]}}  {key:<{widths[2]}}  {move}"
+        for pin, file, key, move in rows
     ]
     count = f"{len(rows)} change{'s' if len(rows) != 1 else ''}"
     if result.dry_run:

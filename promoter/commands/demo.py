@@ -11,7 +11,7 @@ import click
 
 from promoter.ci import RunContext
 from promoter.commands.update import update
-from promoter.context import Options
+from promoter.options import Options
 from promoter.report import render_update
 
 DEMO_PINS = {

@@ -9,10 +9,11 @@ from typing import Any
 
 from promoter import plan as planning
 from promoter.ci import RunContext
-from promoter.context import Options, read_config, scratch_repo
+from promoter.context import read_config, scratch_repo
 from promoter.errors import UsageError
 from promoter.gitrepo import DEFAULT_RETRY, RetryPolicy, land
 from promoter.model import Change
+from promoter.options import Options
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,208 @@
+"""promoter.yaml: what loads, and what is refused with a key path and a line number."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from promoter.config import branch_problem, file_problem, load_config, parse_duration
+from promoter.errors import ConfigError
+from promoter.yamledit import Selector
+
+GOOD = """\
+environments:
+  dev:
+    branch: env/dev
+    gate: {require: ["argocd/*"], soak: 5m}
+  staging:
+    branch: env/staging
+    from: dev
+    gate: {require: ["argocd/*"], soak: 30m}
+  prod:
+    from: staging
+    delivery: pull-request
+    pull_request: {labels: [promotion], reviewers: [alice], auto_merge: false, draft: true}
+apps:
+  web:
+    images:
+      web: {file: apps/web/values.yaml, tag: image.tag}
+    chart: {file: apps/web/Chart.yaml, version: "dependencies[name=web].version"}
+  api:
+    images:
+      api: {file: "envs/{env}/api.yaml", tag: image.tag, digest: image.digest, repository: image.repository}
+      migrate: {file: apps/api/values.yaml, tag: migrations.image.tag}
+    chart: {file: apps/api/hr.yaml, version: spec.chart.spec.version, doc: {kind: HelmRelease, name: api}}
+"""
+
+
+def test_loads_environments_apps_and_pins():
+    config = load_config(GOOD)
+    assert list(config.environments) == ["dev", "staging", "prod"]
+    prod = config.environments["prod"]
+    assert prod.branch == "env/prod"  # defaulted
+    assert prod.source == "staging"
+    assert prod.delivery == "pull-request"
+    assert prod.pull_request.labels == ("promotion",)
+    assert prod.pull_request.draft is True
+    assert config.environments["staging"].gate.soak == timedelta(minutes=30)
+    assert config.environments["dev"].gate.require == ("argocd/*",)
+    web = config.apps["web"]
+    assert web.images["web"].tag == ("image", "tag")
+    assert web.chart is not None
+    assert web.chart.version == ("dependencies", Selector("name", "web"), "version")
+    api = config.apps["api"]
+    assert api.images["api"].file == "envs/{env}/api.yaml"
+    assert api.images["api"].digest == ("image", "digest")
+    assert api.chart is not None and api.chart.doc is not None
+    assert api.chart.doc.kind == "HelmRelease"
+
+
+BAD = [
+    ("environments: [dev]\napps: {}", "line 1", "environments: expected a mapping"),
+    ("apps: {web: {images: {}}}", "line 1", "`environments:` is missing"),
+    ("environments: {dev: {}}", "line 1", "`apps:` is missing"),
+    (
+        "environments:\n  dev:\n    branch: env dev\napps: {}",
+        "line 3",
+        "environments.dev.branch: branch name 'env dev' contains a space",
+    ),
+    (
+        "environments:\n  dev:\n    branch: env/../x\napps: {}",
+        "line 3",
+        "environments.dev.branch",
+    ),
+    (
+        "environments:\n  dev:\n    brnch: env/dev\napps: {}",
+        "line 3",
+        "environments.dev.brnch: unknown key",
+    ),
+    ("environments:\n  dev:\n    from: qa\n", "line 3", "environments.dev.from: unknown environment"),
+    (
+        "environments:\n  a: {from: b}\n  b: {from: a}\n",
+        "line 2",
+        "`from` cycle a -> b -> a",
+    ),
+    (
+        "environments:\n  dev:\n    delivery: email\n",
+        "line 3",
+        "environments.dev.delivery: 'email' is not one of push, pull-request",
+    ),
+    (
+        "environments:\n  dev:\n    gate: {soak: soon}\n",
+        "line 3",
+        "environments.dev.gate.soak: 'soon' is not a duration",
+    ),
+    (
+        "environments:\n  dev:\n    pull_request: {draft: maybe}\n",
+        "line 3",
+        "environments.dev.pull_request.draft: expected true or false",
+    ),
+]
+
+APPS_BAD = [
+    ("  web: {}", "line 4", "apps.web: an app needs `images:` or `chart:`"),
+    (
+        "  web:\n    images:\n      web: {file: ../../etc/passwd, tag: image.tag}",
+        "line 6",
+        "apps.web.images.web.file: '../../etc/passwd' must not contain",
+    ),
+    (
+        "  web:\n    images:\n      web: {file: /etc/passwd, tag: image.tag}",
+        "line 6",
+        "must be a relative path",
+    ),
+    (
+        "  web:\n    images:\n      web: {file: .git/config, tag: image.tag}",
+        "line 6",
+        "points into .git",
+    ),
+    (
+        "  web:\n    images:\n      web: {file: 'envs/{stage}/v.yaml', tag: image.tag}",
+        "line 6",
+        "the only placeholder is {env}",
+    ),
+    (
+        "  web:\n    images:\n      web: {file: v.yaml, tag: 'image..tag'}",
+        "line 6",
+        "apps.web.images.web.tag:",
+    ),
+    (
+        "  web:\n    images:\n      web: {file: v.yaml, tag: 'images[name=web.tag'}",
+        "line 6",
+        "apps.web.images.web.tag:",
+    ),
+    ("  web:\n    images:\n      web: {file: v.yaml}", "line 6", "needs `tag:`"),
+    ("  web:\n    images:\n      web: {tag: image.tag}", "line 6", "file: missing"),
+    (
+        "  web:\n    images:\n      web: {file: v.yaml, tag: a, colour: blue}",
+        "line 6",
+        "apps.web.images.web.colour: unknown key",
+    ),
+    ("  web:\n    chart: {file: Chart.yaml}", "line 5", "apps.web.chart: needs `version:`"),
+    (
+        "  web:\n    chart: {file: c.yaml, version: v, doc: {index: -1}}",
+        "line 5",
+        "apps.web.chart.doc.index: expected a document number",
+    ),
+    ("  'we b':\n    chart: {file: c.yaml, version: v}", "line 4", "may hold only letters"),
+    ("  web:\n    images:\n      web: {file: 3, tag: t}", "line 6", "expected a non-empty string"),
+]
+
+HEAD = "environments:\n  dev: {}\napps:\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "message"),
+    BAD + [(HEAD + text, where, message) for text, where, message in APPS_BAD],
+)
+def test_refuses_bad_config_naming_key_path_and_line(text, where, message):
+    with pytest.raises(ConfigError) as caught:
+        load_config(text)
+    error = str(caught.value)
+    assert message in error
+    assert error.startswith(f"promoter.yaml {where}:" if where else "promoter.yaml:")
+    assert "\n" not in error
+
+
+def test_malformed_yaml_names_the_line():
+    with pytest.raises(ConfigError, match=r"promoter.yaml line 4: malformed YAML"):
+        load_config("environments:\n  dev: {}\n  bad: [unclosed\napps: {}\n")
+
+
+def test_duplicate_keys_are_refused():
+    with pytest.raises(ConfigError, match=r"line 3: duplicate key"):
+        load_config("environments:\n  dev: {}\n  dev: {}\napps: {}\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90), ("30s", 30), ("5m", 300), ("1h30m", 5400), ("2h", 7200), ("1m5s", 65)],
+)
+def test_durations(text, seconds):
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "5 minutes", "m", "-5s", "1.5h"])
+def test_bad_durations(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    "branch",
+    ["env dev", "env/../x", "-x", "x/", "x.lock", "a~b", "a^b", "a:b", "a?b", "a*b", "a[b", "@",
+     "a\\b", "a//b", "a/.b", "a@{b", ""],
+)  # fmt: skip
+def test_bad_branch_names(branch):
+    assert branch_problem(branch)
+
+
+@pytest.mark.parametrize("branch", ["env/dev", "main", "release/2024.1", "env/prod-eu_1"])
+def test_good_branch_names(branch):
+    assert branch_problem(branch) is None
+
+
+@pytest.mark.parametrize("path", ["apps/web/values.yaml", "envs/{env}/v.yaml", "Chart.yaml"])
+def test_good_files(path):
+    assert file_problem(path) is None

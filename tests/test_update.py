@@ -1,0 +1,281 @@
+"""`promoter update` over real git: a smart-HTTP server on 127.0.0.1 with token auth."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from promoter.commands.update import update
+from promoter.errors import RaceLost
+from promoter.gitrepo import RetryPolicy
+from promoter.options import Options
+from promoter.testing import TEST_TOKEN
+from promoter.testing.envrepo import commit_message, is_linear, log, rev_list_parents
+from tests.helpers import finish, run_cli, spawn
+
+CONFIG = """\
+environments:
+  dev: {branch: env/dev}
+  prod: {branch: env/prod, from: dev}
+apps:
+  web:
+    images:
+      web: {file: apps/web/values.yaml, tag: image.tag}
+    chart: {file: apps/web/Chart.yaml, version: "dependencies[name=web].version"}
+  api:
+    images:
+      api: {file: apps/api/values.yaml, tag: image.tag, digest: image.digest}
+"""
+
+WEB_VALUES = """\
+# web front end
+image:
+  repository: ghcr.io/acme/web
+  tag: "1.4.1"   # set by promoter
+replicas: 2
+"""
+
+WEB_CHART = """\
+apiVersion: v2
+name: web
+version: 1.0.0
+dependencies:
+- name: web
+  version: 0.3.0
+  repository: oci://ghcr.io/acme/charts
+"""
+
+API_VALUES = """\
+image:
+  tag: 2.0.0
+  digest: ""
+"""
+
+FILES = {
+    "promoter.yaml": CONFIG,
+    "apps/web/values.yaml": WEB_VALUES,
+    "apps/web/Chart.yaml": WEB_CHART,
+    "apps/api/values.yaml": API_VALUES,
+}
+
+
+@pytest.fixture
+def repo(env_repo):
+    return env_repo({"main": FILES, "env/dev": FILES, "env/prod": FILES})
+
+
+def cli(repo, *args):
+    return ("--repo", repo.url, "--token", TEST_TOKEN, *args)
+
+
+def diff_lines(repo, sha):
+    """The +/- lines of one commit's diff, without headers."""
+    import subprocess
+
+    out = subprocess.run(
+        ["git", "--git-dir", str(repo.path), "show", "--format=", "--unified=0", sha],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [
+        line
+        for line in out.splitlines()
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+
+
+def test_update_combines_images_and_chart_into_one_commit(repo, capsys):
+    before = repo.sha("env/dev")
+    run = run_cli(capsys, *cli(repo, "update", "dev", "--image", "web=1.4.2",
+                               "--image", "api=2.1.0", "--chart", "web=0.3.1"))  # fmt: skip
+    assert run.code == 0, run.err
+    tip = repo.sha("env/dev")
+    assert [parents for sha, parents in rev_list_parents(repo.path, "env/dev")][0] == (before,)
+    assert sorted(diff_lines(repo, tip)) == sorted(
+        [
+            '-  tag: "1.4.1"   # set by promoter',
+            '+  tag: "1.4.2"   # set by promoter',
+            "-  tag: 2.0.0",
+            "+  tag: 2.1.0",
+            "-  version: 0.3.0",
+            "+  version: 0.3.1",
+        ]
+    )
+    assert repo.sha("env/prod") == repo.shas["env/prod"]
+    assert "committed 3 changes" in run.out
+
+    again = run_cli(capsys, *cli(repo, "update", "dev", "--image", "web=1.4.2",
+                                 "--image", "api=2.1.0", "--chart", "web=0.3.1"))  # fmt: skip
+    assert again.code == 0
+    assert repo.sha("env/dev") == tip
+    assert "already up to date" in again.out
+
+
+def test_commit_message_carries_trailers_and_ci_identity(repo, capsys, monkeypatch):
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_ACTOR", "octocat")
+    monkeypatch.setenv("GITHUB_ACTOR_ID", "583231")
+    monkeypatch.setenv("GITHUB_SERVER_URL", "https://github.com")
+    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/web")
+    monkeypatch.setenv("GITHUB_RUN_ID", "42")
+    monkeypatch.setenv("GITHUB_SHA", "a" * 40)
+    run = run_cli(capsys, *cli(repo, "update", "dev", "--image", "web=1.4.2"))
+    assert run.code == 0, run.err
+    assert commit_message(repo.path, "refs/heads/env/dev") == (
+        "update(dev): web 1.4.2\n\n"
+        "Promoter-Environment: dev\n"
+        'Promoter-Change: web/web image.tag 1.4.1 -> 1.4.2\n'
+        f"Promoter-Source: acme/web@{'a' * 40}\n"
+        "Promoter-Pipeline: https://github.com/acme/web/actions/runs/42\n"
+        "Promoter-Actor: octocat"
+    )
+    import subprocess
+
+    who = subprocess.run(
+        ["git", "--git-dir", str(repo.path), "log", "-1", "--format=%an <%ae>|%cn <%ce>", "env/dev"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert who == (
+        "octocat <583231+octocat@users.noreply.github.com>|"
+        "octocat <583231+octocat@users.noreply.github.com>"
+    )
+
+
+def test_gitlab_identity_and_job_url(repo, capsys, monkeypatch):
+    monkeypatch.setenv("GITLAB_CI", "true")
+    monkeypatch.setenv("GITLAB_USER_LOGIN", "jdoe")
+    monkeypatch.setenv("GITLAB_USER_NAME", "Jane Doe")
+    monkeypatch.setenv("GITLAB_USER_EMAIL", "jane@example.com")
+    monkeypatch.setenv("CI_JOB_URL", "https://gitlab.example.com/acme/web/-/jobs/7")
+    run = run_cli(capsys, *cli(repo, "update", "dev", "--image", "web=1.4.2",
+                               "--message", "deploy web"))  # fmt: skip
+    assert run.code == 0, run.err
+    message = commit_message(repo.path, "refs/heads/env/dev")
+    assert message.startswith("deploy web\n\nPromoter-Environment: dev\n")
+    assert "Promoter-Pipeline: https://gitlab.example.com/acme/web/-/jobs/7" in message
+    assert "Promoter-Actor: jdoe" in message
+
+
+def test_dry_run_prints_plan_and_writes_nothing(repo, capsys):
+    run = run_cli(capsys, *cli(repo, "--dry-run", "update", "dev", "--image", "web=1.4.2",
+                               "--chart", "web=0.3.1"))  # fmt: skip
+    assert run.code == 0, run.err
+    assert repo.sha("env/dev") == repo.shas["env/dev"]
+    assert "would commit 2 changes (dry run, nothing written)" in run.out
+    assert "apps/web/values.yaml" in run.out and "1.4.1 -> 1.4.2" in run.out
+    assert "dependencies[name=web].version  0.3.0 -> 0.3.1" in run.out
+
+
+def test_json_output(repo, capsys):
+    run = run_cli(capsys, *cli(repo, "--output", "json", "update", "dev",
+                               "--image", "api=ghcr.io/acme/api:2.1.0@sha256:" + "ab" * 32))  # fmt: skip
+    assert run.code == 0, run.err
+    data = json.loads(run.out)
+    assert data["changed"] is True
+    assert data["commit"] == repo.sha("env/dev")
+    assert (data["environment"], data["branch"]) == ("dev", "env/dev")
+    assert [(c["key"], c["old"], c["new"]) for c in data["changes"]] == [
+        ("image.tag", "2.0.0", "2.1.0"),
+        ("image.digest", "", "sha256:" + "ab" * 32),
+    ]
+    nothing = json.loads(run_cli(capsys, *cli(repo, "--output", "json", "update", "dev",
+                                 "--image", "api=ghcr.io/acme/api:2.1.0@sha256:" + "ab" * 32)).out)  # fmt: skip
+    assert nothing["changed"] is False and nothing["commit"] is None
+
+
+def test_new_tag_without_digest_clears_a_pinned_digest(repo, capsys):
+    assert run_cli(capsys, *cli(repo, "update", "dev", "--image", "api=x/api:2.1.0@sha256:" + "cd" * 32)).code == 0  # fmt: skip
+    assert run_cli(capsys, *cli(repo, "update", "dev", "--image", "api=2.2.0")).code == 0
+    assert repo.read_file("env/dev", "apps/api/values.yaml") == 'image:\n  tag: 2.2.0\n  digest: ""\n'
+
+
+def _moving_clock(repo, files_by_call):
+    """A clock that, while promoter is between fetch and push, lands someone else's commit."""
+    calls = {"n": 0}
+
+    def now():
+        calls["n"] += 1
+        files = files_by_call(calls["n"])
+        if files:
+            repo.commit("env/dev", files, f"someone else {calls['n']}")
+        return datetime.now(UTC)
+
+    return now
+
+
+def test_lost_race_is_reapplied_on_the_new_tip(repo):
+    other = WEB_VALUES.replace("replicas: 2", "replicas: 3")
+    # The clock is read once per attempt, just before the commit: move the branch on the first.
+    now = _moving_clock(repo, lambda n: {"apps/web/values.yaml": other} if n == 1 else None)
+    result = update(
+        Options(repo=repo.url, token=TEST_TOKEN), "dev", images=["web=1.4.2"], now=now
+    )
+    assert result.attempts == 2
+    assert result.commit == repo.sha("env/dev")
+    text = repo.read_file("env/dev", "apps/web/values.yaml")
+    assert 'tag: "1.4.2"' in text and "replicas: 3" in text
+    assert log(repo.path, "env/dev")[:2] == ["update(dev): web 1.4.2", "someone else 1"]
+    assert is_linear(repo.path, "env/dev")
+
+
+def test_race_lost_after_all_retries_leaves_nothing(repo):
+    counter = iter(range(1000))
+    now = _moving_clock(repo, lambda n: {"noise.txt": f"{next(counter)}\n"})
+    with pytest.raises(RaceLost) as caught:
+        update(
+            Options(repo=repo.url, token=TEST_TOKEN),
+            "dev",
+            images=["web=1.4.2"],
+            policy=RetryPolicy(attempts=3, base=0.001, cap=0.01),
+            now=now,
+        )
+    assert caught.value.exit_code == 5
+    assert not any(subject.startswith("update(") for subject in log(repo.path, "env/dev"))
+
+
+def test_eight_concurrent_updates_all_land(env_repo):
+    apps = [f"app{i}" for i in range(8)]
+    config = "environments:\n  dev: {branch: env/dev}\napps:\n" + "".join(
+        f"  {a}:\n    images:\n      {a}: {{file: apps/{a}/values.yaml, tag: image.tag}}\n"
+        for a in apps
+    )
+    files = {"promoter.yaml": config} | {f"apps/{a}/values.yaml": "image:\n  tag: 1.0.0\n" for a in apps}
+    repo = env_repo({"main": files, "env/dev": files})
+    procs = [
+        spawn("--repo", repo.url, "update", "dev", "--image", f"{a}=2.0.0",
+              env={"PROMOTER_TOKEN": TEST_TOKEN})
+        for a in apps
+    ]  # fmt: skip
+    runs = [finish(proc) for proc in procs]
+    assert [run.code for run in runs] == [0] * 8, [run.err for run in runs]
+    for app in apps:
+        assert repo.read_file("env/dev", f"apps/{app}/values.yaml") == "image:\n  tag: 2.0.0\n"
+    assert len(log(repo.path, "env/dev")) == 9
+    assert is_linear(repo.path, "env/dev")
+
+
+def test_folder_per_environment_layout(env_repo, capsys):
+    config = (
+        "environments:\n  dev: {branch: main}\n  prod: {branch: main, from: dev}\n"
+        "apps:\n  web:\n    images:\n      web: {file: 'envs/{env}/web.yaml', tag: image.tag}\n"
+    )
+    files = {
+        "promoter.yaml": config,
+        "envs/dev/web.yaml": "image:\n  tag: 1.0.0\n",
+        "envs/prod/web.yaml": "image:\n  tag: 1.0.0\n",
+    }
+    repo = env_repo({"main": files})
+    assert run_cli(capsys, *cli(repo, "update", "prod", "--image", "web=1.1.0")).code == 0
+    assert repo.read_file("main", "envs/prod/web.yaml") == "image:\n  tag: 1.1.0\n"
+    assert repo.read_file("main", "envs/dev/web.yaml") == "image:\n  tag: 1.0.0\n"
+
+
+def test_config_from_local_file(repo, capsys, tmp_path):
+    local = tmp_path / "promoter.yaml"
+    local.write_text(CONFIG.replace("dev: {branch: env/dev}", "dev: {branch: env/prod}"))
+    run = run_cli(capsys, *cli(repo, "--config", str(local), "update", "dev", "--image", "web=9.9.9"))
+    assert run.code == 0, run.err
+    assert 'tag: "9.9.9"' in repo.read_file("env/prod", "apps/web/values.yaml")
