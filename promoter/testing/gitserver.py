@@ -1,0 +1,607 @@
+"""A smart-HTTP git server for tests and the sandbox: git's own http-backend behind token auth.
+
+Each request runs `git http-backend` as a CGI subprocess, so clone, blobless fetch, protocol v2
+and push behave exactly as against a real forge; this module only does HTTP framing (chunked
+request bodies, chunked responses, keep-alive), authentication and fault injection.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hmac
+import io
+import os
+import re
+import socket
+import socketserver
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+from urllib.parse import unquote, urlsplit
+
+from promoter.testing.envrepo import git_env
+
+_BLOCK = 64 * 1024
+_REALM = "promoter-test"
+_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")
+
+# Written into every repo the server creates. Filters and any-SHA wants are what a blobless
+# partial clone and its lazy blob fetches need; receivepack is on explicitly because
+# http-backend otherwise enables push only when it trusts REMOTE_USER.
+_REPO_CONFIG = """\
+[uploadpack]
+\tallowFilter = true
+\tallowAnySHA1InWant = true
+[http]
+\treceivepack = true
+[receive]
+\tdenyDeletes = false
+"""
+
+
+def basic_auth_header(token: str, username: str = "x-access-token") -> str:
+    """The `Authorization` header value git would send for username:token."""
+    raw = f"{username}:{token}".encode()
+    return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def auth_config_env(token: str, username: str = "x-access-token") -> dict[str, str]:
+    """Environment that makes every git process (and its lazy-fetch children) send the token.
+
+    Uses GIT_CONFIG_COUNT rather than `-c http.extraHeader=...` so the token stays out of argv,
+    where ps and failing-test reports would show it.
+    """
+    return {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "http.extraHeader",
+        "GIT_CONFIG_VALUE_0": "Authorization: " + basic_auth_header(token, username),
+    }
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request as the server saw it; never holds credentials."""
+
+    method: str
+    path: str
+    status: int
+    user: str | None
+    git_protocol: str | None
+    content_encoding: str | None
+    chunked: bool
+    seconds: float
+    stderr: str = ""
+
+
+class GitHttpServer:
+    """Serves every bare repo under `root` at http://host:port/<name>.git with token auth."""
+
+    def __init__(self, root: Path, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        if not token:
+            raise ValueError("token must not be empty")
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.token = token
+        self.host = host
+        self.port = port
+        self.request_log: list[tuple[str, str, int]] = []
+        self.requests: list[RequestRecord] = []
+        # Unexpected handler exceptions; the server never prints, so tests can assert on this.
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self._fail_remaining = 0
+        self._fail_status = 503
+        self._latency = 0.0
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._connections: dict[socket.socket, threading.Thread] = {}
+        self._procs: set[subprocess.Popen[bytes]] = set()
+        # Snapshot now: handler threads must not iterate os.environ while tests monkeypatch it.
+        self._cgi_base_env = {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "HOME": str(self.root),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_PROJECT_ROOT": str(self.root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "GATEWAY_INTERFACE": "CGI/1.1",
+            "SERVER_SOFTWARE": "promoter-testing",
+        }
+
+    # lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._server is not None:
+            raise RuntimeError("server already started")
+        self._stopping = False
+        server = _Server((self.host, self.port), self)
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"git-http-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        self._stopping = True
+        server.shutdown()
+        server.server_close()
+        thread.join()
+        with self._lock:
+            procs = list(self._procs)
+            conns = dict(self._connections)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        # Idle keep-alive connections would otherwise keep their handler threads blocked.
+        for sock in conns:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for handler_thread in conns.values():
+            handler_thread.join(timeout=10)
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> GitHttpServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("server not started")
+        return f"http://{self.host}:{self.port}"
+
+    # repos ---------------------------------------------------------------------------------
+
+    def repo_path(self, name: str) -> Path:
+        return self.root / f"{_check_name(name)}.git"
+
+    def repo_url(self, name: str) -> str:
+        return f"{self.url}/{_check_name(name)}.git"
+
+    def create_repo(self, name: str, default_branch: str = "main") -> Path:
+        path = self.repo_path(name)
+        if path.exists():
+            raise FileExistsError(f"repo {name!r} already exists at {path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(
+            ["git", "init", "--quiet", "--bare", f"--initial-branch={default_branch}", str(path)],
+            capture_output=True,
+            env=git_env(),
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"git init {path} failed: {proc.stderr.decode(errors='replace')}")
+        with (path / "config").open("a", encoding="utf-8") as config:
+            config.write(_REPO_CONFIG)
+        return path
+
+    # fault injection -----------------------------------------------------------------------
+
+    def fail_next(self, n: int, status: int = 503) -> None:
+        """Answer the next n requests (of any kind, before auth) with `status`."""
+        with self._lock:
+            self._fail_remaining = n
+            self._fail_status = status
+
+    def set_latency(self, seconds: float) -> None:
+        """Delay every request by `seconds` before anything else happens."""
+        self._latency = max(0.0, seconds)
+
+    # used by the handler -------------------------------------------------------------------
+
+    def _take_fault(self) -> int | None:
+        with self._lock:
+            if self._fail_remaining <= 0:
+                return None
+            self._fail_remaining -= 1
+            return self._fail_status
+
+    def _record(self, record: RequestRecord) -> None:
+        with self._lock:
+            self.requests.append(record)
+            self.request_log.append((record.method, record.path, record.status))
+
+    def _check_token(self, candidate: str) -> bool:
+        return hmac.compare_digest(candidate.encode("utf-8"), self.token.encode("utf-8"))
+
+
+def _check_name(name: str) -> str:
+    name = name.removesuffix(".git")
+    parts = name.split("/")
+    if not _NAME_RE.fullmatch(name) or any(p in (".", "..") or p.endswith(".git") for p in parts):
+        raise ValueError(f"invalid repo name: {name!r}")
+    return name
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+    # The default backlog of 5 drops SYNs when dozens of git clients connect at once, and a
+    # dropped SYN costs a full second of retransmit delay.
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], owner: GitHttpServer) -> None:
+        self.owner = owner
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn), slow on some sandboxes.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self._serve_connection,
+            args=(request, client_address),
+            name=f"git-http-{self.server_address[1]}-conn-{client_address[1]}",
+            daemon=True,
+        )
+        with self.owner._lock:
+            self.owner._connections[request] = thread
+        thread.start()
+
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self.owner._lock:
+                self.owner._connections.pop(request, None)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if self.owner._stopping or isinstance(exc, ConnectionError | TimeoutError):
+            return
+        with self.owner._lock:
+            self.owner.errors.append("".join(traceback.format_exc()))
+
+
+class _BodyReader:
+    """Reads the request body off the socket, decoding chunked transfer encoding."""
+
+    def __init__(self, rfile: io.BufferedIOBase, chunked: bool, length: int) -> None:
+        self._rfile = rfile
+        self._chunked = chunked
+        self._left = length  # bytes left in the current chunk (or the whole fixed body)
+        self._done = not chunked and length == 0
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def read(self) -> bytes:
+        """Next piece of the body; b"" at its end. Raises ConnectionError if cut short."""
+        if self._done:
+            return b""
+        if self._chunked and self._left == 0:
+            self._left = self._next_chunk_size()
+            if self._left == 0:
+                self._read_trailers()
+                self._done = True
+                return b""
+        data = self._rfile.read(min(self._left, _BLOCK))
+        if not data:
+            raise ConnectionError("client closed the connection mid-body")
+        self._left -= len(data)
+        if self._left == 0:
+            if self._chunked:
+                if self._rfile.readline(3) not in (b"\r\n", b"\n"):
+                    raise ConnectionError("malformed chunked body")
+            else:
+                self._done = True
+        return data
+
+    def _next_chunk_size(self) -> int:
+        line = self._rfile.readline(1024)
+        if not line:
+            raise ConnectionError("client closed the connection mid-body")
+        try:
+            return int(line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise ConnectionError(f"malformed chunk size line {line[:40]!r}") from None
+
+    def _read_trailers(self) -> None:
+        while True:
+            line = self._rfile.readline(8192)
+            if line in (b"\r\n", b"\n", b""):
+                return
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+    # Idle keep-alive connections are dropped after this; stop() does not wait for it.
+    timeout = 120
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_HEAD(self) -> None:
+        self._handle()
+
+    # -----------------------------------------------------------------------------------------
+
+    def _handle(self) -> None:
+        owner = self.server.owner
+        started = time.monotonic()
+        status = 500
+        user: str | None = None
+        stderr = ""
+        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        try:
+            if owner._stopping:
+                # A keep-alive connection can still send requests while stop() runs.
+                status = 503
+                self.close_connection = True
+                self._send_plain(status, "server stopping\n")
+                return
+            if owner._latency:
+                time.sleep(owner._latency)
+            fault = owner._take_fault()
+            if fault is not None:
+                status = fault
+                self._send_plain(status, f"injected fault {status}\n")
+                return
+            user = self._authenticate()
+            if user is None:
+                status = 401
+                self._send_plain(
+                    401,
+                    "authentication required\n",
+                    {"WWW-Authenticate": f'Basic realm="{_REALM}"'},
+                )
+                return
+            status, stderr = self._run_cgi(user, chunked)
+        finally:
+            owner._record(
+                RequestRecord(
+                    method=self.command,
+                    path=self.path,
+                    status=status,
+                    user=user,
+                    git_protocol=self.headers.get("Git-Protocol"),
+                    content_encoding=self.headers.get("Content-Encoding"),
+                    chunked=chunked,
+                    seconds=time.monotonic() - started,
+                    stderr=stderr,
+                )
+            )
+
+    def _authenticate(self) -> str | None:
+        """The user name for a valid token, else None. Basic password or Bearer value."""
+        owner = self.server.owner
+        scheme, _, value = self.headers.get("Authorization", "").strip().partition(" ")
+        value = value.strip()
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(value, validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError):
+                return None
+            username, sep, password = decoded.partition(":")
+            if sep and owner._check_token(password):
+                return username or "x-access-token"
+        elif scheme.lower() == "bearer" and value and owner._check_token(value):
+            return "bearer"
+        return None
+
+    def _has_body(self) -> bool:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return True
+        return self._content_length() > 0
+
+    def _content_length(self) -> int:
+        try:
+            return max(0, int(self.headers.get("Content-Length", "0")))
+        except ValueError:
+            return 0
+
+    def _send_plain(self, status: int, text: str, headers: Mapping[str, str] | None = None) -> None:
+        body = text.encode()
+        # An unread request body would be parsed as the next request on this connection.
+        if self._has_body():
+            self.close_connection = True
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _cgi_env(self, user: str, chunked: bool) -> dict[str, str]:
+        owner = self.server.owner
+        url = urlsplit(self.path)
+        env = dict(owner._cgi_base_env)
+        env.update(
+            REQUEST_METHOD=self.command,
+            PATH_INFO=unquote(url.path),
+            QUERY_STRING=url.query,
+            REMOTE_USER=user,
+            REMOTE_ADDR=str(self.client_address[0]),
+            SERVER_NAME=owner.host,
+            SERVER_PORT=str(owner.port),
+            SERVER_PROTOCOL=self.request_version,
+        )
+        # With no CONTENT_LENGTH, http-backend reads the body until EOF, which is exactly
+        # what a decoded chunked body is.
+        if not chunked and self.headers.get("Content-Length") is not None:
+            env["CONTENT_LENGTH"] = str(self._content_length())
+        for header, var in (
+            ("Content-Type", "CONTENT_TYPE"),
+            ("Content-Encoding", "HTTP_CONTENT_ENCODING"),  # gzip: http-backend inflates
+            ("Git-Protocol", "HTTP_GIT_PROTOCOL"),  # "version=2"
+            # Older http-backends only read GIT_PROTOCOL (git's docs set it via SetEnvIf).
+            ("Git-Protocol", "GIT_PROTOCOL"),
+            ("Accept", "HTTP_ACCEPT"),
+            ("User-Agent", "HTTP_USER_AGENT"),
+        ):
+            value = self.headers.get(header)
+            if value is not None:
+                env[var] = value
+        return env
+
+    def _run_cgi(self, user: str, chunked: bool) -> tuple[int, str]:
+        owner = self.server.owner
+        has_body = self._has_body()
+        body = _BodyReader(self.rfile, chunked, 0 if chunked else self._content_length())
+        with tempfile.TemporaryFile() as errfile:
+            proc = subprocess.Popen(
+                ["git", "http-backend"],
+                stdin=subprocess.PIPE if has_body else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=errfile,
+                env=self._cgi_env(user, chunked),
+                cwd=owner.root,
+            )
+            with owner._lock:
+                owner._procs.add(proc)
+            feeder: threading.Thread | None = None
+            try:
+                if proc.stdin is not None:
+                    # A separate writer keeps a CGI that answers before reading everything (an
+                    # error, a 404) from deadlocking against a client still sending.
+                    feeder = threading.Thread(
+                        target=_feed,
+                        args=(body, proc.stdin),
+                        name=f"git-http-{owner.port}-feed",
+                        daemon=True,
+                    )
+                    feeder.start()
+                assert proc.stdout is not None
+                status = self._relay(proc.stdout)
+            finally:
+                if feeder is not None:
+                    feeder.join(timeout=0.5)
+                    if feeder.is_alive():
+                        # The client still holds body bytes the CGI never wanted; unblock the
+                        # reader and drop the connection since its framing is now lost.
+                        self.close_connection = True
+                        with contextlib.suppress(OSError):
+                            self.connection.shutdown(socket.SHUT_RD)
+                        if proc.poll() is None:
+                            proc.kill()
+                        feeder.join()
+                if has_body and not body.done:
+                    self.close_connection = True
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+                if proc.stdout is not None:
+                    proc.stdout.close()
+                with owner._lock:
+                    owner._procs.discard(proc)
+            errfile.seek(0)
+            stderr = errfile.read(16384).decode("utf-8", "replace")
+        return status, stderr
+
+    def _relay(self, out: IO[bytes]) -> int:
+        """Turn the CGI's header block into a status line, then stream its body."""
+        status, reason = 200, "OK"
+        headers: list[tuple[str, str]] = []
+        while True:
+            line = out.readline(65536)
+            if not line:
+                self._send_plain(502, "git http-backend ended without a response\n")
+                return 502
+            line = line.rstrip(b"\r\n")
+            if not line:
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            value = value.strip()
+            if name.lower() == "status":
+                code, _, reason = value.partition(" ")
+                try:
+                    status = int(code)
+                except ValueError:
+                    self._send_plain(502, f"bad CGI status line {value!r}\n")
+                    return 502
+            elif name.lower() not in ("transfer-encoding", "connection"):
+                headers.append((name, value))
+
+        has_length = any(name.lower() == "content-length" for name, _ in headers)
+        # HTTP/1.0 clients cannot take chunked responses: end the body by closing instead.
+        use_chunked = not has_length and self.request_version != "HTTP/1.0"
+        if not has_length and not use_chunked:
+            self.close_connection = True
+        self.send_response(status, reason or None)
+        for name, value in headers:
+            self.send_header(name, value)
+        if use_chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+
+        read1 = getattr(out, "read1", out.read)
+        while True:
+            data = read1(_BLOCK)
+            if not data:
+                break
+            if self.command == "HEAD":
+                continue
+            if use_chunked:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            else:
+                self.wfile.write(data)
+        if use_chunked and self.command != "HEAD":
+            self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+        return status
+
+
+def _feed(body: _BodyReader, stdin: IO[bytes]) -> None:
+    try:
+        while True:
+            data = body.read()
+            if not data:
+                break
+            stdin.write(data)
+            # Forward each piece now: the CGI may be waiting on it while we wait on the client.
+            stdin.flush()
+    except (OSError, ValueError):
+        # Broken pipe (CGI stopped reading) or a client that went away: the relay side sees
+        # the consequences and closes the connection; nothing useful to add here.
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            stdin.close()
