@@ -232,6 +232,11 @@ class GitRepo:
                 network=True,
             )  # fmt: skip
         except GitError as err:
+            if "couldn't find remote ref" in str(err) and ref == "HEAD":
+                raise UsageError(
+                    f"the default branch (HEAD) of {self.remote.url} has no commits: push "
+                    "promoter.yaml to it, or pass --config PATH"
+                ) from None
             if "couldn't find remote ref" in str(err):
                 raise UsageError(
                     f"branch {ref!r} does not exist in {self.remote.url}: create it, "

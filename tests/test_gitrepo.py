@@ -1,0 +1,130 @@
+"""The git transport: what it fetches, where the token goes, which remotes work."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+
+import pytest
+
+from promoter.errors import GitError, UsageError
+from promoter.gitrepo import GitRepo, Identity, Remote
+from promoter.testing import TEST_TOKEN
+from promoter.testing.envrepo import git_env, seed_repo
+from tests.helpers import run_cli
+
+FILES = {
+    "promoter.yaml": "environments: {dev: {}}\napps:\n  web:\n    images:\n"
+    "      web: {file: apps/web/values.yaml, tag: image.tag}\n",
+    "apps/web/values.yaml": "image:\n  tag: 1.0.0\n",
+    **{f"apps/other{i}/values.yaml": f"image:\n  tag: {i}.9.9\n" for i in range(50)},
+}
+
+
+def _git(repo: GitRepo, *args: str) -> str:
+    return subprocess.run(
+        ["git", "--git-dir", str(repo.path), *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_fetch_is_shallow_blobless_and_reads_only_needed_blobs(env_repo, tmp_path):
+    repo = env_repo({"env/dev": FILES})
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    tip = scratch.fetch("env/dev")
+    assert tip == repo.shas["env/dev"]
+    assert _git(scratch, "rev-parse", "--is-shallow-repository").strip() == "true"
+    contents = scratch.read_files(tip, ["apps/web/values.yaml", "apps/none.yaml"])
+    assert contents == {"apps/web/values.yaml": b"image:\n  tag: 1.0.0\n", "apps/none.yaml": None}
+    objects = _git(scratch, "rev-list", "--objects", "--missing=print", tip).splitlines()
+    missing = [line for line in objects if line.startswith("?")]
+    assert len(missing) == len(FILES) - 1  # every blob but the one we read
+
+
+def test_blobs_of_a_plan_arrive_in_one_fetch(env_repo, git_server, tmp_path):
+    repo = env_repo({"env/dev": FILES})
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    tip = scratch.fetch("env/dev")
+    before = len(git_server.requests)
+    paths = [f"apps/other{i}/values.yaml" for i in range(10)]
+    contents = scratch.read_files(tip, paths)
+    assert all(contents[p] for p in paths)
+    fetches = [r for r in git_server.requests[before:] if r.method == "POST"]
+    assert len(fetches) == 1, fetches
+
+
+def test_token_is_never_written_to_the_scratch_repo(env_repo, tmp_path):
+    repo = env_repo({"env/dev": FILES})
+    url_with_token = repo.url.replace("http://", f"http://x-access-token:{TEST_TOKEN}@")
+    scratch = GitRepo(Remote.parse(url_with_token), tmp_path / "scratch.git")
+    tip = scratch.fetch("env/dev")
+    sha = scratch.commit(tip, {"a.txt": b"x\n"}, "m\n", Identity("a", "a@b"), Identity("a", "a@b"))
+    assert scratch.push(sha, "env/dev")
+    for root, _, files in os.walk(scratch.path):
+        for name in files:
+            data = open(os.path.join(root, name), "rb").read()
+            assert TEST_TOKEN.encode() not in data, os.path.join(root, name)
+    assert scratch.remote.url == repo.url
+
+
+def test_remote_parse_lifts_credentials_out_of_urls():
+    remote = Remote.parse(f"https://oauth2:{TEST_TOKEN}@gitlab.example.com/acme/envs.git")
+    assert remote.url == "https://gitlab.example.com/acme/envs.git"
+    assert (remote.username, remote.token) == ("oauth2", TEST_TOKEN)
+    bare = Remote.parse(f"https://{TEST_TOKEN}@github.com/acme/envs.git")
+    assert (bare.url, bare.token) == ("https://github.com/acme/envs.git", TEST_TOKEN)
+    assert TEST_TOKEN not in repr(remote)
+    assert Remote.parse("git@github.com:acme/envs.git").url == "git@github.com:acme/envs.git"
+    assert Remote.parse("git@github.com:acme/envs.git").host == "github.com"
+    with pytest.raises(UsageError):
+        Remote.parse("ftp://example.com/envs.git")
+
+
+def test_git_error_text_is_scrubbed(tmp_path):
+    # git echoes what it was given; the token must not survive into our message.
+    remote = Remote.parse(f"http://x-access-token:{TEST_TOKEN}@127.0.0.1:9/{TEST_TOKEN}.git")
+    scratch = GitRepo(remote, tmp_path / "scratch.git")
+    with pytest.raises(GitError) as caught:
+        scratch.fetch("env/dev")
+    assert TEST_TOKEN not in str(caught.value)
+    assert "***" in str(caught.value) or "cannot reach" in str(caught.value)
+
+
+def test_never_pushes_an_empty_or_bogus_sha(env_repo, tmp_path):
+    repo = env_repo({"env/dev": FILES})
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    for bogus in ("", "HEAD", "refs/heads/main", "1234"):
+        with pytest.raises(GitError, match="refusing to push"):
+            scratch.push(bogus, "env/dev")
+    assert repo.sha("env/dev") == repo.shas["env/dev"]
+
+
+def _bare_with(tmp_path, files):
+    bare = tmp_path / "envs.git"
+    subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(bare)],
+                   check=True, env=git_env())  # fmt: skip
+    seed_repo(bare, {"main": files, "env/dev": files})
+    return bare
+
+
+def test_update_a_repo_given_as_a_local_path(tmp_path, capsys):
+    bare = _bare_with(tmp_path, FILES)
+    run = run_cli(capsys, "--repo", str(bare), "update", "dev", "--image", "web=1.1.0")
+    assert run.code == 0, run.err
+    show = ["git", "--git-dir", str(bare), "show", "env/dev:apps/web/values.yaml"]
+    assert subprocess.run(show, capture_output=True, text=True).stdout == "image:\n  tag: 1.1.0\n"
+
+
+def test_update_over_ssh(tmp_path, capsys, monkeypatch):
+    # A stand-in for ssh that runs the remote command locally: git's ssh transport end to end.
+    bare = _bare_with(tmp_path, FILES)
+    fake_ssh = tmp_path / "fake-ssh"
+    fake_ssh.write_text('#!/bin/sh\nshift\nexec sh -c "$1"\n')
+    fake_ssh.chmod(fake_ssh.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("GIT_SSH_COMMAND", str(fake_ssh))
+    monkeypatch.setenv("GIT_SSH_VARIANT", "simple")
+    run = run_cli(capsys, "--repo", f"ssh://git@envs.example{bare}", "update", "dev",
+                  "--image", "web=1.2.0")  # fmt: skip
+    assert run.code == 0, run.err
+    show = ["git", "--git-dir", str(bare), "show", "env/dev:apps/web/values.yaml"]
+    assert subprocess.run(show, capture_output=True, text=True).stdout == "image:\n  tag: 1.2.0\n"
