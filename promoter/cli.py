@@ -38,7 +38,7 @@ from promoter.options import Options
 )
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
 @click.pass_context
-def cli(ctx: click.Context, **options: Any) -> None:
+def cli(ctx: click.Context, /, **options: Any) -> None:
     """promoter: pin versions on GitOps environment branches and promote them through gates."""
     ctx.obj = Options(**options)
 
@@ -53,7 +53,7 @@ def cli(ctx: click.Context, **options: Any) -> None:
 @click.option("--source-commit", metavar="SHA", help="Commit of the app repo that was built.")
 @click.option("--source-url", metavar="URL", help="Link to the build or source.")
 @click.pass_obj
-def update(options: Options, environment: str, **kwargs: Any) -> None:
+def update(options: Options, /, environment: str, **kwargs: Any) -> None:
     """Pin image tags and chart versions on ENVIRONMENT's branch in one commit."""
     from promoter.commands.update import update as run_update
     from promoter.report import render_update

@@ -20,7 +20,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, BinaryIO
 
 from promoter.errors import GitError, RaceLost, UsageError, register_secret, scrub
 
@@ -167,7 +167,7 @@ class GitRepo:
         if not cwd_ok:
             self.path.mkdir(parents=True, exist_ok=True)
         with contextlib.ExitStack() as stack:
-            istream: IO[bytes] | None = None
+            istream: BinaryIO | None = None
             if stdin is not None:
                 # GitPython hands stdin to Popen as a file, so spool it to one.
                 istream = stack.enter_context(tempfile.TemporaryFile(dir=self.path))

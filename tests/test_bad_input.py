@@ -97,10 +97,11 @@ def _check(run, code, text, repo, before):
 @pytest.mark.parametrize(("global_args", "args", "code", "text"), CASES)
 def test_bad_flags_and_pins(repo, capsys, global_args, args, code, text):
     before = list_branches(repo.path)
-    run = run_cli(capsys, "--repo", repo.url, "--token", TEST_TOKEN, *global_args,
-                  "update", "dev", *args)  # fmt: skip
+    run = run_cli(
+        capsys, "--repo", repo.url, "--token", TEST_TOKEN, *global_args, "update", "dev", *args
+    )
     _check(run, code, text, repo, before)
-    if not text == "xml":  # click's own usage errors print a usage block first
+    if text != "xml":  # click's own usage errors print a usage block first
         assert run.err.count("\n") == 1, run.err
 
 
@@ -125,29 +126,41 @@ def test_bad_promoter_yaml_in_the_repo(env_repo, capsys, config, text):
         files["promoter.yaml"] = config
     repo = env_repo({"main": files, "env/dev": files})
     before = list_branches(repo.path)
-    run = run_cli(capsys, "--repo", repo.url, "--token", TEST_TOKEN, "update", "dev",
-                  "--image", "web=2.0")  # fmt: skip
+    run = run_cli(
+        capsys, "--repo", repo.url, "--token", TEST_TOKEN, "update", "dev", "--image", "web=2.0"
+    )
     _check(run, 2, text, repo, before)
 
 
 def test_unknown_environment(repo, capsys):
     before = list_branches(repo.path)
-    run = run_cli(capsys, "--repo", repo.url, "--token", TEST_TOKEN, "update", "qa",
-                  "--image", "web=2.0")  # fmt: skip
+    run = run_cli(
+        capsys, "--repo", repo.url, "--token", TEST_TOKEN, "update", "qa", "--image", "web=2.0"
+    )
     _check(run, 2, "unknown environment 'qa' (promoter.yaml defines: dev)", repo, before)
 
 
 def test_branch_missing_on_the_remote(env_repo, capsys):
     repo = env_repo({"main": FILES})
-    run = run_cli(capsys, "--repo", repo.url, "--token", TEST_TOKEN, "update", "dev",
-                  "--image", "web=2.0")  # fmt: skip
+    run = run_cli(
+        capsys, "--repo", repo.url, "--token", TEST_TOKEN, "update", "dev", "--image", "web=2.0"
+    )
     _check(run, 2, "branch 'env/dev' does not exist", repo, {"main": repo.shas["main"]})
 
 
 def test_wrong_token_is_an_auth_failure(repo, capsys):
     before = list_branches(repo.path)
-    run = run_cli(capsys, "--repo", repo.url, "--token", "wrong-" + TEST_TOKEN, "update", "dev",
-                  "--image", "web=2.0")  # fmt: skip
+    run = run_cli(
+        capsys,
+        "--repo",
+        repo.url,
+        "--token",
+        "wrong-" + TEST_TOKEN,
+        "update",
+        "dev",
+        "--image",
+        "web=2.0",
+    )
     _check(run, 1, "authentication failed for 127.0.0.1", repo, before)
     assert "wrong-" not in run.output
 
@@ -164,14 +177,15 @@ def test_unreachable_repo(capsys):
     url = f"http://x-access-token:{TEST_TOKEN}@127.0.0.1:{port}/acme/envs.git"
     run = run_cli(capsys, "--repo", url, "update", "dev", "--image", "web=2.0")
     assert run.code == 1
-    assert f"cannot reach 127.0.0.1" in run.err
+    assert "cannot reach 127.0.0.1" in run.err
     assert run.err.count("\n") == 1
 
 
 def test_repo_not_found(git_server, capsys):
     url = git_server.repo_url("acme/no-such-repo")
-    run = run_cli(capsys, "--repo", url, "--token", TEST_TOKEN, "update", "dev",
-                  "--image", "web=2.0")  # fmt: skip
+    run = run_cli(
+        capsys, "--repo", url, "--token", TEST_TOKEN, "update", "dev", "--image", "web=2.0"
+    )
     assert run.code == 1
     assert "not found" in run.err
 

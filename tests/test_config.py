@@ -77,7 +77,11 @@ BAD = [
         "line 3",
         "environments.dev.brnch: unknown key",
     ),
-    ("environments:\n  dev:\n    from: qa\n", "line 3", "environments.dev.from: unknown environment"),
+    (
+        "environments:\n  dev:\n    from: qa\n",
+        "line 3",
+        "environments.dev.from: unknown environment",
+    ),
     (
         "environments:\n  a: {from: b}\n  b: {from: a}\n",
         "line 2",
@@ -191,9 +195,26 @@ def test_bad_durations(text):
 
 @pytest.mark.parametrize(
     "branch",
-    ["env dev", "env/../x", "-x", "x/", "x.lock", "a~b", "a^b", "a:b", "a?b", "a*b", "a[b", "@",
-     "a\\b", "a//b", "a/.b", "a@{b", ""],
-)  # fmt: skip
+    [
+        "env dev",
+        "env/../x",
+        "-x",
+        "x/",
+        "x.lock",
+        "a~b",
+        "a^b",
+        "a:b",
+        "a?b",
+        "a*b",
+        "a[b",
+        "@",
+        "a\\b",
+        "a//b",
+        "a/.b",
+        "a@{b",
+        "",
+    ],
+)
 def test_bad_branch_names(branch):
     assert branch_problem(branch)
 

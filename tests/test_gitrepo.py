@@ -62,8 +62,9 @@ def test_token_is_never_written_to_the_scratch_repo(env_repo, tmp_path):
     assert scratch.push(sha, "env/dev")
     for root, _, files in os.walk(scratch.path):
         for name in files:
-            data = open(os.path.join(root, name), "rb").read()
-            assert TEST_TOKEN.encode() not in data, os.path.join(root, name)
+            path = os.path.join(root, name)
+            with open(path, "rb") as file:
+                assert TEST_TOKEN.encode() not in file.read(), path
     assert scratch.remote.url == repo.url
 
 
@@ -101,8 +102,11 @@ def test_never_pushes_an_empty_or_bogus_sha(env_repo, tmp_path):
 
 def _bare_with(tmp_path, files):
     bare = tmp_path / "envs.git"
-    subprocess.run(["git", "init", "-q", "--bare", "--initial-branch=main", str(bare)],
-                   check=True, env=git_env())  # fmt: skip
+    subprocess.run(
+        ["git", "init", "-q", "--bare", "--initial-branch=main", str(bare)],
+        check=True,
+        env=git_env(),
+    )
     seed_repo(bare, {"main": files, "env/dev": files})
     return bare
 
@@ -123,8 +127,9 @@ def test_update_over_ssh(tmp_path, capsys, monkeypatch):
     fake_ssh.chmod(fake_ssh.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("GIT_SSH_COMMAND", str(fake_ssh))
     monkeypatch.setenv("GIT_SSH_VARIANT", "simple")
-    run = run_cli(capsys, "--repo", f"ssh://git@envs.example{bare}", "update", "dev",
-                  "--image", "web=1.2.0")  # fmt: skip
+    run = run_cli(
+        capsys, "--repo", f"ssh://git@envs.example{bare}", "update", "dev", "--image", "web=1.2.0"
+    )
     assert run.code == 0, run.err
     show = ["git", "--git-dir", str(bare), "show", "env/dev:apps/web/values.yaml"]
     assert subprocess.run(show, capture_output=True, text=True).stdout == "image:\n  tag: 1.2.0\n"

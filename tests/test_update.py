@@ -89,11 +89,23 @@ def diff_lines(repo, sha):
 
 def test_update_combines_images_and_chart_into_one_commit(repo, capsys):
     before = repo.sha("env/dev")
-    run = run_cli(capsys, *cli(repo, "update", "dev", "--image", "web=1.4.2",
-                               "--image", "api=2.1.0", "--chart", "web=0.3.1"))  # fmt: skip
+    run = run_cli(
+        capsys,
+        *cli(
+            repo,
+            "update",
+            "dev",
+            "--image",
+            "web=1.4.2",
+            "--image",
+            "api=2.1.0",
+            "--chart",
+            "web=0.3.1",
+        ),
+    )
     assert run.code == 0, run.err
     tip = repo.sha("env/dev")
-    assert [parents for sha, parents in rev_list_parents(repo.path, "env/dev")][0] == (before,)
+    assert rev_list_parents(repo.path, "env/dev")[0][1] == (before,)
     assert sorted(diff_lines(repo, tip)) == sorted(
         [
             '-  tag: "1.4.1"   # set by promoter',
@@ -107,8 +119,20 @@ def test_update_combines_images_and_chart_into_one_commit(repo, capsys):
     assert repo.sha("env/prod") == repo.shas["env/prod"]
     assert "committed 3 changes" in run.out
 
-    again = run_cli(capsys, *cli(repo, "update", "dev", "--image", "web=1.4.2",
-                                 "--image", "api=2.1.0", "--chart", "web=0.3.1"))  # fmt: skip
+    again = run_cli(
+        capsys,
+        *cli(
+            repo,
+            "update",
+            "dev",
+            "--image",
+            "web=1.4.2",
+            "--image",
+            "api=2.1.0",
+            "--chart",
+            "web=0.3.1",
+        ),
+    )
     assert again.code == 0
     assert repo.sha("env/dev") == tip
     assert "already up to date" in again.out
@@ -127,7 +151,7 @@ def test_commit_message_carries_trailers_and_ci_identity(repo, capsys, monkeypat
     assert commit_message(repo.path, "refs/heads/env/dev") == (
         "update(dev): web 1.4.2\n\n"
         "Promoter-Environment: dev\n"
-        'Promoter-Change: web/web image.tag 1.4.1 -> 1.4.2\n'
+        "Promoter-Change: web/web image.tag 1.4.1 -> 1.4.2\n"
         f"Promoter-Source: acme/web@{'a' * 40}\n"
         "Promoter-Pipeline: https://github.com/acme/web/actions/runs/42\n"
         "Promoter-Actor: octocat"
@@ -135,9 +159,19 @@ def test_commit_message_carries_trailers_and_ci_identity(repo, capsys, monkeypat
     import subprocess
 
     who = subprocess.run(
-        ["git", "--git-dir", str(repo.path), "log", "-1", "--format=%an <%ae>|%cn <%ce>", "env/dev"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
+        [
+            "git",
+            "--git-dir",
+            str(repo.path),
+            "log",
+            "-1",
+            "--format=%an <%ae>|%cn <%ce>",
+            "env/dev",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert who == (
         "octocat <583231+octocat@users.noreply.github.com>|"
         "octocat <583231+octocat@users.noreply.github.com>"
@@ -150,8 +184,9 @@ def test_gitlab_identity_and_job_url(repo, capsys, monkeypatch):
     monkeypatch.setenv("GITLAB_USER_NAME", "Jane Doe")
     monkeypatch.setenv("GITLAB_USER_EMAIL", "jane@example.com")
     monkeypatch.setenv("CI_JOB_URL", "https://gitlab.example.com/acme/web/-/jobs/7")
-    run = run_cli(capsys, *cli(repo, "update", "dev", "--image", "web=1.4.2",
-                               "--message", "deploy web"))  # fmt: skip
+    run = run_cli(
+        capsys, *cli(repo, "update", "dev", "--image", "web=1.4.2", "--message", "deploy web")
+    )
     assert run.code == 0, run.err
     message = commit_message(repo.path, "refs/heads/env/dev")
     assert message.startswith("deploy web\n\nPromoter-Environment: dev\n")
@@ -160,8 +195,10 @@ def test_gitlab_identity_and_job_url(repo, capsys, monkeypatch):
 
 
 def test_dry_run_prints_plan_and_writes_nothing(repo, capsys):
-    run = run_cli(capsys, *cli(repo, "--dry-run", "update", "dev", "--image", "web=1.4.2",
-                               "--chart", "web=0.3.1"))  # fmt: skip
+    run = run_cli(
+        capsys,
+        *cli(repo, "--dry-run", "update", "dev", "--image", "web=1.4.2", "--chart", "web=0.3.1"),
+    )
     assert run.code == 0, run.err
     assert repo.sha("env/dev") == repo.shas["env/dev"]
     assert "would commit 2 changes (dry run, nothing written)" in run.out
@@ -170,8 +207,18 @@ def test_dry_run_prints_plan_and_writes_nothing(repo, capsys):
 
 
 def test_json_output(repo, capsys):
-    run = run_cli(capsys, *cli(repo, "--output", "json", "update", "dev",
-                               "--image", "api=ghcr.io/acme/api:2.1.0@sha256:" + "ab" * 32))  # fmt: skip
+    run = run_cli(
+        capsys,
+        *cli(
+            repo,
+            "--output",
+            "json",
+            "update",
+            "dev",
+            "--image",
+            "api=ghcr.io/acme/api:2.1.0@sha256:" + "ab" * 32,
+        ),
+    )
     assert run.code == 0, run.err
     data = json.loads(run.out)
     assert data["changed"] is True
@@ -181,15 +228,34 @@ def test_json_output(repo, capsys):
         ("image.tag", "2.0.0", "2.1.0"),
         ("image.digest", "", "sha256:" + "ab" * 32),
     ]
-    nothing = json.loads(run_cli(capsys, *cli(repo, "--output", "json", "update", "dev",
-                                 "--image", "api=ghcr.io/acme/api:2.1.0@sha256:" + "ab" * 32)).out)  # fmt: skip
+    nothing = json.loads(
+        run_cli(
+            capsys,
+            *cli(
+                repo,
+                "--output",
+                "json",
+                "update",
+                "dev",
+                "--image",
+                "api=ghcr.io/acme/api:2.1.0@sha256:" + "ab" * 32,
+            ),
+        ).out
+    )
     assert nothing["changed"] is False and nothing["commit"] is None
 
 
 def test_new_tag_without_digest_clears_a_pinned_digest(repo, capsys):
-    assert run_cli(capsys, *cli(repo, "update", "dev", "--image", "api=x/api:2.1.0@sha256:" + "cd" * 32)).code == 0  # fmt: skip
+    assert (
+        run_cli(
+            capsys, *cli(repo, "update", "dev", "--image", "api=x/api:2.1.0@sha256:" + "cd" * 32)
+        ).code
+        == 0
+    )
     assert run_cli(capsys, *cli(repo, "update", "dev", "--image", "api=2.2.0")).code == 0
-    assert repo.read_file("env/dev", "apps/api/values.yaml") == 'image:\n  tag: 2.2.0\n  digest: ""\n'
+    assert (
+        repo.read_file("env/dev", "apps/api/values.yaml") == 'image:\n  tag: 2.2.0\n  digest: ""\n'
+    )
 
 
 def _moving_clock(repo, files_by_call):
@@ -210,9 +276,7 @@ def test_lost_race_is_reapplied_on_the_new_tip(repo):
     other = WEB_VALUES.replace("replicas: 2", "replicas: 3")
     # The clock is read once per attempt, just before the commit: move the branch on the first.
     now = _moving_clock(repo, lambda n: {"apps/web/values.yaml": other} if n == 1 else None)
-    result = update(
-        Options(repo=repo.url, token=TEST_TOKEN), "dev", images=["web=1.4.2"], now=now
-    )
+    result = update(Options(repo=repo.url, token=TEST_TOKEN), "dev", images=["web=1.4.2"], now=now)
     assert result.attempts == 2
     assert result.commit == repo.sha("env/dev")
     text = repo.read_file("env/dev", "apps/web/values.yaml")
@@ -242,13 +306,22 @@ def test_eight_concurrent_updates_all_land(env_repo):
         f"  {a}:\n    images:\n      {a}: {{file: apps/{a}/values.yaml, tag: image.tag}}\n"
         for a in apps
     )
-    files = {"promoter.yaml": config} | {f"apps/{a}/values.yaml": "image:\n  tag: 1.0.0\n" for a in apps}
+    files = {"promoter.yaml": config} | {
+        f"apps/{a}/values.yaml": "image:\n  tag: 1.0.0\n" for a in apps
+    }
     repo = env_repo({"main": files, "env/dev": files})
     procs = [
-        spawn("--repo", repo.url, "update", "dev", "--image", f"{a}=2.0.0",
-              env={"PROMOTER_TOKEN": TEST_TOKEN})
+        spawn(
+            "--repo",
+            repo.url,
+            "update",
+            "dev",
+            "--image",
+            f"{a}=2.0.0",
+            env={"PROMOTER_TOKEN": TEST_TOKEN},
+        )
         for a in apps
-    ]  # fmt: skip
+    ]
     runs = [finish(proc) for proc in procs]
     assert [run.code for run in runs] == [0] * 8, [run.err for run in runs]
     for app in apps:
@@ -276,6 +349,8 @@ def test_folder_per_environment_layout(env_repo, capsys):
 def test_config_from_local_file(repo, capsys, tmp_path):
     local = tmp_path / "promoter.yaml"
     local.write_text(CONFIG.replace("dev: {branch: env/dev}", "dev: {branch: env/prod}"))
-    run = run_cli(capsys, *cli(repo, "--config", str(local), "update", "dev", "--image", "web=9.9.9"))
+    run = run_cli(
+        capsys, *cli(repo, "--config", str(local), "update", "dev", "--image", "web=9.9.9")
+    )
     assert run.code == 0, run.err
     assert 'tag: "9.9.9"' in repo.read_file("env/prod", "apps/web/values.yaml")
