@@ -1,0 +1,140 @@
+"""The forge seam: one narrow Protocol over GitHub and GitLab, with forge-neutral values.
+
+Adapters translate their SDK's errors into promoter errors at this edge (token scrubbed), so
+nothing above this module knows which forge it talks to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from promoter.errors import PromoterError, UsageError
+
+State = Literal["success", "pending", "failure", "error"]
+PullState = Literal["open", "closed", "merged"]
+MergeMethod = Literal["merge", "squash", "rebase"]
+
+
+class ForgeError(PromoterError):
+    """The forge refused or failed (exit 1); the message says what and where, never the token."""
+
+
+class ForgeAuthError(ForgeError):
+    """401/403 that is not a rate limit: `authentication failed for <host>`."""
+
+
+class NeedsForge(UsageError):
+    """A pull-request operation was asked of plain git (`--forge none`)."""
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    url: str  # the web page, for people
+    title: str
+    body: str
+    head: str  # branch names, without refs/heads/
+    base: str
+    head_sha: str
+    state: PullState = "open"
+    draft: bool = False
+    labels: tuple[str, ...] = ()
+    merge_sha: str | None = None  # the merge (or squash) commit once merged
+
+
+@dataclass(frozen=True)
+class PullRequestSpec:
+    """What a promotion PR should look like; open_or_update makes it so."""
+
+    head: str
+    base: str
+    title: str
+    body: str = ""
+    labels: tuple[str, ...] = ()
+    reviewers: tuple[str, ...] = ()
+    draft: bool = False
+
+
+@dataclass(frozen=True)
+class CommitStatus:
+    """A commit status or a check run, normalised: the input of gate evaluation."""
+
+    context: str
+    state: State
+    updated_at: datetime  # timezone-aware, UTC
+    description: str = ""
+    target_url: str | None = None
+    kind: Literal["status", "check"] = "status"
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    merged: bool
+    sha: str | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ForgeInfo:
+    """Which forge, where its API is, and which repository (owner/name or GitLab path)."""
+
+    kind: Literal["github", "gitlab", "none"]
+    api_url: str | None
+    repository: str | None
+    host: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Forge(Protocol):
+    info: ForgeInfo
+
+    def find_pull_request(self, head: str, base: str) -> PullRequest | None:
+        """The open PR from head into base, if any."""
+        ...
+
+    def open_or_update_pull_request(self, spec: PullRequestSpec) -> PullRequest:
+        """Open the PR, or bring the open one for the same head/base in line with spec."""
+        ...
+
+    def close_pull_request(self, number: int) -> None: ...
+
+    def merge_pull_request(
+        self,
+        number: int,
+        expected_head_sha: str,
+        method: MergeMethod = "merge",
+        commit_title: str | None = None,
+    ) -> MergeResult:
+        """Merge only if the PR head is still expected_head_sha (else merged=False)."""
+        ...
+
+    def enable_auto_merge(self, number: int, method: MergeMethod = "merge") -> None: ...
+
+    def comment(self, number: int, body: str) -> None: ...
+
+    def statuses(self, sha: str) -> list[CommitStatus]:
+        """Commit statuses and check runs on sha (all of them, newest first per context)."""
+        ...
+
+    def set_status(
+        self,
+        sha: str,
+        state: State,
+        context: str,
+        description: str = "",
+        target_url: str | None = None,
+        repository: str | None = None,  # another repo (the app's); default: the env repo
+    ) -> None: ...
+
+    def create_deployment(
+        self,
+        ref: str,
+        environment: str,
+        state: State,
+        target_url: str | None = None,
+        repository: str | None = None,
+    ) -> None:
+        """GitHub Deployment + deployment status; GitLab adapters may raise NeedsForge."""
+        ...
