@@ -1,0 +1,64 @@
+"""The command line as users and CI meet it: version, help, environment variables, demo."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from promoter import __version__
+from promoter.testing import TEST_TOKEN
+from tests.helpers import run_cli
+
+FILES = {
+    "promoter.yaml": "environments: {dev: {}}\napps:\n  web:\n    images:\n"
+    "      web: {file: values.yaml, tag: image.tag}\n",
+    "values.yaml": "image:\n  tag: 1.0.0\n",
+}
+
+
+def test_version(capsys):
+    run = run_cli(capsys, "--version")
+    assert run.code == 0
+    assert run.out.strip() == f"promoter, version {__version__}"
+
+
+def test_help_lists_commands_and_imports_no_forge_or_git_client():
+    code = (
+        "import sys\n"
+        "from promoter.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('github', 'gitlab', 'git', 'ruamel') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "update" in out.stdout and "demo" in out.stdout
+    assert "HEAVY []" in out.stdout
+
+
+def test_options_come_from_promoter_environment_variables(env_repo, capsys, monkeypatch):
+    repo = env_repo({"main": FILES, "env/dev": FILES})
+    monkeypatch.setenv("PROMOTER_REPO", repo.url)
+    monkeypatch.setenv("PROMOTER_TOKEN", TEST_TOKEN)
+    monkeypatch.setenv("PROMOTER_OUTPUT", "json")
+    run = run_cli(capsys, "update", "dev", "--image", "web=1.0.1")
+    assert run.code == 0, run.err
+    assert json.loads(run.out)["changed"] is True
+
+
+def test_github_token_is_used_for_a_github_forge(env_repo, capsys, monkeypatch):
+    repo = env_repo({"main": FILES, "env/dev": FILES})
+    monkeypatch.setenv("GITHUB_TOKEN", TEST_TOKEN)
+    run = run_cli(
+        capsys, "--repo", repo.url, "--forge", "github", "update", "dev", "--image", "web=1.0.2"
+    )
+    assert run.code == 0, run.err
+    assert repo.read_file("env/dev", "values.yaml") == "image:\n  tag: 1.0.2\n"
+
+
+def test_demo_runs_offline(capsys):
+    run = run_cli(capsys, "demo")
+    assert run.code == 0, run.err
+    assert "committed" in run.out
+    assert "Promoter-Change: web/web image.tag 1.4.1 -> 1.4.2" in run.out
+    assert "already up to date" in run.out
