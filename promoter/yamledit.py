@@ -8,6 +8,7 @@ composes the file once (about 0.17 s for a 200 KB values.yaml).
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -17,19 +18,6 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from promoter.errors import EditError
-
-__all__ = [
-    "DocSelector",
-    "KeyPath",
-    "Location",
-    "Segment",
-    "Selector",
-    "format_key_path",
-    "get_scalar",
-    "locate",
-    "parse_key_path",
-    "set_scalar",
-]
 
 
 @dataclass(frozen=True)
@@ -65,90 +53,61 @@ class Location:
     line: int  # 1-based
     flow: bool  # inside {...} or [...], where , [ ] { } end a plain scalar
     document: int
+    where: str  # the key path, canonical text
 
 
 # ---- key paths ----------------------------------------------------------------------------
 
 
+_QUOTED = r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'"""
+_SEGMENT = re.compile(
+    rf"""(?P<dot>\.)?(?:
+        (?P<key>[^.\[\]"'][^.\[\]]*)               # plain key
+      | \[(?P<index>[0-9]+)\]                       # [0]
+      | \[(?P<quoted>{_QUOTED})\]                    # ["key.with.dots"]
+      | \[(?P<field>[^\s.\[\]"'=]+)=(?P<value>{_QUOTED}|[^\]"'][^\]]*)\]  # [name=web]
+    )""",
+    re.VERBOSE,
+)
+
+
 def parse_key_path(text: str) -> KeyPath:
     """Parse `a.b[0].c[name=web]["x.y"]`; raise ValueError saying what is wrong and where."""
-
-    def fail(why: str, at: int) -> NoReturn:
-        raise ValueError(f"bad key path {text!r}: {why} (at character {at + 1})")
-
-    def quoted(i: int) -> tuple[str, int]:  # text[i] is the opening quote
-        out, j = [], i + 1
-        while j < len(text):
-            if text[j] == "\\" and j + 1 < len(text):
-                out.append(text[j + 1])
-                j += 2
-            elif text[j] == text[i]:
-                return "".join(out), j + 1
-            else:
-                out.append(text[j])
-                j += 1
-        fail("unterminated quote", i)
-
-    def bracket(i: int) -> tuple[Segment, int]:  # text[i] == "["
-        seg: Segment
-        j = i + 1
-        if text[j : j + 1] in ('"', "'"):
-            seg, j = quoted(j)
-        else:
-            k = j
-            while k < len(text) and text[k] not in "=]":
-                k += 1
-            head = text[j:k]
-            if k == len(text):
-                fail("unbalanced '['", i)
-            if text[k] == "]":
-                if not re.fullmatch(r"[0-9]+", head):
-                    fail('expected [0], [name=web] or ["key"] inside brackets', i)
-                return int(head), k + 1
-            if not head or any(c in head for c in " .[\"'"):
-                fail(f"bad selector field {head!r}", j)
-            k += 1
-            if text[k : k + 1] in ('"', "'"):
-                value, k = quoted(k)
-            else:
-                end = text.find("]", k)
-                if end < 0:
-                    fail("unbalanced '['", i)
-                value, k = text[k:end], end
-                if not value:
-                    fail("empty selector value", k)
-            seg, j = Selector(head, value), k
-        if text[j : j + 1] != "]":
-            fail("expected ']'", j)
-        return seg, j + 1
-
     segments: list[Segment] = []
-    i = 0
-    while True:
-        seg: Segment
-        if text.startswith("[", i):
-            seg, i = bracket(i)
+    pos = 0
+    while pos < len(text) or not segments:
+        m = _SEGMENT.match(text, pos)
+        # A dot goes before every plain key but the first, and never before a bracket.
+        if not m or bool(m["dot"]) != (bool(segments) and m["key"] is not None):
+            raise ValueError(f"bad key path {text!r}: {_path_problem(text, pos)}")
+        if m["key"] is not None:
+            if m["key"] != m["key"].strip():
+                raise ValueError(f"bad key path {text!r}: spaces around key {m['key']!r}")
+            segments.append(m["key"])
+        elif m["index"] is not None:
+            segments.append(int(m["index"]))
+        elif m["quoted"] is not None:
+            segments.append(_unquote(m["quoted"]))
         else:
-            j = i
-            while j < len(text) and text[j] not in ".[]":
-                j += 1
-            seg, key = text[i:j], text[i:j]
-            if not key:
-                fail("empty key", i)
-            if key != key.strip():
-                fail(f"key {key!r} has leading or trailing spaces", i)
-            if key[0] in "\"'":
-                fail('a quoted key goes in brackets: ["a.b"]', i)
-            i = j
-        segments.append(seg)
-        if i == len(text):
-            return tuple(segments)
-        if text[i] == ".":
-            i += 1
-            if i == len(text) or text[i] in ".[]":
-                fail("expected a key after '.'", i)
-        elif text[i] != "[":
-            fail("unbalanced ']'" if text[i] == "]" else "expected '.' or '[' after ']'", i)
+            value = m["value"]
+            segments.append(Selector(m["field"], _unquote(value) if value[0] in "\"'" else value))
+        pos = m.end()
+    return tuple(segments)
+
+
+def _path_problem(text: str, pos: int) -> str:
+    rest = text[pos:]
+    if rest[:1] in ("", ".") and (pos == 0 or rest[1:2] in ("", ".", "[", "]")):
+        why = "empty key"
+    elif rest[:1] == "]" or (rest[:1] == "[" and "]" not in rest):
+        why = "unbalanced brackets"
+    else:
+        why = 'expected a key, [0], [name=web] or ["a.b"]' + (" after ']'" if pos else "")
+    return f"{why} at character {pos + 1}"
+
+
+def _unquote(quoted: str) -> str:
+    return re.sub(r"\\(.)", r"\1", quoted[1:-1])
 
 
 def format_key_path(path: KeyPath) -> str:
@@ -156,7 +115,7 @@ def format_key_path(path: KeyPath) -> str:
     out = []
     for i, seg in enumerate(path):
         if isinstance(seg, Selector):
-            raw = seg.value and "]" not in seg.value and seg.value[0] not in "\"'"
+            raw = bool(seg.value) and "]" not in seg.value and seg.value[0] not in "\"'"
             out.append(f"[{seg.field}={seg.value if raw else _quote_key(seg.value)}]")
         elif isinstance(seg, int):
             out.append(f"[{seg}]")
@@ -190,21 +149,27 @@ class _Refused(Exception):
     """The path is in this document but must not be edited there."""
 
 
-def locate(text: str, path: KeyPath, doc: DocSelector | None = None) -> Location:
+def locate(text: str, path: KeyPath | str, doc: DocSelector | None = None) -> Location:
     """Find the scalar at `path`; EditError says why it cannot be pinned."""
-    where = format_key_path(path)
+    if isinstance(path, str):  # a str would otherwise be walked one character per key
+        try:
+            path = parse_key_path(path)
+        except ValueError as exc:
+            raise EditError(str(exc)) from None
     if not path:
         raise EditError("empty key path")
+    where = format_key_path(path)
     docs = _compose(text, where)
-    picked = range(len(docs))
+    if not docs:
+        raise EditError(f"{where}: the file holds no YAML document")
+    picked: list[int] = list(range(len(docs)))
     if doc is not None:
-        picked = range(0)  # replaced below; keeps one type for both branches
-        matching = [i for i, d in enumerate(docs) if _doc_matches(d, i, doc)]
-        if len(matching) != 1:
-            count = "no document matches" if not matching else f"{len(matching)} documents match"
-            shown = ", ".join(_describe(docs[i], i) for i in (matching or range(len(docs)))[:12])
-            raise EditError(f"{where}: {count} {_show_selector(doc)} ({shown})")
-        picked = range(matching[0], matching[0] + 1)
+        picked = [i for i, d in enumerate(docs) if _doc_matches(d, i, doc)]
+        if len(picked) != 1:
+            count = f"{len(picked)} documents match" if picked else "no document matches"
+            shown = ", ".join(_describe(docs[i], i) for i in (picked or range(len(docs)))[:12])
+            wanted = ", ".join(f"{k}: {v}" for k, v in vars(doc).items() if v is not None)
+            raise EditError(f"{where}: {count} doc: {{{wanted}}}: {shown}")
     found: list[tuple[int, tuple[Any, Any, Any] | _Refused]] = []
     misses: list[tuple[int, _Miss]] = []
     for i in picked:
@@ -214,13 +179,14 @@ def locate(text: str, path: KeyPath, doc: DocSelector | None = None) -> Location
             misses.append((i, miss))
         except _Refused as refused:
             found.append((i, refused))
-    in_doc = (lambda i: f" in {_describe(docs[i], i)}") if len(docs) > 1 else (lambda i: "")
+
+    def in_doc(i: int) -> str:
+        return f" in {_describe(docs[i], i)}" if len(docs) > 1 else ""
+
     if not found:
-        if not docs:
-            raise EditError(f"{where}: the file holds no YAML document")
-        i, miss = max(misses, key=lambda m: m[1].depth)
+        i, deepest = max(misses, key=lambda m: m[1].depth)
         several = f"not in any of the {len(docs)} documents; " if len(picked) > 1 else ""
-        raise EditError(f"{where}: {several}{miss}{in_doc(i)}")
+        raise EditError(f"{where}: {several}{deepest}{in_doc(i)}")
     if len(found) > 1:
         shown = ", ".join(_describe(docs[i], i) for i, _ in found[:12])
         raise EditError(
@@ -244,25 +210,26 @@ def _compose(text: str, where: str) -> list[Any]:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         if mark is not None:
             problem += f" (line {mark.line + 1}, column {mark.column + 1})"
-        elif isinstance(getattr(exc, "position", None), int):  # ReaderError: bad character
-            problem += f" (line {text.count(chr(10), 0, exc.position) + 1})"  # type: ignore[attr-defined]
+        elif isinstance(position := getattr(exc, "position", None), int):  # ReaderError
+            problem += f" (line {text.count(chr(10), 0, position) + 1})"
         raise EditError(f"{where}: the file is not valid YAML: {problem}") from None
 
 
 def _resolve(root: Any, path: KeyPath) -> tuple[Any, Any, Any]:
-    """Walk `path` from `root`; return (scalar-or-collection node, its parent, its key node)."""
+    """Walk `path` from `root`; return (the node it names, its parent, its key node)."""
     node, parent, key = root, None, None
     for depth, seg in enumerate(path):
         here = f'"{format_key_path(path[:depth])}"' if depth else "the top level"
-        line = node.start_mark.line + 1
-        want = "a mapping" if isinstance(seg, str) else "a list"
-        want_type = MappingNode if isinstance(seg, str) else SequenceNode
+        line = (key or node).start_mark.line + 1
+        want, want_type = (
+            ("a mapping", MappingNode) if isinstance(seg, str) else ("a list", SequenceNode)
+        )
         if not isinstance(node, want_type):
             raise _Miss(f"{here} is {_kind(node)}, not {want} (line {line})", depth)
         # A node reached through an alias is the anchored node itself, so its span starts
-        # before the text we are walking (`floor`): that is how an alias is recognised.
+        # before the text walked so far (`floor`): that is how an alias is recognised.
         floor, hits = node.start_mark.index, []
-        for item in node.value:
+        for n, item in enumerate(node.value):
             k, v = item if isinstance(seg, str) else (None, item)
             if k is not None and k.start_mark.index >= floor:
                 floor = k.end_mark.index
@@ -271,35 +238,38 @@ def _resolve(root: Any, path: KeyPath) -> tuple[Any, Any, Any]:
                 floor = v.end_mark.index
             if isinstance(seg, str):
                 hit = isinstance(k, ScalarNode) and k.value == seg
-            elif isinstance(seg, Selector):
-                hit = _field(v, seg.field) == seg.value
             else:
-                hit = len(hits) == 0 and item is node.value[seg] if seg < len(node.value) else False
+                hit = n == seg if isinstance(seg, int) else _field(v, seg.field) == seg.value
             if hit:
-                hits.append((k, v, aliased))
+                hits.append((n, k, v, aliased))
         if not hits:
             if isinstance(seg, str):
                 _check_merge(root, node, seg, path[depth + 1 :], line)
                 raise _Miss(f'key "{seg}" not found under {here} (line {line})', depth)
             if isinstance(seg, int):
                 n = len(node.value)
-                raise _Miss(f"index {seg} is out of range: {here} has {n} items (line {line})", depth)
+                raise _Miss(
+                    f"index {seg} is out of range: {here} has {n} items (line {line})", depth
+                )
             have = sorted({x for x in (_field(v, seg.field) for v in node.value) if x is not None})
             names = f"; {seg.field}s there: {', '.join(have[:20])}" if have else ""
-            raise _Miss(f"no item with {seg.field}={seg.value} in {here} (line {line}){names}", depth)
-        if len(hits) > 1:
-            lines = ", ".join(str(v.start_mark.line + 1) for _, v, _ in hits)
-            if isinstance(seg, str):
-                raise _Refused(f'key "{seg}" appears {len(hits)} times under {here} (lines {lines})')
-            first = node.value.index(hits[0][1])
-            raise _Refused(
-                f"{len(hits)} items match {seg.field}={seg.value} in {here} (lines {lines}); "
-                f"pick one by index, e.g. {format_key_path((*path[:depth], first))}"
+            raise _Miss(
+                f"no item with {seg.field}={seg.value} in {here} (line {line}){names}", depth
             )
-        parent, (key, node, aliased) = node, hits[0]
+        if len(hits) > 1:
+            lines = ", ".join(str(hit[2].start_mark.line + 1) for hit in hits)
+            if isinstance(seg, str):
+                raise _Refused(
+                    f'key "{seg}" appears {len(hits)} times under {here} (lines {lines})'
+                )
+            raise _Refused(
+                f"{len(hits)} items match {format_key_path((seg,))} in {here} (lines {lines}); "
+                f"pick one by index, e.g. {format_key_path((*path[:depth], hits[0][0]))}"
+            )
+        parent, (_, key, node, aliased) = node, hits[0]
         if aliased:
             at = format_key_path(path[: depth + 1])
-            _refuse_shared(root, node, path[depth + 1 :], f'"{at}" is an alias (*{node.anchor})')
+            _refuse_shared(root, node, path[depth + 1 :], f'"{at}" is an alias (*{node.anchor}) of')
     return node, parent, key
 
 
@@ -309,7 +279,7 @@ def _check_merge(root: Any, node: Any, key: str, rest: KeyPath, line: int) -> No
         if isinstance(k, ScalarNode) and k.tag == "tag:yaml.org,2002:merge":
             for source in v.value if isinstance(v, SequenceNode) else [v]:
                 if _field(source, key, scalar=False) is not None:
-                    why = f'key "{key}" is merged in with "<<" (line {line})'
+                    why = f'key "{key}" is merged in by "<<" (line {line}) from'
                     _refuse_shared(root, source, (key, *rest), why)
 
 
@@ -318,7 +288,7 @@ def _refuse_shared(root: Any, target: Any, rest: KeyPath, why: str) -> NoReturn:
     defined = _path_to(root, target)
     instead = format_key_path((*defined, *rest)) if defined else f"the value at line {line}"
     raise _Refused(
-        f"{why} of the anchor &{target.anchor} defined at line {line}, so the value is shared; "
+        f"{why} the anchor &{target.anchor} defined at line {line}, so the value is shared; "
         f"pin the anchor's definition instead: {instead}"
     )
 
@@ -347,7 +317,9 @@ def _field(node: Any, key: str, scalar: bool = True) -> Any:
     if isinstance(node, MappingNode):
         for k, v in node.value:
             if isinstance(k, ScalarNode) and k.value == key:
-                return v.value if isinstance(v, ScalarNode) and v.tag != _NULL else None if scalar else v
+                if not scalar:
+                    return v
+                return v.value if isinstance(v, ScalarNode) and v.tag != _NULL else None
     return None
 
 
@@ -371,15 +343,11 @@ def _describe(root: Any, index: int) -> str:
     return f"document {index} ({what + ', ' if what else ''}line {root.start_mark.line + 1})"
 
 
-def _show_selector(sel: DocSelector) -> str:
-    fields = ", ".join(f"{k}: {v}" for k, v in vars(sel).items() if v is not None)
-    return f"doc: {{{fields}}}"
-
-
 def _location(text: str, where: str, doc: int, node: Any, parent: Any, key: Any) -> Location:
     line = node.start_mark.line + 1
     if not isinstance(node, ScalarNode):
-        raise EditError(f"{where}: is {_kind(node)}, not a scalar value (line {line})")
+        at = (key or node).start_mark.line + 1
+        raise EditError(f"{where}: is {_kind(node)}, not a scalar value (line {at})")
     start, end = node.start_mark.index, node.end_mark.index
     # The span includes `&anchor` and `!tag` properties; the scalar's characters follow them.
     while start < end and text[start] in "&!":
@@ -387,8 +355,9 @@ def _location(text: str, where: str, doc: int, node: Any, parent: Any, key: Any)
             raise EditError(f"{where}: the value has an explicit tag (line {line})")
         while start < end and not text[start].isspace():
             start += 1
-        while start < end and (text[start].isspace() or text[start] == "#"):
-            start = text.find("\n", start) + 1 if text[start] == "#" else start + 1
+        while start < end and (text[start].isspace() or text[start] == "#"):  # comment
+            newline = text.find("\n", start, end) if text[start] == "#" else start
+            start = end if newline < 0 else newline + 1
     if start == end and start == node.start_mark.index:
         # An empty value's mark sits at the next token; the insertion point is right after
         # the `:` of its key (or the `-` of its list item, which is where ruamel puts it).
@@ -403,23 +372,23 @@ def _location(text: str, where: str, doc: int, node: Any, parent: Any, key: Any)
             raise EditError(f"{where}: cannot place a value in this empty item (line {line})")
     value = None if node.tag == _NULL else str(node.value)
     flow = bool(getattr(parent, "flow_style", False))
-    return Location(start, end, _STYLES.get(node.style, "plain"), value, line, flow, doc)
+    return Location(start, end, _STYLES.get(node.style, "plain"), value, line, flow, doc, where)
 
 
 # ---- reading and writing ------------------------------------------------------------------
 
 
-def get_scalar(text: str, path: KeyPath, doc: DocSelector | None = None) -> str | None:
+def get_scalar(text: str, path: KeyPath | str, doc: DocSelector | None = None) -> str | None:
     """The scalar's string value; None for YAML null (`tag:`, `~`); "" for `tag: ""`."""
     return locate(text, path, doc).value
 
 
-def set_scalar(text: str, path: KeyPath, value: str, doc: DocSelector | None = None) -> str:
+def set_scalar(text: str, path: KeyPath | str, value: str, doc: DocSelector | None = None) -> str:
     """`text` with the scalar at `path` set to the string `value`; `text` itself if unchanged."""
     loc = locate(text, path, doc)
     if loc.style in ("literal", "folded"):
         raise EditError(
-            f"{format_key_path(path)}: is a block scalar (| or >) at line {loc.line}; "
+            f"{loc.where}: is a block scalar (| or >) at line {loc.line}; "
             "only one-line values can be pinned"
         )
     if loc.value == value and (loc.style != "plain" or _plain_ok(value, loc.flow)):
@@ -430,7 +399,9 @@ def set_scalar(text: str, path: KeyPath, value: str, doc: DocSelector | None = N
 
 # Characters a plain or single-quoted scalar may hold on one line: YAML's printable set
 # minus tab, line breaks (\x85, \u2028, \u2029) and the BOM.
-_PRINTABLE = re.compile("[\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]*")
+_PRINTABLE = re.compile(
+    "[\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]*"
+)
 # Plain scalars that YAML 1.1 (Helm's go-yaml, PyYAML) or 1.2 would not read as a string.
 _NOT_A_STRING = re.compile(
     r"""~|null|Null|NULL|[yYnN]|yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE
@@ -455,7 +426,7 @@ def _plain_ok(value: str, flow: bool) -> bool:
         and " #" not in value
         and not value.endswith(":")
         and not value.startswith("...")
-        and not (flow and set(value) & set(",[]{}:"))
+        and not (flow and set(value) & set(",[]{}:?"))  # YAML 1.1 ends flow plain at ? too
         and not _NOT_A_STRING.fullmatch(value)
     )
 
@@ -467,30 +438,28 @@ def _render(value: str, style: str, flow: bool) -> str:
         preferred = value
     else:
         preferred = _double(value)
-    # The rules above are meant to be conservative; check the result reads back before
-    # trusting it, and fall back to double quotes, which can hold any string.
+    # The rules above are meant to be conservative; check the result reads back, as YAML 1.2
+    # and as 1.1, before trusting it, and fall back to double quotes, which hold any string.
     for candidate in (preferred, _double(value)):
-        try:
-            loaded = YAML(typ="safe", pure=True).load(f"{{k: {candidate}}}" if flow else f"k: {candidate}")
-        except YAMLError:
-            continue
-        if isinstance(loaded, dict) and loaded.get("k") == value:
+        snippet = f"{{k: {candidate}}}" if flow else f"k: {candidate}"
+        if all(_reads_as(value, version + snippet) for version in ("", "%YAML 1.1\n---\n")):
             return candidate
     raise EditError(f"cannot write {value!r} as a YAML string")  # not expected to happen
 
 
-_ESCAPES = {"\0": "0", "\a": "a", "\b": "b", "\t": "t", "\n": "n", "\v": "v", "\f": "f"}
-_ESCAPES |= {"\r": "r", "\x1b": "e", '"': '"', "\\": "\\", "\x85": "N", "\u2028": "L", "\u2029": "P"}
+def _reads_as(value: str, snippet: str) -> bool:
+    try:
+        loaded = YAML(typ="safe", pure=True).load(snippet)
+    except YAMLError:
+        return False
+    return isinstance(loaded, dict) and loaded.get("k") == value
 
 
 def _double(value: str) -> str:
-    out = []
-    for c in value:
-        if c in _ESCAPES:
-            out.append("\\" + _ESCAPES[c])
-        elif _PRINTABLE.fullmatch(c):
-            out.append(c)
-        else:
-            n = ord(c)
-            out.append(f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}")
-    return '"' + "".join(out) + '"'
+    # JSON's string escapes are all valid in YAML double quotes. YAML also forbids raw DEL,
+    # C1 controls, surrogates, the BOM and the line breaks \x85 \u2028 \u2029: escape those.
+    quoted = json.dumps(value, ensure_ascii=False)
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m[0]):04x}", quoted)
+
+
+_UNPRINTABLE = re.compile("[\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]")

@@ -430,11 +430,12 @@ def test_full_cycle_with_yamledit() -> None:
         ("kong-ingress", 0, "2.40.0"),
     ]:
         chart_text, lock_text = read(pair)
-        after = yamledit.set_scalar(chart_text, f"dependencies[{index}].version", new)
+        pin = yamledit.parse_key_path(f"dependencies[{index}].version")
+        after = yamledit.set_scalar(chart_text, pin, new)
         # The old text lets kong's other entry, still a range, keep its locked version.
         edits = lock_updates(after, lock_text, NOW, chart_yaml_text_before=chart_text)
         new_lock = lock_text
         for path, value in edits:
-            new_lock = yamledit.set_scalar(new_lock, path, value)
+            new_lock = yamledit.set_scalar(new_lock, yamledit.parse_key_path(path), value)
         assert check_lock(after, new_lock) is None, pair
         assert new_lock == splice(lock_text, edits), pair  # byte-exact: only those scalars moved
