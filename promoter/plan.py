@@ -196,7 +196,10 @@ def _sync_chart_locks(
 
         lock_text = texts.get(lock) or _decode(edit, contents[lock], lock)
         try:
-            updates = lock_updates(texts[edit.file], lock_text, now())
+            before = _decode(edit, contents[edit.file])
+            updates = lock_updates(
+                texts[edit.file], lock_text, now(), chart_yaml_text_before=before
+            )
         except EditError as err:
             raise EditError(f"{lock}: {err} (pin {edit.pin})") from None
         for key, value in updates:

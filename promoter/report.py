@@ -27,4 +27,6 @@ def render_update(result: UpdateResult) -> str:
     else:
         retries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
         head = f"{where}: committed {count} as {(result.commit or '')[:12]}{retries}"
+    derived = sorted(set(result.files) - {c.file for c in result.changes})
+    lines += [f"  + {path} (kept in sync)" for path in derived]
     return "\n".join([head, *lines])

@@ -38,7 +38,7 @@ def example_files() -> dict[str, bytes]:
 
 
 def demo(options: Options) -> None:
-    from promoter.testing.envrepo import commit_message, git_env, seed_repo
+    from promoter.testing.envrepo import commit_message, git_env, seed_repo, show_diff
 
     say = _say(options)
     with tempfile.TemporaryDirectory(prefix="promoter-demo-") as tmp:
@@ -56,6 +56,7 @@ def demo(options: Options) -> None:
         result = update(opts, "dev", DEMO_PINS["images"], DEMO_PINS["charts"], run=run)
         say(render_update(result))
         say("\n" + commit_message(bare, "refs/heads/env/dev"))
+        say("\n" + show_diff(bare, "refs/heads/env/dev").rstrip())
         say(f"\n$ promoter --repo {bare} update dev {flags}   # again")
         again = update(opts, "dev", DEMO_PINS["images"], DEMO_PINS["charts"], run=run)
         say(render_update(again))

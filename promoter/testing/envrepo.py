@@ -191,6 +191,12 @@ def commit_message(bare: Path, ref: str) -> str:
     return _git(bare, "log", "-1", "--format=%B", ref, "--").decode("utf-8").rstrip("\n")
 
 
+def show_diff(bare: Path, ref: str, context: int = 0) -> str:
+    """The patch of one commit (no header), as `git show` prints it."""
+    out = _git(bare, "show", "--format=", f"--unified={context}", "--no-color", ref, "--")
+    return out.decode("utf-8")
+
+
 def rev_list_parents(bare: Path, ref: str) -> list[tuple[str, tuple[str, ...]]]:
     """(commit, parents) for every commit reachable from ref, newest first."""
     out = _git(bare, "rev-list", "--parents", ref, "--")
