@@ -64,6 +64,20 @@ def update(options: Options, /, environment: str, **kwargs: Any) -> None:
 
 @cli.command()
 @click.pass_obj
+def validate(options: Options, /) -> None:
+    """Check promoter.yaml, and that every pin resolves on every environment branch."""
+    from promoter.commands.validate import ValidationFailed
+    from promoter.commands.validate import validate as run_validate
+    from promoter.report import render_validation
+
+    result = run_validate(options)
+    _emit(options, result.as_dict(), render_validation(result))
+    if not result.valid:
+        raise ValidationFailed(result)
+
+
+@cli.command()
+@click.pass_obj
 def demo(options: Options) -> None:
     """Run promoter against a throwaway local environment repo and show what it does."""
     from promoter.commands.demo import demo as run_demo

@@ -8,6 +8,7 @@ from promoter.model import show_value
 
 if TYPE_CHECKING:
     from promoter.commands.update import UpdateResult
+    from promoter.commands.validate import Validation
 
 
 def render_update(result: UpdateResult) -> str:
@@ -30,3 +31,13 @@ def render_update(result: UpdateResult) -> str:
     derived = sorted(set(result.files) - {c.file for c in result.changes})
     lines += [f"  + {path} (kept in sync)" for path in derived]
     return "\n".join([head, *lines])
+
+
+def render_validation(result: Validation) -> str:
+    summary = (
+        f"{len(result.environments)} environments, {len(result.apps)} apps, "
+        f"{result.checked} pinned keys checked"
+    )
+    if result.valid:
+        return f"promoter.yaml is valid: {summary}"
+    return "\n".join([f"promoter.yaml: {summary}; problems:", *(f"  {p}" for p in result.problems)])
