@@ -115,4 +115,4 @@ class Change:
 
 
 def show_value(value: str | None) -> str:
-    return value if value else "\"\""
+    return value if value else '""'
