@@ -116,7 +116,7 @@ def expand(
 
 
 def latest_by_context(statuses: Sequence[CommitStatus]) -> dict[str, CommitStatus]:
-    """The newest status of each context; on a tie the first listed wins (APIs list newest first)."""
+    """The newest status of each context; the first listed wins a tie (APIs list newest first)."""
     latest: dict[str, CommitStatus] = {}
     for status in statuses:
         current = latest.get(status.context)
