@@ -133,3 +133,18 @@ def test_update_over_ssh(tmp_path, capsys, monkeypatch):
     assert run.code == 0, run.err
     show = ["git", "--git-dir", str(bare), "show", "env/dev:apps/web/values.yaml"]
     assert subprocess.run(show, capture_output=True, text=True).stdout == "image:\n  tag: 1.2.0\n"
+
+
+def test_lineage_of_a_commit_is_it_and_its_descendants_oldest_first(env_repo, tmp_path):
+    repo = env_repo({"env/dev": {"a.txt": "0\n"}})
+    shas = [repo.shas["env/dev"]]
+    for i in range(1, 100):
+        shas.append(repo.commit("env/dev", {"a.txt": f"{i}\n"}, f"commit {i}"))
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    assert scratch.lineage("env/dev") == [shas[-1]]
+    assert scratch.lineage("env/dev", shas[95]) == shas[95:]
+    assert scratch.lineage("env/dev", shas[2][:10]) == shas[2:]  # short id, needs deepening
+    objects = _git(scratch, "cat-file", "--batch-all-objects", "--batch-check").split("\n")
+    assert not any(" tree " in line or " blob " in line for line in objects)
+    with pytest.raises(UsageError, match="is not on env/dev"):
+        scratch.lineage("env/dev", "f" * 40)
