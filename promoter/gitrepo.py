@@ -345,6 +345,35 @@ class GitRepo:
             return False
         raise self._translate("push", err, out.decode(errors="replace"), network=True)
 
+    def lineage(self, branch: str, target: str | None = None, limit: int = 200) -> list[str]:
+        """`target` (default: the tip), then the commits after it on `branch` that contain it,
+        oldest first. Only commits are fetched (no trees, no blobs), deepening until found."""
+        local = f"refs/promoter/history/{branch}"
+        depth = 1 if target is None else 32
+        while True:
+            self._run(
+                "fetch", "--quiet", "--no-tags", f"--depth={depth}", "--filter=tree:0",
+                "--no-write-fetch-head", "--recurse-submodules=no",
+                "origin", f"+refs/heads/{branch}:{local}",
+                network=True,
+            )  # fmt: skip
+            tip = self.rev_parse(local)
+            if target is None:
+                return [tip]
+            # Look only among fetched commits: asking git for an unknown id would make it
+            # fetch that one object lazily from the promisor remote, without its history.
+            history = self._run("rev-list", local).decode().split()
+            sha = next((c for c in history if c.startswith(target.lower())), None)
+            if sha is not None:
+                break
+            if len(history) < depth:  # the whole branch is here and target is not in it
+                raise UsageError(f"commit {target} is not on {branch}")
+            if depth >= limit * 8:
+                raise UsageError(f"commit {target} is not among the last {depth} of {branch}")
+            depth *= 4
+        out = self._run("rev-list", "--reverse", "--ancestry-path", f"{sha}..{tip}")
+        return [sha, *out.decode().split()][: limit + 1]
+
 
 DEFAULT_RETRY = RetryPolicy()
 
