@@ -63,6 +63,43 @@ def update(options: Options, /, environment: str, **kwargs: Any) -> None:
 
 
 @cli.command()
+@click.argument("environment")
+@click.option("--sha", metavar="SHA", help="Commit to wait for (default: the branch head).")
+@click.option(
+    "--require",
+    multiple=True,
+    metavar="PATTERN",
+    help="Status context or glob that must succeed ({app} expands per --app).",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(["argocd", "flux", "gitops-promoter"]),
+    help="Add the usual status patterns of an operator.",
+)
+@click.option("--soak", metavar="DURATION", help="How long success must have held (e.g. 5m).")
+@click.option("--timeout", default="15m", show_default=True, metavar="DURATION")
+@click.option("--app", "apps", multiple=True, metavar="APP", help="Only these apps' contexts.")
+@click.option(
+    "--report-to",
+    metavar="OWNER/REPO@SHA",
+    help="Also set status promoter/<env> on this application commit.",
+)
+@click.option(
+    "--deployment", is_flag=True, help="Also record a GitHub Deployment (with --report-to)."
+)
+@click.pass_obj
+def wait(options: Options, /, environment: str, **kwargs: Any) -> None:
+    """Wait until ENVIRONMENT's gate passes (0), fails (3) or times out (4)."""
+    from promoter.commands.wait import raise_for
+    from promoter.commands.wait import wait as run_wait
+    from promoter.report import render_wait
+
+    result = run_wait(options, environment, **kwargs)
+    _emit(options, result.as_dict(), render_wait(result))
+    raise_for(result)
+
+
+@cli.command()
 @click.pass_obj
 def validate(options: Options, /) -> None:
     """Check promoter.yaml, and that every pin resolves on every environment branch."""

@@ -9,6 +9,7 @@ from promoter.model import show_value
 if TYPE_CHECKING:
     from promoter.commands.update import UpdateResult
     from promoter.commands.validate import Validation
+    from promoter.commands.wait import WaitResult
 
 
 def render_update(result: UpdateResult) -> str:
@@ -41,3 +42,37 @@ def render_validation(result: Validation) -> str:
     if result.valid:
         return f"promoter.yaml is valid: {summary}"
     return "\n".join([f"promoter.yaml: {summary}; problems:", *(f"  {p}" for p in result.problems)])
+
+
+def render_wait(result: WaitResult) -> str:
+    from datetime import UTC, datetime
+
+    gate = result.gate
+    where = f"{result.environment} ({result.branch})"
+    if gate.verdict.value == "pass":
+        head = f"{where}: gate passed"
+    elif gate.verdict.value == "fail":
+        head = f"{where}: gate FAILED"
+    else:
+        head = f"{where}: gate not reached after {int(result.waited.total_seconds())}s"
+    if gate.deciding and gate.deciding != gate.target:
+        head += f" on {gate.deciding[:12]}, the first deployment that included {gate.target[:12]}"
+    elif gate.deciding:
+        head += f" on {gate.deciding[:12]}"
+    latest = gate.latest
+    rows = []
+    now = datetime.now(UTC)
+    for context in latest.contexts if latest else ():
+        if not context.statuses:
+            rows.append((context.pattern, "absent", "", context.reason))
+        for status in context.statuses:
+            age = f"{int((now - status.updated_at).total_seconds())}s ago"
+            rows.append((status.context, status.state, age, status.target_url or ""))
+    if not rows:
+        return head
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [
+        f"  {ctx:<{widths[0]}}  {state:<{widths[1]}}  {age:<{widths[2]}}  {url}".rstrip()
+        for ctx, state, age, url in rows
+    ]
+    return "\n".join([head, *lines])

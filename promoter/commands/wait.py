@@ -1,0 +1,197 @@
+"""`promoter wait ENV`: poll the operator's statuses until the gate passes, fails or times out.
+
+The loop only repeats read (git lineage, forge statuses) → decide (gates.evaluate). Clock and
+sleep are passed in, so tests drive minutes of waiting in milliseconds.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
+
+from promoter.config import parse_duration
+from promoter.context import read_config, resolve_token, scratch_repo
+from promoter.errors import GateFailed, GateTimeout, UsageError
+from promoter.forge import detect, open_forge
+from promoter.forge.base import CommitStatus, Forge, State
+from promoter.gates import PRESETS, GateResult, Verdict, evaluate, expand
+from promoter.options import Options
+
+
+@dataclass(frozen=True)
+class WaitResult:
+    environment: str
+    branch: str
+    required: tuple[str, ...]
+    gate: GateResult
+    polls: int
+    waited: timedelta
+
+    @property
+    def timed_out(self) -> bool:
+        return self.gate.verdict is Verdict.PENDING
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "environment": self.environment,
+            "branch": self.branch,
+            "required": list(self.required),
+            "timed_out": self.timed_out,
+            "polls": self.polls,
+            "waited_seconds": round(self.waited.total_seconds(), 1),
+            **self.gate.as_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential polling; conditional requests make an unchanged poll free."""
+
+    first: float = 5.0
+    factor: float = 1.5
+    cap: float = 30.0
+
+    def delay(self, poll: int) -> float:
+        return float(min(self.cap, self.first * self.factor**poll))
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def wait(
+    options: Options,
+    environment: str,
+    sha: str | None = None,
+    require: Sequence[str] = (),
+    preset: str | None = None,
+    soak: str | None = None,
+    timeout: str = "15m",
+    apps: Sequence[str] = (),
+    report_to: str | None = None,
+    deployment: bool = False,
+    forge: Forge | None = None,
+    now: Callable[[], datetime] = _utcnow,
+    sleep: Callable[[float], None] = time.sleep,
+    backoff: Backoff = Backoff(),
+    log: TextIO | None = None,
+) -> WaitResult:
+    log = log or sys.stderr
+    try:
+        limit = parse_duration(timeout)
+        soak_for = parse_duration(soak) if soak is not None else None
+    except ValueError as err:
+        raise UsageError(f"wait: {err}") from None
+    if preset is not None and preset not in PRESETS:
+        raise UsageError(f"--preset {preset!r}: expected one of {', '.join(PRESETS)}")
+    report = _parse_report_to(report_to) if report_to else None
+    with scratch_repo(options) as repo:
+        config = read_config(options, repo)
+        env = config.environment(environment)
+        for app in apps:
+            config.app(app)
+        patterns = list(require) or list(env.gate.require)
+        patterns += PRESETS.get(preset or "", ())
+        required = expand(patterns, apps, env.name, env.branch)
+        if not required:
+            raise UsageError(
+                f"nothing to wait for: set environments.{env.name}.gate.require in promoter.yaml "
+                "or pass --require PATTERN / --preset"
+            )
+        soak_for = env.gate.soak if soak_for is None else soak_for
+        if forge is None:
+            info = detect(options.forge, options.api_url, repo.remote.url)
+            forge = open_forge(info, resolve_token(options, repo.remote.url))
+        target = repo.lineage(env.branch, sha)[0]
+        start = now()
+        if report:
+            _report(forge, report, env.name, "pending", f"waiting for {env.name}", deployment)
+        seen: dict[str, str] = {}
+        polls = 0
+        while True:
+            lineage = repo.lineage(env.branch, target)
+            statuses = {commit: forge.statuses(commit) for commit in lineage}
+            polls += 1
+            result = evaluate(required, lineage, statuses, now(), soak_for)
+            _log_changes(log, statuses, seen, start, now())
+            elapsed = now() - start
+            if result.verdict is not Verdict.PENDING or elapsed >= limit:
+                break
+            pause = backoff.delay(polls - 1)
+            soaking = [c.soak_left for c in result.commits if c.soak_left > timedelta(0)]
+            if soaking:
+                pause = min(pause, max(1.0, min(soaking).total_seconds()))
+            sleep(min(pause, max(0.0, (limit - elapsed).total_seconds())) or 0.01)
+    outcome = WaitResult(env.name, env.branch, required, result, polls, now() - start)
+    if report:
+        final: dict[Verdict, State] = {Verdict.PASS: "success", Verdict.FAIL: "failure"}
+        state = final.get(result.verdict, "error")
+        words = {"success": "live and healthy", "failure": "failed", "error": "timed out"}[state]
+        _report(forge, report, env.name, state, f"{env.name}: {words}", deployment)
+    return outcome
+
+
+def raise_for(result: WaitResult) -> None:
+    """Exit codes are the CI contract: FAIL → 3, still pending at the timeout → 4."""
+    gate = result.gate
+    decided = gate.decided_by
+    if gate.verdict is Verdict.FAIL and decided is not None:
+        reasons = "; ".join(c.reason for c in decided.contexts if c.verdict is Verdict.FAIL)
+        raise GateFailed(f"{result.environment}: gate failed on {decided.sha[:12]}: {reasons}")
+    if gate.verdict is Verdict.PENDING:
+        latest = gate.latest
+        waiting = "; ".join(
+            f"{c.pattern}: {c.reason}" for c in (latest.contexts if latest else ()) if c.verdict
+        )
+        raise GateTimeout(
+            f"{result.environment}: gate not reached after {int(result.waited.total_seconds())}s"
+            f" ({waiting})"
+        )
+
+
+def _parse_report_to(text: str) -> tuple[str, str]:
+    repository, sep, sha = text.rpartition("@")
+    if not sep or not repository or len(sha) < 7:
+        raise UsageError(f"--report-to {text!r}: expected OWNER/REPO@SHA (or PROJECT@SHA)")
+    return repository, sha
+
+
+def _report(
+    forge: Forge,
+    report: tuple[str, str],
+    env: str,
+    state: State,
+    text: str,
+    deployment: bool,
+) -> None:
+    repository, sha = report
+    forge.set_status(sha, state, f"promoter/{env}", text, repository=repository)
+    if deployment:
+        forge.create_deployment(sha, env, state, repository=repository)
+
+
+def _log_changes(
+    log: TextIO,
+    statuses: dict[str, list[CommitStatus]],
+    seen: dict[str, str],
+    start: datetime,
+    now: datetime,
+) -> None:
+    from promoter.gates import latest_by_context
+
+    elapsed = int((now - start).total_seconds())
+    for commit, found in statuses.items():
+        for context, status in sorted(latest_by_context(found).items()):
+            key = f"{commit}:{context}"
+            if seen.get(key) != status.state:
+                before = seen.get(key, "absent")
+                seen[key] = status.state
+                print(
+                    f"[{elapsed:>4}s] {context} on {commit[:12]}: {before} -> {status.state}",
+                    file=log,
+                    flush=True,
+                )
