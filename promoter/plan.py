@@ -10,7 +10,15 @@ from posixpath import dirname, join
 from promoter.config import ChartPin, Config, ImagePin, file_for
 from promoter.errors import EditError, UsageError
 from promoter.model import Change, ImageRef, parse_chart_version
-from promoter.yamledit import DocSelector, KeyPath, format_key_path, get_scalar, set_scalar
+from promoter.yamledit import (
+    DocSelector,
+    KeyPath,
+    Location,
+    format_key_path,
+    locate,
+    set_at,
+    set_scalar,
+)
 
 
 @dataclass(frozen=True)
@@ -160,18 +168,30 @@ def apply(
     now: Callable[[], datetime],
 ) -> Plan:
     """Apply edits to the current file contents; files and changes that actually moved."""
+    by_file: dict[str, list[Edit]] = {}
+    for edit in edits:
+        by_file.setdefault(edit.file, []).append(edit)
     texts: dict[str, str] = {}
     changes: list[Change] = []
-    for edit in edits:
-        if edit.file not in texts:
-            texts[edit.file] = _decode(edit, contents.get(edit.file))
-        text = texts[edit.file]
-        old = _get(edit, text)
-        new = _merge_ref(old, edit.whole_ref) if edit.whole_ref else edit.value
-        if old == new or (old is None and new == ""):
-            continue
-        texts[edit.file] = _set(edit, text, new)
-        changes.append(Change(edit.app, edit.pin, edit.file, format_key_path(edit.key), old, new))
+    for path, file_edits in by_file.items():
+        text = _decode(file_edits[0], contents.get(path))
+        # Locate every pin in the same text (one parse), then splice from the end backwards
+        # so that each span found stays valid.
+        moves: list[tuple[Location, str, Edit]] = []
+        for edit in file_edits:
+            loc = _locate(edit, text)
+            new = _merge_ref(loc.value, edit.whole_ref) if edit.whole_ref else edit.value
+            if loc.value == new or (loc.value is None and new == ""):
+                continue
+            moves.append((loc, new, edit))
+            changes.append(Change(edit.app, edit.pin, path, format_key_path(edit.key),
+                                  loc.value, new))  # fmt: skip
+        moves.sort(key=lambda move: move[0].start, reverse=True)
+        for (loc, new, edit), later in zip(moves, [None, *moves], strict=False):
+            if later is not None and loc.end > later[0].start:
+                raise EditError(f"{path}: pins {edit.pin} and {later[2].pin} edit the same value")
+            text = _set(edit, text, loc, new)
+        texts[path] = text
     _sync_chart_locks(edits, contents, texts, now)
     originals = {path: contents[path] for path in texts}
     files = {
@@ -234,15 +254,15 @@ def _decode(edit: Edit, data: bytes | None, path: str | None = None) -> str:
         raise EditError(f"{path} is not UTF-8 text (pin {edit.pin})") from None
 
 
-def _get(edit: Edit, text: str) -> str | None:
+def _locate(edit: Edit, text: str) -> Location:
     try:
-        return get_scalar(text, edit.key, edit.doc)
+        return locate(text, edit.key, edit.doc)
     except EditError as err:
         raise EditError(f"{edit.file}: {err} (pin {edit.pin})") from None
 
 
-def _set(edit: Edit, text: str, value: str) -> str:
+def _set(edit: Edit, text: str, loc: Location, value: str) -> str:
     try:
-        return set_scalar(text, edit.key, value, edit.doc)
+        return set_at(text, loc, value)
     except EditError as err:
         raise EditError(f"{edit.file}: {err} (pin {edit.pin})") from None

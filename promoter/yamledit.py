@@ -8,6 +8,7 @@ composes the file once (about 0.17 s for a 200 KB values.yaml).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -199,12 +200,19 @@ def locate(text: str, path: KeyPath | str, doc: DocSelector | None = None) -> Lo
     return _location(text, where, i, *result)
 
 
-def _compose(text: str, where: str) -> list[Any]:
+@functools.lru_cache(maxsize=4)
+def _compose_text(text: str) -> tuple[Any, ...]:
+    # Cached: reading a pin and then setting it (or several pins of one file) composes once.
+    # Callers only read the nodes.
     yaml = YAML(typ="safe", pure=True)
     # Re-using an anchor name is legal YAML; ruamel would print a warning for it.
     yaml.composer.warn_double_anchors = False
+    return tuple(yaml.compose_all(text))
+
+
+def _compose(text: str, where: str) -> list[Any]:
     try:
-        return list(yaml.compose_all(text))
+        return list(_compose_text(text))
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -385,7 +393,13 @@ def get_scalar(text: str, path: KeyPath | str, doc: DocSelector | None = None) -
 
 def set_scalar(text: str, path: KeyPath | str, value: str, doc: DocSelector | None = None) -> str:
     """`text` with the scalar at `path` set to the string `value`; `text` itself if unchanged."""
-    loc = locate(text, path, doc)
+    return set_at(text, locate(text, path, doc), value)
+
+
+def set_at(text: str, loc: Location, value: str) -> str:
+    """`text` with the scalar found by `locate(text, ...)` set to `value`.
+
+    Spans found in the same text stay valid for edits applied from the end backwards."""
     if loc.style in ("literal", "folded"):
         raise EditError(
             f"{loc.where}: is a block scalar (| or >) at line {loc.line}; "

@@ -137,3 +137,14 @@ def test_crlf_file_stays_crlf():
     _, plan = plan_for("dev", "--image api/sidecar=1.1.0", files={"api.yaml": crlf})
     expected = crlf.replace("sidecar:\r\n  tag: 1.0.0", "sidecar:\r\n  tag: 1.1.0")
     assert plan.files["api.yaml"] == expected.encode()
+
+
+def test_two_pins_on_the_same_value_are_refused():
+    config = load_config(
+        "environments: {dev: {}}\napps:\n"
+        "  a: {images: {a: {file: f.yaml, tag: image.tag}}}\n"
+        "  b: {images: {b: {file: f.yaml, tag: image.tag}}}\n"
+    )
+    edits = resolve(config, "dev", [parse_image_flag("a=1.0"), parse_image_flag("b=2.0")])
+    with pytest.raises(EditError, match=r"pins (a/a|b/b) and (a/a|b/b) edit the same value"):
+        apply(edits, {"f.yaml": b"image:\n  tag: 0.1\n"}, now)
