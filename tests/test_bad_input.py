@@ -13,6 +13,7 @@ from tests.helpers import run_cli
 CONFIG = """\
 environments:
   dev: {branch: env/dev}
+  prod: {branch: env/prod, from: dev, delivery: pull-request}
 apps:
   web:
     images:
@@ -137,7 +138,15 @@ def test_unknown_environment(repo, capsys):
     run = run_cli(
         capsys, "--repo", repo.url, "--token", TEST_TOKEN, "update", "qa", "--image", "web=2.0"
     )
-    _check(run, 2, "unknown environment 'qa' (promoter.yaml defines: dev)", repo, before)
+    _check(run, 2, "unknown environment 'qa' (promoter.yaml defines: dev, prod)", repo, before)
+
+
+def test_pull_request_delivery_is_refused_before_writing(repo, capsys):
+    before = list_branches(repo.path)
+    run = run_cli(
+        capsys, "--repo", repo.url, "--token", TEST_TOKEN, "update", "prod", "--image", "web=2.0"
+    )
+    _check(run, 2, "prod takes changes by pull request", repo, before)
 
 
 def test_branch_missing_on_the_remote(env_repo, capsys):

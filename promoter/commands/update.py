@@ -64,6 +64,12 @@ def update(
         config = read_config(options, repo)
         env = config.environment(environment)
         edits = planning.resolve(config, environment, requests)
+        if env.delivery == "pull-request":
+            raise UsageError(
+                f"{env.name} takes changes by pull request (delivery: pull-request), and "
+                "update does not open pull requests yet: set delivery: push, or update an "
+                "upstream environment"
+            )
         needed = planning.files_needed(edits)
         outcome: dict[str, planning.Plan] = {}
 
