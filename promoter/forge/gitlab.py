@@ -1,0 +1,471 @@
+"""GitLab adapter: merge requests, commit statuses and notes through python-gitlab.
+
+python-gitlab is imported here only, on first use, so commands that never talk to GitLab do not
+pay for it. Everything that leaves this module is forge-neutral (promoter.forge.base), and every
+GitLab or transport error is translated at this edge into one line with the token scrubbed.
+
+GitLab specifics, decided here:
+- A draft is a title starting with "Draft: " (GitLab derives `draft` from the title).
+- Merge method is a project setting on GitLab; per merge we can only ask for a squash.
+  "rebase" is refused up front rather than silently merging another way.
+- Reviewers are user ids on GitLab: numbers are used as they are, usernames are looked up with
+  GET /users?username= (one call each, cached per run) and only added, never removed.
+- GitHub Deployments have no GitLab equivalent through this API: create_deployment raises.
+- Retries use python-gitlab's own machinery: `retry_transient_errors` for 5xx and transport
+  errors, and its per-request `obey_rate_limit` (on by default) for 429 + Retry-After. They are
+  bounded in count (`max_retries` on every call) and in wait (Retry-After capped by a requests
+  session hook), so a CI job cannot hang on a server that keeps asking it to wait.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import urllib.parse
+from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from promoter.errors import UsageError, register_secret, scrub
+from promoter.forge.base import (
+    CommitStatus,
+    ForgeAuthError,
+    ForgeError,
+    ForgeInfo,
+    MergeMethod,
+    MergeResult,
+    NeedsForge,
+    PullRequest,
+    PullRequestSpec,
+    PullState,
+    State,
+)
+
+if TYPE_CHECKING:
+    import gitlab
+    import requests
+    from gitlab.v4.objects import Project
+
+T = TypeVar("T")
+
+MAX_RETRIES = 4  # per request: 0.1 + 0.2 + 0.4 + 0.8 s of backoff for 5xx
+MAX_RETRY_AFTER = 20  # seconds; a longer Retry-After is shortened to this
+TIMEOUT = 30.0  # seconds per HTTP request
+DRAFT_PREFIX = "Draft: "
+_DRAFT = re.compile(r"\s*(\[draft\]|\(draft\)|draft:)\s*", re.IGNORECASE)
+_DUPLICATE_TEXT = "Another open merge request already exists"
+_DUPLICATE = re.compile(_DUPLICATE_TEXT + r".*?!(\d+)")
+_NO_TRANSITION = "Cannot transition status"
+
+# GitLab job/status states → promoter's four; None = ignored (a skipped job says nothing).
+_WAITING = ("created", "pending", "running", "waiting_for_resource", "preparing", "scheduled")
+STATE_MAP: dict[str, State | None] = {
+    **dict.fromkeys((*_WAITING, "manual"), "pending"),
+    "success": "success",
+    "failed": "failure",
+    "canceled": "error",
+    "skipped": None,
+}
+# promoter → GitLab; error goes out as canceled so that it reads back as error.
+_STATE_OUT: dict[State, str] = {
+    "success": "success",
+    "pending": "pending",
+    "failure": "failed",
+    "error": "canceled",
+}
+_PR_STATE: dict[str, PullState] = {
+    "opened": "open",
+    "locked": "open",
+    "closed": "closed",
+    "merged": "merged",
+}
+
+
+class GitLabForge:
+    def __init__(self, info: ForgeInfo, token: str | None) -> None:
+        if not info.api_url or not info.repository:
+            raise UsageError("GitLab needs an API URL and a project path (--api-url, --repo)")
+        self.info = info
+        self._api_url: str = info.api_url
+        self._repository: str = info.repository
+        self._token = token
+        register_secret(token)
+        self._host = urllib.parse.urlsplit(info.api_url).hostname or info.host or info.api_url
+        self._gl: gitlab.Gitlab | None = None
+        self._user_cache: dict[str, int] = {}
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @property
+    def gl(self) -> gitlab.Gitlab:
+        if self._gl is None:
+            import gitlab
+            import requests
+
+            session = requests.Session()
+            session.hooks["response"].append(_bound_retry_after)
+            self._gl = gitlab.Gitlab(
+                url=self._api_url.rstrip("/").removesuffix("/api/v4"),
+                private_token=self._token,
+                retry_transient_errors=True,
+                timeout=TIMEOUT,
+                session=session,
+            )
+        return self._gl
+
+    def _project(self, repository: str | None = None) -> Project:
+        # lazy=True: no GET /projects/:id round trip; the path is URL-encoded into each call.
+        return self.gl.projects.get(repository or self._repository, lazy=True)
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one python-gitlab call; its errors leave as one scrubbed promoter error."""
+        import gitlab.exceptions as glexc
+        import requests
+
+        try:
+            return fn()
+        except (glexc.GitlabError, requests.RequestException) as err:
+            raise self._translate(what, err) from None
+
+    def _translate(self, what: str, err: Exception) -> ForgeError:
+        import gitlab.exceptions as glexc
+
+        if not isinstance(err, glexc.GitlabError):  # transport: refused, reset, timed out
+            return ForgeError(f"{what}: cannot reach {self._host}: {self._clean(str(err))}")
+        code = err.response_code
+        if code == 401 or isinstance(err, glexc.GitlabAuthenticationError):
+            return ForgeAuthError(f"authentication failed for {self._host}")
+        detail = self._clean(str(err.error_message))
+        if code == 403:
+            return ForgeAuthError(f"{what}: access denied by {self._host}: {detail}")
+        where = f"{self._host} answered {code}" if code else f"GitLab at {self._host}"
+        return ForgeError(f"{what}: {where}: {detail}")
+
+    def _clean(self, text: str) -> str:
+        return " ".join(scrub(text, [self._token or ""]).split())[:300]
+
+    # -- merge requests ----------------------------------------------------------------------
+
+    def find_pull_request(self, head: str, base: str) -> PullRequest | None:
+        found = self._find(head, base)
+        return None if found is None else _pull_request(found)
+
+    def _find(self, head: str, base: str) -> dict[str, Any] | None:
+        mrs = self._call(
+            f"finding the merge request {head} → {base}",
+            lambda: self._project().mergerequests.list(
+                source_branch=head,
+                target_branch=base,
+                state="opened",
+                get_all=False,
+                max_retries=MAX_RETRIES,
+            ),
+        )
+        return dict(mrs[0].attributes) if mrs else None
+
+    def open_or_update_pull_request(self, spec: PullRequestSpec) -> PullRequest:
+        title = _title(spec.title, spec.draft)
+        current = self._find(spec.head, spec.base)
+        if current is None:
+            data: dict[str, Any] = {
+                "source_branch": spec.head,
+                "target_branch": spec.base,
+                "title": title,
+                "description": spec.body,
+                "labels": list(spec.labels),
+            }
+            if spec.reviewers:
+                data["reviewer_ids"] = self._user_ids(spec.reviewers)
+            created = self._create(data)
+            if isinstance(created, PullRequest):
+                return created
+            # Another job opened the same MR between our lookup and our create: adopt it
+            # (GitLab names it in the 409) and bring it in line with the spec below.
+            current = self._get(created) if created else self._find(spec.head, spec.base)
+            if current is None:
+                raise ForgeError(f"GitLab reported a duplicate of {spec.head} → {spec.base}")
+        return self._update(current, spec, title)
+
+    def _create(self, data: dict[str, Any]) -> PullRequest | int | None:
+        """The new MR; or, when one already exists, its number (None if GitLab did not say)."""
+        import gitlab.exceptions as glexc
+
+        what = f"opening a merge request {data['source_branch']} → {data['target_branch']}"
+        try:
+            created = self._project().mergerequests.create(data, max_retries=MAX_RETRIES)
+        except glexc.GitlabCreateError as err:
+            message = str(err.error_message)
+            if err.response_code != 409 or _DUPLICATE_TEXT not in message:
+                raise self._translate(what, err) from None
+            number = _DUPLICATE.search(message)
+            return int(number.group(1)) if number else None
+        except (glexc.GitlabError, _requests_error()) as err:
+            raise self._translate(what, err) from None
+        return _pull_request(created.attributes)
+
+    def _get(self, number: int) -> dict[str, Any]:
+        mr = self._call(
+            f"reading merge request !{number}",
+            lambda: self._project().mergerequests.get(number, max_retries=MAX_RETRIES),
+        )
+        return dict(mr.attributes)
+
+    def _update(self, current: dict[str, Any], spec: PullRequestSpec, title: str) -> PullRequest:
+        changes: dict[str, Any] = {}
+        if current.get("title") != title:
+            changes["title"] = title
+        if (current.get("description") or "") != spec.body:
+            changes["description"] = spec.body
+        if sorted(current.get("labels") or []) != sorted(spec.labels):
+            changes["labels"] = list(spec.labels)
+        if spec.reviewers:
+            reviewer_ids = self._reviewers_to_set(current, spec.reviewers)
+            if reviewer_ids is not None:
+                changes["reviewer_ids"] = reviewer_ids
+        if not changes:
+            return _pull_request(current)
+        number = int(current["iid"])
+        updated = self._call(
+            f"updating merge request !{number}",
+            lambda: self._project().mergerequests.update(number, changes, max_retries=MAX_RETRIES),
+        )
+        return _pull_request(updated)
+
+    def _reviewers_to_set(
+        self, current: dict[str, Any], wanted: tuple[str, ...]
+    ) -> list[int] | None:
+        """The reviewer ids to PUT so that every wanted reviewer is one, or None if all are.
+
+        Reviewers are added, never removed: people may have asked others to review too. GitLab
+        sends `reviewers` as a list of users; where it is absent (the strict double leaves it
+        out, as the API description types it as one object) the wanted ones are simply set.
+        """
+        have = current.get("reviewers")
+        if not isinstance(have, list):
+            return self._user_ids(wanted)
+        users = [r for r in have if isinstance(r, dict)]
+        known = {str(u.get("username")) for u in users} | {str(u.get("id")) for u in users}
+        missing = tuple(r for r in wanted if r.strip() not in known)
+        if not missing:
+            return None
+        return sorted({int(u["id"]) for u in users if "id" in u} | set(self._user_ids(missing)))
+
+    def _user_ids(self, reviewers: tuple[str, ...]) -> list[int]:
+        """GitLab takes reviewers by user id: numbers pass as they are, usernames are looked up."""
+        ids: list[int] = []
+        for reviewer in (r.strip().removeprefix("@") for r in reviewers):
+            if reviewer.isdigit():
+                ids.append(int(reviewer))
+                continue
+            if reviewer not in self._user_cache:
+                self._user_cache[reviewer] = self._lookup_user(reviewer)
+            ids.append(self._user_cache[reviewer])
+        return ids
+
+    def _lookup_user(self, username: str) -> int:
+        found = self._call(
+            f"looking up GitLab user {username!r}",
+            lambda: self.gl.users.list(username=username, get_all=False, max_retries=MAX_RETRIES),
+        )
+        if not found:
+            raise UsageError(f"reviewer {username!r}: GitLab has no user by that name")
+        return int(found[0].attributes["id"])
+
+    def close_pull_request(self, number: int) -> None:
+        self._call(
+            f"closing merge request !{number}",
+            lambda: self._project().mergerequests.update(
+                number, {"state_event": "close"}, max_retries=MAX_RETRIES
+            ),
+        )
+
+    def merge_pull_request(
+        self,
+        number: int,
+        expected_head_sha: str,
+        method: MergeMethod = "merge",
+        commit_title: str | None = None,
+    ) -> MergeResult:
+        import gitlab.exceptions as glexc
+
+        data: dict[str, Any] = {"sha": expected_head_sha, **_method(method)}
+        if commit_title:
+            key = "squash_commit_message" if method == "squash" else "merge_commit_message"
+            data[key] = commit_title
+        try:
+            result = self._merge_call(number, data)
+        except glexc.GitlabHttpError as err:
+            if err.response_code not in (405, 406, 409, 422):
+                raise self._translate(f"merging merge request !{number}", err) from None
+            # 409: the head moved past expected_head_sha; 405/406/422: not mergeable (closed,
+            # draft, conflicts). Nothing was merged; the caller decides what that means.
+            return MergeResult(False, None, self._clean(str(err.error_message)))
+        except _requests_error() as err:
+            raise self._translate(f"merging merge request !{number}", err) from None
+        if result.get("state") != "merged":
+            return MergeResult(False, None, f"merge request !{number} is {result.get('state')}")
+        sha = result.get("merge_commit_sha") or result.get("squash_commit_sha")
+        return MergeResult(True, sha, f"merged !{number}")
+
+    def enable_auto_merge(self, number: int, method: MergeMethod = "merge") -> None:
+        # auto_merge is the current name; merge_when_pipeline_succeeds is what GitLab before
+        # 17.11 understands. Both are in the API description; each version ignores the other.
+        data = {"auto_merge": True, "merge_when_pipeline_succeeds": True, **_method(method)}
+        self._call(f"enabling auto-merge on !{number}", lambda: self._merge_call(number, data))
+
+    def _merge_call(self, number: int, data: dict[str, Any]) -> dict[str, Any]:
+        # Through http_put rather than ProjectMergeRequest.merge(): merge() sends extra options
+        # (sha, squash, auto_merge) as query parameters, which the API description (and so the
+        # strict double) only accepts in the JSON body.
+        path = f"/projects/{self._project().encoded_id}/merge_requests/{number}/merge"
+        result = self.gl.http_put(path, post_data=data, max_retries=MAX_RETRIES)
+        if not isinstance(result, dict):
+            raise ForgeError(f"merging merge request !{number}: unexpected answer from GitLab")
+        return result
+
+    def comment(self, number: int, body: str) -> None:
+        mr = self._project().mergerequests.get(number, lazy=True)
+        self._call(
+            f"commenting on merge request !{number}",
+            lambda: mr.notes.create({"body": body}, max_retries=MAX_RETRIES),
+        )
+
+    # -- commit statuses ---------------------------------------------------------------------
+
+    def statuses(self, sha: str) -> list[CommitStatus]:
+        commit = self._project().commits.get(sha, lazy=True)
+        raw = self._call(
+            f"reading the statuses of {sha[:12]}",
+            lambda: commit.statuses.list(get_all=True, per_page=100, max_retries=MAX_RETRIES),
+        )
+        out = [s for s in (_status(item.attributes) for item in raw) if s is not None]
+        out.sort(key=lambda s: (s.context, -s.updated_at.timestamp()))
+        return out
+
+    def set_status(
+        self,
+        sha: str,
+        state: State,
+        context: str,
+        description: str = "",
+        target_url: str | None = None,
+        repository: str | None = None,
+    ) -> None:
+        data: dict[str, Any] = {"state": _STATE_OUT[state], "name": context}
+        if description:
+            data["description"] = description[:255]
+        if target_url:
+            data["target_url"] = target_url
+        commit = self._project(repository).commits.get(sha, lazy=True)
+        what = f"setting status {context!r} on {sha[:12]}"
+        import gitlab.exceptions as glexc
+
+        try:
+            commit.statuses.create(data, max_retries=MAX_RETRIES)
+        except glexc.GitlabCreateError as err:
+            # GitLab refuses pending→pending and running→running with 400: the status already
+            # says what we want it to say, so that is success, not an error.
+            if err.response_code == 400 and _NO_TRANSITION in str(err.error_message):
+                return
+            raise self._translate(what, err) from None
+        except (glexc.GitlabError, _requests_error()) as err:
+            raise self._translate(what, err) from None
+
+    def create_deployment(
+        self,
+        ref: str,
+        environment: str,
+        state: State,
+        target_url: str | None = None,
+        repository: str | None = None,
+    ) -> None:
+        raise NeedsForge(
+            "GitHub Deployments are GitHub-only; on GitLab, report the deployment with a commit "
+            "status (set_status) or declare `environment:` in the GitLab CI job"
+        )
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _bound_retry_after(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """Cap Retry-After (and turn an HTTP date into seconds) before python-gitlab sleeps on it.
+
+    python-gitlab sleeps int(Retry-After) seconds per retry with no upper bound and fails on
+    the HTTP-date form; this keeps its retry loop but bounds it.
+    """
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            seconds = 1.0
+    response.headers["Retry-After"] = str(math.ceil(min(max(seconds, 0.0), MAX_RETRY_AFTER)))
+
+
+def _method(method: MergeMethod) -> dict[str, Any]:
+    if method == "merge":
+        return {}
+    if method == "squash":
+        return {"squash": True}
+    raise UsageError(
+        f"merge method {method!r} is a project setting on GitLab (Settings → Merge requests → "
+        "Merge method); promoter can ask GitLab for 'merge' or 'squash' per merge request"
+    )
+
+
+def _title(title: str, draft: bool) -> str:
+    bare = _DRAFT.sub("", title, count=1) if _DRAFT.match(title) else title
+    return DRAFT_PREFIX + bare if draft else bare
+
+
+def _pull_request(attrs: Any) -> PullRequest:
+    state = _PR_STATE.get(str(attrs.get("state")), "open")
+    return PullRequest(
+        number=int(attrs["iid"]),
+        url=str(attrs.get("web_url") or ""),
+        title=str(attrs.get("title") or ""),
+        body=str(attrs.get("description") or ""),
+        head=str(attrs.get("source_branch") or ""),
+        base=str(attrs.get("target_branch") or ""),
+        head_sha=str(attrs.get("sha") or ""),
+        state=state,
+        draft=bool(attrs.get("draft") or attrs.get("work_in_progress")),
+        labels=tuple(str(label) for label in attrs.get("labels") or ()),
+        merge_sha=(attrs.get("merge_commit_sha") or attrs.get("squash_commit_sha"))
+        if state == "merged"
+        else None,
+    )
+
+
+def _status(attrs: dict[str, Any]) -> CommitStatus | None:
+    state = STATE_MAP.get(str(attrs.get("status")), "pending")
+    if state is None:
+        return None
+    # The description gives statuses created/started/finished times but no updated_at: the
+    # last of them that is set is when the status last changed (what a soak is measured from).
+    stamps = [attrs.get(k) for k in ("updated_at", "finished_at", "started_at", "created_at")]
+    when = next((_parse_time(s) for s in stamps if s), datetime.fromtimestamp(0, UTC))
+    return CommitStatus(
+        context=str(attrs.get("name") or "default"),
+        state=state,
+        updated_at=when,
+        description=str(attrs.get("description") or ""),
+        target_url=attrs.get("target_url") or None,
+    )
+
+
+def _parse_time(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _requests_error() -> type[Exception]:
+    import requests
+
+    return requests.RequestException
