@@ -261,6 +261,16 @@ def test_squash_merge_lands_one_squash_commit_through_a_merge_commit(bed: Bed) -
     assert bed.repo.read_file(BASE, "apps/web/extra.yaml") == "a: 1\n"
 
 
+def test_merge_of_a_conflicting_merge_request_is_refused(bed: Bed) -> None:
+    conflicting = _branch(bed.repo, "hotfix", BASE, {VALUES: "image:\n  tag: 9.9.9\n"}, "hotfix")
+    commit_files(bed.repo.path, BASE, {VALUES: "image:\n  tag: 1.0.1\n"}, "base moves on")
+    before = bed.repo.sha(BASE)
+    pr = bed.forge.open_or_update_pull_request(_spec(head="hotfix"))
+    result = bed.forge.merge_pull_request(pr.number, conflicting)
+    assert (result.merged, result.message) == (False, "Branch cannot be merged")
+    assert bed.repo.sha(BASE) == before
+
+
 def test_rebase_is_a_project_setting_on_gitlab_and_is_refused_up_front(bed: Bed) -> None:
     pr = bed.forge.open_or_update_pull_request(_spec())
     mark = bed.mark()

@@ -313,17 +313,26 @@ class GitLabState:
         elif mr.draft:
             return error(405, "405 Method Not Allowed")
         failure = self.merge(
-            p, mr, body.get("merge_commit_message"), body.get("squash_commit_message")
+            p, mr, body.get("merge_commit_message"), body.get("squash_commit_message"), head
         )
         if failure is not None:
             return failure
         return Reply(200, self.render_mr(p, mr, call.base))
 
     def merge(
-        self, p: Project, mr: MergeRequest, message: str | None, squash_message: str | None
+        self,
+        p: Project,
+        mr: MergeRequest,
+        message: str | None,
+        squash_message: str | None,
+        head: str | None = None,
     ) -> Reply | None:
-        """A real merge (or squash and merge) commit on the target branch; None when done."""
-        target, head = branch_sha(p.bare, mr.target), branch_sha(p.bare, mr.source)
+        """A real merge (or squash and merge) commit on the target branch; None when done.
+
+        `head` is the source commit the caller checked (the `sha` guard): that one is merged,
+        even if a push moves the source branch meanwhile.
+        """
+        target, head = branch_sha(p.bare, mr.target), head or branch_sha(p.bare, mr.source)
         if target is None or head is None:
             return error(422, "Branch cannot be merged")
         tree = _git(
@@ -391,6 +400,8 @@ class GitLabState:
             return error(404, "404 Commit Not Found")
         body, now = call.body, self.clock()
         state = body.get("state")
+        if state not in ("pending", "running", "success", "failed", "canceled", "skipped"):
+            return Reply(400, {"error": "state does not have a valid value"})
         name = body.get("name") or body.get("context") or "default"
         ref = body.get("ref") or _branch_at(p.bare, sha)
         pipeline = p.pipelines.setdefault((sha, ref), self.next_id())
