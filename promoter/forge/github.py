@@ -1,0 +1,413 @@
+"""GitHub (and GitHub Enterprise) through PyGithub, behind the forge Protocol.
+
+Imported only by `open_forge`, so `promoter --help` and plain-git runs never load PyGithub.
+
+Choices the official REST description forced (a strict double holds us to it):
+- statuses are read from `GET /repos/{o}/{r}/commits/{ref}/statuses`, not PyGithub's
+  `Commit.get_statuses()`, which calls the undocumented legacy `/statuses/{sha}`;
+- title, body and labels are updated in one `PATCH /issues/{n}` (every PR is an issue): the
+  labels endpoint PyGithub's `add_to_labels` uses takes an object `{"labels": [...]}`, not the
+  bare array PyGithub sends, and the pulls endpoint has no `labels` (nor `draft`) field;
+- draft state changes through the GraphQL mutations, as REST has no field for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import urllib.parse
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from promoter.errors import register_secret, scrub
+from promoter.forge.base import (
+    CommitStatus,
+    ForgeAuthError,
+    ForgeError,
+    ForgeInfo,
+    MergeMethod,
+    MergeResult,
+    PullRequest,
+    PullRequestSpec,
+    State,
+)
+
+if TYPE_CHECKING:
+    from github.CheckRun import CheckRun
+    from github.PullRequest import PullRequest as GhPullRequest
+    from github.Repository import Repository
+
+T = TypeVar("T")
+
+# Bounded so a CI job never hangs: at most 4 tries, exponential backoff capped at 8 s, and a
+# server's Retry-After (or secondary-rate-limit wait) honoured only up to MAX_WAIT seconds.
+MAX_TRIES = 4
+BACKOFF_FACTOR = 0.5
+MAX_WAIT = 60
+TIMEOUT = 30
+
+# A check run's conclusion, normalised. `skipped` and `neutral` count as success: GitHub itself
+# treats them as passing for required checks, and a job skipped by a path filter must not hold a
+# gate forever. `cancelled` is error (nobody decided the outcome); unknown ones fail safe.
+_CHECK_CONCLUSIONS: dict[str, State] = {
+    "success": "success",
+    "neutral": "success",
+    "skipped": "success",
+    "failure": "failure",
+    "timed_out": "failure",
+    "action_required": "failure",
+    "startup_failure": "failure",
+    "stale": "failure",
+    "cancelled": "error",
+}
+_STATUS_STATES: dict[str, State] = {s: s for s in ("success", "pending", "failure", "error")}
+_GRAPHQL_METHODS = {"merge": "MERGE", "squash": "SQUASH", "rebase": "REBASE"}
+
+
+def check_run_state(status: str, conclusion: str | None) -> State:
+    """queued / in_progress / waiting... → pending; completed → by conclusion (unknown: error)."""
+    if status != "completed":
+        return "pending"
+    return _CHECK_CONCLUSIONS.get(conclusion or "", "error")
+
+
+def _utc(when: datetime | None) -> datetime:
+    if when is None:
+        return datetime.now(UTC)
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+class GitHubForge:
+    def __init__(
+        self,
+        info: ForgeInfo,
+        token: str | None,
+        *,
+        max_tries: int = MAX_TRIES,
+        backoff_factor: float = BACKOFF_FACTOR,
+        max_wait: int = MAX_WAIT,
+        timeout: int = TIMEOUT,
+    ) -> None:
+        import github
+        from github import Auth, GithubRetry
+
+        if not info.api_url or not info.repository:
+            raise ForgeError("GitHub needs an API URL and an owner/name repository")
+        self.info = info
+        self._token = token
+        register_secret(token)
+        self.host = urllib.parse.urlsplit(info.api_url).hostname or info.host
+        retry = GithubRetry(
+            total=max_tries - 1,
+            backoff_factor=backoff_factor,
+            backoff_max=8,
+            # 5xx and 429 (403 is added by GithubRetry, which retries it only for rate limits).
+            status_forcelist=[429, 500, 502, 503, 504],
+            # PATCH is idempotent here (title/body/state); GithubRetry already adds GET and POST.
+            allowed_methods=["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "POST", "PATCH"],
+            secondary_rate_wait=max_wait,
+            max_rate_limit_wait=max_wait,
+            retry_after_max=max_wait,
+            # Hand the last error response to PyGithub, so it raises GithubException with the
+            # status and message instead of an opaque urllib3 MaxRetryError.
+            raise_on_status=False,
+        )
+        self._gh = github.Github(
+            base_url=info.api_url.rstrip("/"),
+            auth=Auth.Token(token) if token else None,
+            retry=retry,
+            timeout=timeout,
+            per_page=100,
+            user_agent="promoter",
+            lazy=True,  # objects built from a URL cost no request until a missing field is read
+            # PyGithub's default pacing (0.25 s between requests, 1 s between writes) is meant
+            # for bulk clients; promoter makes a handful of calls per run, and secondary rate
+            # limits, should they come, are retried above with their Retry-After.
+            seconds_between_requests=None,
+            seconds_between_writes=None,
+        )
+        self._owner = info.repository.split("/", 1)[0]
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _repo(self, repository: str | None = None) -> Repository:
+        return self._gh.get_repo(repository or str(self.info.repository))
+
+    def _guard(self, what: str, fn: Callable[[], T]) -> T:
+        """Run fn; PyGithub/requests failures become one-line promoter errors, token scrubbed."""
+        import requests
+        from github import GithubException
+
+        try:
+            return fn()
+        except GithubException as exc:
+            raise self._translate(what, exc.status, exc.data, exc.message) from None
+        except requests.RequestException as exc:
+            detail = self._clean(str(exc))
+            raise ForgeError(
+                f"GitHub API at {self.host} unreachable while {what}: {detail}"
+            ) from None
+
+    def _clean(self, text: str) -> str:
+        return " ".join(scrub(text, [self._token or ""]).split())[:300]
+
+    def _translate(self, what: str, status: int, data: Any, message: str | None) -> ForgeError:
+        text = ""
+        if isinstance(data, dict):
+            text = str(data.get("message") or "")
+            errors = [e for e in data.get("errors") or [] if isinstance(e, dict)]
+            details = [str(e.get("message") or e.get("code")) for e in errors]
+            if details:
+                text += ": " + "; ".join(details)
+        text = self._clean(text or message or "")
+        rate_limited = status == 429 or "rate limit" in text.lower()
+        if status == 401 or (status == 403 and not rate_limited):
+            return ForgeAuthError(f"authentication failed for {self.host} ({status} {text})")
+        return ForgeError(f"GitHub {status} while {what} in {self.info.repository}: {text}")
+
+    def _to_pull(self, pr: GhPullRequest) -> PullRequest:
+        # Only fields present in both `pull-request` and `pull-request-simple` are read: reading a
+        # missing one (e.g. `merged`) would make PyGithub fetch the whole PR again.
+        merged = pr.merged_at is not None
+        return PullRequest(
+            number=pr.number,
+            url=pr.html_url,
+            title=pr.title,
+            body=pr.body or "",
+            head=pr.head.ref,
+            base=pr.base.ref,
+            head_sha=pr.head.sha,
+            state="merged" if merged else "open" if pr.state == "open" else "closed",
+            draft=bool(pr.draft),
+            labels=tuple(label.name for label in pr.labels),
+            merge_sha=pr.merge_commit_sha if merged else None,
+        )
+
+    def _find(self, head: str, base: str) -> GhPullRequest | None:
+        pulls = self._repo().get_pulls(state="open", head=f"{self._owner}:{head}", base=base)
+        for pr in pulls:  # at most one open PR per head/base pair; stop after the first page
+            return pr
+        return None
+
+    # --- the Protocol -------------------------------------------------------------------------
+
+    def find_pull_request(self, head: str, base: str) -> PullRequest | None:
+        pr = self._guard(
+            f"finding the pull request {head} -> {base}", lambda: self._find(head, base)
+        )
+        return None if pr is None else self._to_pull(pr)
+
+    def open_or_update_pull_request(self, spec: PullRequestSpec) -> PullRequest:
+        return self._guard(
+            f"opening the pull request {spec.head} -> {spec.base}",
+            lambda: self._open_or_update(spec),
+        )
+
+    def _open_or_update(self, spec: PullRequestSpec) -> PullRequest:
+        from github import GithubException
+
+        existing = self._find(spec.head, spec.base)
+        if existing is not None:
+            return self._update(existing, spec)
+        try:
+            created = self._repo().create_pull(
+                base=spec.base, head=spec.head, title=spec.title, body=spec.body, draft=spec.draft
+            )
+        except GithubException as exc:
+            # Someone opened it between our lookup and our create: adopt theirs.
+            if exc.status != 422 or "already exists" not in str(exc.data):
+                raise
+            existing = self._find(spec.head, spec.base)
+            if existing is None:
+                raise
+            return self._update(existing, spec)
+        out = self._to_pull(created)
+        if spec.labels:
+            issue = self._repo().get_issue(created.number)
+            issue.edit(labels=list(spec.labels))
+            out = dataclasses.replace(out, labels=tuple(label.name for label in issue.labels))
+        self._request_reviewers(created, spec.reviewers, already=())
+        return out
+
+    def _update(self, pr: GhPullRequest, spec: PullRequestSpec) -> PullRequest:
+        """Bring an open PR in line with spec, one request per kind of difference.
+
+        Labels are added, never removed (people label promotion PRs too). Reviewers missing from
+        the pending requests are requested again only when the content changed, so an unchanged
+        PR costs exactly one request (the lookup) and an approving reviewer is not re-pinged.
+        """
+        current = self._to_pull(pr)
+        content_changed = pr.title != spec.title or (pr.body or "") != spec.body
+        missing_labels = [name for name in spec.labels if name not in current.labels]
+        labels = current.labels + tuple(missing_labels)
+        if content_changed or missing_labels:
+            changes: dict[str, Any] = {}
+            if content_changed:
+                changes.update(title=spec.title, body=spec.body)
+            if missing_labels:
+                changes["labels"] = list(labels)  # the issue API sets labels: send them all
+            self._repo().get_issue(pr.number).edit(**changes)
+        if content_changed:
+            self._request_reviewers(pr, spec.reviewers, already=self._requested(pr))
+        if spec.draft != current.draft:
+            if spec.draft:
+                pr.convert_to_draft()
+            else:
+                pr.mark_ready_for_review()
+        return dataclasses.replace(
+            current, title=spec.title, body=spec.body, labels=labels, draft=spec.draft
+        )
+
+    def _requested(self, pr: GhPullRequest) -> tuple[str, ...]:
+        users = tuple(user.login for user in pr.requested_reviewers)
+        return users + tuple(f"{self._owner}/{team.slug}" for team in pr.requested_teams)
+
+    def _request_reviewers(
+        self, pr: GhPullRequest, wanted: tuple[str, ...], already: tuple[str, ...]
+    ) -> None:
+        missing = [r for r in wanted if r not in already]
+        users = [r for r in missing if "/" not in r]
+        teams = [r.split("/", 1)[1] for r in missing if "/" in r]  # "org/team" names a team
+        if users or teams:
+            pr.create_review_request(reviewers=users, team_reviewers=teams)
+
+    def close_pull_request(self, number: int) -> None:
+        self._guard(
+            f"closing pull request #{number}",
+            lambda: self._repo().get_pull(number).edit(state="closed"),
+        )
+
+    def merge_pull_request(
+        self,
+        number: int,
+        expected_head_sha: str,
+        method: MergeMethod = "merge",
+        commit_title: str | None = None,
+    ) -> MergeResult:
+        return self._guard(
+            f"merging pull request #{number}",
+            lambda: self._merge(number, expected_head_sha, method, commit_title),
+        )
+
+    def _merge(
+        self, number: int, expected: str, method: MergeMethod, title: str | None
+    ) -> MergeResult:
+        from github import GithubException
+        from github.GithubObject import NotSet
+
+        pr = self._repo().get_pull(number)
+        try:
+            # GitHub compares `sha` with the head atomically; no separate read is needed.
+            result = pr.merge(
+                sha=expected, merge_method=method, commit_title=NotSet if title is None else title
+            )
+        except GithubException as exc:
+            # 409: the head moved since the caller looked; 405: not mergeable (conflict, draft,
+            # closed, branch protection). Both are answers, not failures.
+            if exc.status not in (405, 409):
+                raise
+            message = exc.data.get("message", "") if isinstance(exc.data, dict) else ""
+            return MergeResult(merged=False, sha=None, message=f"{exc.status} {message}".strip())
+        return MergeResult(merged=bool(result.merged), sha=result.sha, message=result.message)
+
+    def enable_auto_merge(self, number: int, method: MergeMethod = "merge") -> None:
+        # Reading node_id completes the lazy PR (one GET); the mutation needs the GraphQL id.
+        self._guard(
+            f"enabling auto-merge on pull request #{number}",
+            lambda: (
+                self._repo()
+                .get_pull(number)
+                .enable_automerge(merge_method=_GRAPHQL_METHODS[method])
+            ),
+        )
+
+    def comment(self, number: int, body: str) -> None:
+        self._guard(
+            f"commenting on pull request #{number}",
+            lambda: self._repo().get_issue(number).create_comment(body),
+        )
+
+    def statuses(self, sha: str) -> list[CommitStatus]:
+        return self._guard(f"reading statuses of {sha[:12]}", lambda: self._statuses(sha))
+
+    def _statuses(self, sha: str) -> list[CommitStatus]:
+        from github.CommitStatus import CommitStatus as GhStatus
+        from github.PaginatedList import PaginatedList
+
+        repo = self._repo()
+        listed = PaginatedList(
+            GhStatus, self._gh.requester, f"{repo.url}/commits/{sha}/statuses", None
+        )
+        out = [
+            CommitStatus(
+                context=s.context,
+                state=_STATUS_STATES.get(s.state, "error"),
+                updated_at=_utc(s.updated_at),
+                description=s.description or "",
+                target_url=s.target_url,
+            )
+            for s in listed
+        ]
+        out += [_from_check_run(run) for run in repo.get_commit(sha).get_check_runs()]
+        return out
+
+    def set_status(
+        self,
+        sha: str,
+        state: State,
+        context: str,
+        description: str = "",
+        target_url: str | None = None,
+        repository: str | None = None,
+    ) -> None:
+        from github.GithubObject import NotSet
+
+        # GitHub rejects descriptions over 140 characters with a 422.
+        short = description if len(description) <= 140 else description[:139] + "…"
+        self._guard(
+            f"setting status {context} on {sha[:12]}",
+            lambda: (
+                self._repo(repository)
+                .get_commit(sha)
+                .create_status(
+                    state=state, target_url=target_url or NotSet, description=short, context=context
+                )
+            ),
+        )
+
+    def create_deployment(
+        self,
+        ref: str,
+        environment: str,
+        state: State,
+        target_url: str | None = None,
+        repository: str | None = None,
+    ) -> None:
+        from github.GithubObject import NotSet
+
+        def run() -> None:
+            deployment = self._repo(repository).create_deployment(
+                ref=ref,
+                environment=environment,
+                # promoter has gated this commit already, and GitHub must never merge the
+                # default branch into an environment branch.
+                auto_merge=False,
+                required_contexts=[],
+                description=f"promoter: {environment}",
+            )
+            deployment.create_status(
+                state=state, target_url=target_url or NotSet, environment=environment
+            )
+
+        self._guard(f"recording a deployment of {ref} to {environment}", run)
+
+
+def _from_check_run(run: CheckRun) -> CommitStatus:
+    return CommitStatus(
+        context=run.name,
+        state=check_run_state(run.status, run.conclusion),
+        updated_at=_utc(run.completed_at or run.started_at),
+        description=(run.output.title or run.output.summary or "") if run.output else "",
+        target_url=run.details_url or run.html_url,
+        kind="check",
+    )

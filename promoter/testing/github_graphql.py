@@ -1,0 +1,97 @@
+"""The GraphQL side of the GitHub API double: only the named mutations PyGithub sends for
+pull requests (auto-merge, draft / ready for review).
+
+GraphQL is outside the REST description, so these inputs are checked here, against the input
+types of GitHub's GraphQL schema; anything else is answered with a GraphQL error and recorded as
+a violation, as the REST validator does for REST.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from promoter.testing import github_render as render
+from promoter.testing.github_store import Store, now
+
+# Fields of each mutation's input type in GitHub's GraphQL schema (public schema, 2024).
+_INPUTS: dict[str, set[str]] = {
+    "enablePullRequestAutoMerge": {
+        "pullRequestId",
+        "mergeMethod",
+        "commitHeadline",
+        "commitBody",
+        "authorEmail",
+        "expectedHeadOid",
+        "clientMutationId",
+    },
+    "convertPullRequestToDraft": {"pullRequestId", "clientMutationId"},
+    "markPullRequestReadyForReview": {"pullRequestId", "clientMutationId"},
+}
+_MERGE_METHODS = {"MERGE": "merge", "SQUASH": "squash", "REBASE": "rebase"}
+_MUTATION = re.compile(r"^\s*mutation\b[^{]*\{\s*(\w+)\s*\(\s*input\s*:\s*\$input\s*\)")
+
+
+class GraphQLViolation(Exception):
+    """A request GitHub's GraphQL schema would reject."""
+
+
+def _error(name: str | None, message: str, kind: str | None = None) -> dict[str, Any]:
+    err: dict[str, Any] = {"message": message}
+    if kind:
+        err["type"] = kind
+    if name:
+        err["path"] = [name]
+    return {"data": {name: None} if name else None, "errors": [err]}
+
+
+def execute(store: Store, body: Any, urls: render.Urls, login: str) -> dict[str, Any]:
+    """Run one mutation; raises GraphQLViolation for requests outside the schema."""
+    if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+        raise GraphQLViolation("a GraphQL request is a JSON object with a string `query`")
+    match = _MUTATION.match(body["query"])
+    if match is None or match.group(1) not in _INPUTS:
+        raise GraphQLViolation(f"unsupported GraphQL document: {body['query'][:120]!r}")
+    name = match.group(1)
+    data = (body.get("variables") or {}).get("input")
+    if not isinstance(data, dict):
+        raise GraphQLViolation(f"{name}: variables.input must be an object")
+    unknown = set(data) - _INPUTS[name]
+    if unknown or "pullRequestId" not in data:
+        raise GraphQLViolation(f"{name}: input has unknown {sorted(unknown)} or no pullRequestId")
+    method = data.get("mergeMethod", "MERGE")
+    if name == "enablePullRequestAutoMerge" and method not in _MERGE_METHODS:
+        raise GraphQLViolation(f"{name}: mergeMethod {method!r} is not a PullRequestMergeMethod")
+
+    found = store.find_pull_by_node(str(data["pullRequestId"]))
+    if found is None:
+        node = data["pullRequestId"]
+        return _error(
+            name, f"Could not resolve to a node with the global id of '{node}'", "NOT_FOUND"
+        )
+    pull = store.refresh(*found)
+    if pull.state != "open":
+        return _error(name, "Pull request is closed", "UNPROCESSABLE")
+    result: dict[str, Any] = {"clientMutationId": data.get("clientMutationId")}
+    if name == "enablePullRequestAutoMerge":
+        expected = data.get("expectedHeadOid")
+        if expected is not None and expected != pull.head_sha:
+            return _error(name, "Head branch was modified", "UNPROCESSABLE")
+        pull.auto_merge = {
+            "merge_method": _MERGE_METHODS[method],
+            "enabled_by": login,
+            "commit_title": data.get("commitHeadline"),
+            "commit_message": data.get("commitBody"),
+        }
+        me = render.user(urls, login)
+        result["actor"] = {
+            "avatarUrl": me["avatar_url"],
+            "login": login,
+            "resourcePath": f"/{login}",
+            "url": me["html_url"],
+        }
+    else:
+        pull.draft = name == "convertPullRequestToDraft"
+        result["pullRequest"] = {"isDraft": pull.draft}
+    pull.updated_at = now()
+    return {"data": {name: result}}

@@ -1,0 +1,273 @@
+"""Forge fixtures for the contract suite (tests/test_forge_contract.py) and forge-specific tests.
+
+Loaded as a plugin by the test modules that need it (`pytest_plugins = ["tests.forge_fixtures"]`).
+
+Extension point: `FORGES` lists the forges the contract suite runs against. To add one (GitLab),
+append its name and provide a fixture named `<name>_harness` (here or in a module listed in the
+test modules' `pytest_plugins`) that yields an object satisfying `ForgeHarness`:
+
+- `.forge`   the adapter under test (the real SDK inside), pointed at the double;
+- `.repo`    an EnvRepo with branches `.base` and `.head`, where `.head` is `.base` plus one
+             commit that merges cleanly; `.conflicting` is a branch that conflicts with `.base`;
+- `.api`     the double: `.request_log` (list of (method, path, status)), `.violations`
+             (must be empty at teardown: the fixture asserts it), and
+             `.fail(route, statuses, *, retry_after=None)` to script faults;
+- `.token`   the token the double accepts;
+- `.other`   a second repository (an application repo, branch `main`) on the same double;
+- `.routes`  fault-route patterns in the double's `fail()` syntax: "find" (the PR lookup);
+- `.budgets` the most API requests each operation may cost (see BUDGET_KEYS);
+- methods that look at the double's state directly (`view_pull`, `statuses_on`,
+  `deployments`), write forge-native statuses (`seed_statuses`), and open the same adapter with
+  another token (`open_forge`).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+from promoter.forge.base import Forge, ForgeInfo, State
+from promoter.testing import TEST_TOKEN, GitHttpServer
+from promoter.testing.envrepo import EnvRepo, EnvRepoFactory, git_env
+from promoter.testing.github_api import GitHubApiDouble
+from promoter.testing.github_store import now
+from promoter.testing.openapi import OpenAPISpec
+
+FORGES = ["github"]
+
+OPENAPI = Path(__file__).parent / "openapi"
+BUDGET_KEYS = (
+    "find",  # find_pull_request
+    "open_new",  # open_or_update, no PR yet, with labels and a reviewer
+    "open_unchanged",  # open_or_update, PR exists and already matches
+    "open_changed",  # open_or_update, PR exists, new title/body and one more label
+    "close",
+    "merge",
+    "auto_merge",
+    "comment",
+    "statuses",  # one page of statuses (and, on GitHub, one of check runs)
+    "set_status",
+    "deployment",
+)
+
+
+@dataclass(frozen=True)
+class PullView:
+    """A PR/MR as the double holds it, forge-neutral."""
+
+    number: int
+    title: str
+    body: str
+    state: str  # open | closed | merged
+    draft: bool
+    labels: tuple[str, ...]
+    reviewers: tuple[str, ...]
+    comments: tuple[str, ...]
+    auto_merge: bool
+    head_sha: str
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    ref: str
+    sha: str
+    environment: str
+    states: tuple[str, ...]
+
+
+class ForgeHarness(Protocol):
+    name: str
+    forge: Forge
+    repo: EnvRepo
+    api: Any
+    token: str
+    base: str
+    head: str
+    conflicting: str
+    other: EnvRepo
+    routes: Mapping[str, str]
+    budgets: Mapping[str, int]
+
+    def open_forge(self, token: str | None) -> Forge: ...
+
+    def seed_statuses(self, sha: str) -> dict[str, State]:
+        """Write forge-native statuses/checks on sha; return context -> expected normalised state."""
+        ...
+
+    def view_pull(self, number: int) -> PullView: ...
+
+    def statuses_on(self, repository: str, sha: str) -> list[tuple[str, str]]:
+        """(context, state) of every status stored on sha in repository, oldest first."""
+        ...
+
+    def deployments(self) -> list[DeploymentView]: ...
+
+
+@contextmanager
+def api_calls(api: Any) -> Iterator[list[tuple[str, str, int]]]:
+    """Collect the requests the double answered inside the block."""
+    start = len(api.request_log)
+    calls: list[tuple[str, str, int]] = []
+    yield calls
+    calls.extend(api.request_log[start:])
+
+
+def git(repo: EnvRepo, *args: str) -> str:
+    proc = subprocess.run(
+        ["git", "--git-dir", str(repo.path), *args],
+        capture_output=True,
+        text=True,
+        env=git_env(),
+        check=True,
+    )
+    return proc.stdout.strip()
+
+
+def seed_promotion_repo(env_repo: EnvRepoFactory) -> EnvRepo:
+    """main, env/prod (base), a promotion branch one commit ahead, and a conflicting branch."""
+    files = {"apps/web/values.yaml": "image:\n  tag: 1.0.0\n", "README.md": "envs\n"}
+    repo = env_repo({"main": files, "env/prod": files})
+    for branch in ("promoter/staging-to-prod", "hotfix"):
+        git(repo, "branch", branch, "env/prod")
+    repo.commit(
+        "promoter/staging-to-prod",
+        {"apps/web/values.yaml": "image:\n  tag: 1.1.0\n"},
+        "promote web 1.1.0",
+    )
+    repo.commit("hotfix", {"README.md": "hotfix\n"}, "hotfix readme")
+    # The base moves on after the branches forked, so a merge is a real three-way merge.
+    repo.commit("env/prod", {"README.md": "envs, patched\n"}, "patch readme")
+    return repo
+
+
+# --- GitHub ----------------------------------------------------------------------------------
+
+
+class GitHubHarness:
+    name = "github"
+    base = "env/prod"
+    head = "promoter/staging-to-prod"
+    conflicting = "hotfix"
+    routes: Mapping[str, str] = {"find": "GET /repos/*/pulls"}
+    budgets: Mapping[str, int] = {
+        "find": 1,
+        "open_new": 4,  # lookup + create + labels (issue PATCH) + reviewers
+        "open_unchanged": 1,  # the lookup only
+        "open_changed": 3,  # lookup + issue PATCH (title, body, labels) + reviewers
+        "close": 1,
+        "merge": 1,
+        "auto_merge": 2,  # GET the PR for its node_id + the GraphQL mutation
+        "comment": 1,
+        "statuses": 2,  # statuses + check runs
+        "set_status": 1,
+        "deployment": 2,  # deployment + its status
+    }
+
+    def __init__(self, api: GitHubApiDouble, repo: EnvRepo, other: EnvRepo, token: str) -> None:
+        self.api = api
+        self.repo = repo
+        self.token = token
+        self.other = other
+        self.forge = self.open_forge(token)
+
+    def open_forge(self, token: str | None) -> Forge:
+        from promoter.forge.github import GitHubForge
+
+        info = ForgeInfo("github", self.api.api_url, self.repo.name, host="127.0.0.1")
+        return GitHubForge(info, token)
+
+    def seed_statuses(self, sha: str) -> dict[str, State]:
+        api, name = self.api, self.repo.name
+        old = now() - timedelta(minutes=10)
+        api.add_status(name, sha, "argocd/web", "pending", updated_at=old)
+        api.add_status(name, sha, "argocd/web", "success")  # the newer one wins
+        api.add_status(name, sha, "argocd/api", "failure")
+        api.add_status(name, sha, "argocd/worker", "error")
+        api.add_check_run(name, sha, "build", status="in_progress")
+        api.add_check_run(name, sha, "lint", conclusion="skipped")
+        api.add_check_run(name, sha, "e2e", conclusion="timed_out")
+        api.add_check_run(name, sha, "deploy", conclusion="cancelled")
+        api.add_check_run(name, sha, "docs", conclusion="neutral")
+        return {
+            "argocd/web": "success",
+            "argocd/api": "failure",
+            "argocd/worker": "error",
+            "build": "pending",
+            "lint": "success",
+            "e2e": "failure",
+            "deploy": "error",
+            "docs": "success",
+        }
+
+    def view_pull(self, number: int) -> PullView:
+        pull = next(p for p in self.api.pulls(self.repo.name) if p.number == number)
+        return PullView(
+            number=pull.number,
+            title=pull.title,
+            body=pull.body or "",
+            state="merged" if pull.merged else pull.state,
+            draft=pull.draft,
+            labels=tuple(pull.labels),
+            reviewers=tuple(pull.reviewers)
+            + tuple(f"{self.repo.name.split('/')[0]}/{t}" for t in pull.teams),
+            comments=tuple(c.body for c in pull.comments),
+            auto_merge=pull.auto_merge is not None,
+            head_sha=pull.head_sha,
+        )
+
+    def statuses_on(self, repository: str, sha: str) -> list[tuple[str, str]]:
+        repo = self.api.repository(repository)
+        return [(s.context, s.state) for s in repo.statuses if s.sha == sha]
+
+    def deployments(self) -> list[DeploymentView]:
+        repo = self.api.repository(self.repo.name)
+        return [
+            DeploymentView(d.ref, d.sha, d.environment, tuple(s.state for s in d.statuses))
+            for d in sorted(repo.deployments.values(), key=lambda d: d.id)
+        ]
+
+
+@pytest.fixture(scope="session")
+def _github_api_session(_git_server_session: GitHttpServer) -> Iterator[GitHubApiDouble]:
+    # One double per xdist worker, like the git server; each test works in its own repos.
+    spec = OpenAPISpec.load(OPENAPI / "github-rest-subset.json", prefix="/api/v3")
+    with GitHubApiDouble(_git_server_session, TEST_TOKEN, spec=spec) as api:
+        yield api
+
+
+@pytest.fixture
+def github_api(
+    _github_api_session: GitHubApiDouble, git_server: GitHttpServer
+) -> Iterator[GitHubApiDouble]:
+    """The session's strict GitHub double, faults cleared; fails the test on any violation."""
+    api = _github_api_session
+    api.reset()
+    api.violations.clear()
+    api.errors.clear()
+    yield api
+    api.reset()
+    problems = [f"spec violation: {v}" for v in api.violations] + api.errors
+    if problems:
+        pytest.fail("GitHub double saw problems in this test:\n" + "\n".join(problems))
+
+
+@pytest.fixture
+def github_harness(
+    github_api: GitHubApiDouble, env_repo: EnvRepoFactory, token: str
+) -> GitHubHarness:
+    repo = seed_promotion_repo(env_repo)
+    other = env_repo({"main": {"app.txt": "app\n"}})
+    return GitHubHarness(github_api, repo, other, token)
+
+
+@pytest.fixture(params=FORGES)
+def forge_harness(request: pytest.FixtureRequest) -> ForgeHarness:
+    harness: ForgeHarness = request.getfixturevalue(f"{request.param}_harness")
+    return harness
