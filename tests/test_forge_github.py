@@ -377,3 +377,15 @@ def test_help_does_not_import_pygithub() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_polling_unchanged_statuses_costs_only_304s(gh: GitHubHarness) -> None:
+    sha = gh.repo.sha(gh.base)
+    gh.api.add_status(gh.repo.name, sha, "argocd/web", "pending")
+    first = gh.forge.statuses(sha)
+    with api_calls(gh.api) as calls:
+        for _ in range(5):
+            assert gh.forge.statuses(sha) == first
+    assert [status for _, _, status in calls] == [304] * 10
+    gh.api.add_status(gh.repo.name, sha, "argocd/web", "success")
+    assert {s.state for s in gh.forge.statuses(sha)} == {"pending", "success"}

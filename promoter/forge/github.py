@@ -33,7 +33,6 @@ from promoter.forge.base import (
 )
 
 if TYPE_CHECKING:
-    from github.CheckRun import CheckRun
     from github.PullRequest import PullRequest as GhPullRequest
     from github.Repository import Repository
 
@@ -69,6 +68,19 @@ def check_run_state(status: str, conclusion: str | None) -> State:
     if status != "completed":
         return "pending"
     return _CHECK_CONCLUSIONS.get(conclusion or "", "error")
+
+
+def _next_link(header: str) -> str | None:
+    for part in header.split(","):
+        if 'rel="next"' in part:
+            return part.split(";", 1)[0].strip().strip("<>")
+    return None
+
+
+def _parse_time(text: Any) -> datetime:
+    if not text:
+        return datetime.now(UTC)
+    return _utc(datetime.fromisoformat(str(text).replace("Z", "+00:00")))
 
 
 def _utc(when: datetime | None) -> datetime:
@@ -112,6 +124,7 @@ class GitHubForge:
             # status and message instead of an opaque urllib3 MaxRetryError.
             raise_on_status=False,
         )
+        self._etags: dict[str, tuple[str, Any, str | None]] = {}
         self._gh = github.Github(
             base_url=info.api_url.rstrip("/"),
             auth=Auth.Token(token) if token else None,
@@ -331,25 +344,59 @@ class GitHubForge:
         return self._guard(f"reading statuses of {sha[:12]}", lambda: self._statuses(sha))
 
     def _statuses(self, sha: str) -> list[CommitStatus]:
-        from github.CommitStatus import CommitStatus as GhStatus
-        from github.PaginatedList import PaginatedList
-
-        repo = self._repo()
-        listed = PaginatedList(
-            GhStatus, self._gh.requester, f"{repo.url}/commits/{sha}/statuses", None
-        )
+        # Conditional requests: a poll that finds nothing new is a 304, which GitHub does not
+        # count against the rate limit, so `wait` can poll often for free.
+        repo_url = f"{self._repo().url}/commits/{sha}"
+        statuses = self._get_cached(f"{repo_url}/statuses", {"per_page": "100"})
+        runs = self._get_cached(f"{repo_url}/check-runs", {"per_page": "100"})
         out = [
             CommitStatus(
-                context=s.context,
-                state=_STATUS_STATES.get(s.state, "error"),
-                updated_at=_utc(s.updated_at),
-                description=s.description or "",
-                target_url=s.target_url,
+                context=str(s["context"]),
+                state=_STATUS_STATES.get(str(s["state"]), "error"),
+                updated_at=_parse_time(s.get("updated_at")),
+                description=str(s.get("description") or ""),
+                target_url=s.get("target_url"),
             )
-            for s in listed
+            for s in statuses or []
         ]
-        out += [_from_check_run(run) for run in repo.get_commit(sha).get_check_runs()]
+        for run in (runs or {}).get("check_runs", []):
+            output = run.get("output") or {}
+            out.append(
+                CommitStatus(
+                    context=str(run["name"]),
+                    state=check_run_state(str(run["status"]), run.get("conclusion")),
+                    updated_at=_parse_time(run.get("completed_at") or run.get("started_at")),
+                    description=str(output.get("title") or output.get("summary") or ""),
+                    target_url=run.get("details_url") or run.get("html_url"),
+                    kind="check",
+                )
+            )
         return out
+
+    def _get_cached(self, url: str, params: dict[str, str]) -> Any:
+        """GET every page with If-None-Match; a page the server answers 304 comes from cache.
+
+        Lists come back concatenated; for {"check_runs": [...]} pages, the runs are."""
+        pages: list[Any] = []
+        next_url: str | None = f"{url}?{urllib.parse.urlencode(sorted(params.items()))}"
+        while next_url:
+            etag, cached, cached_next = self._etags.get(next_url, (None, None, None))
+            headers = {"If-None-Match": etag} if etag else {}
+            response_headers, data = self._gh.requester.requestJsonAndCheck(
+                "GET", next_url, headers=headers
+            )
+            lowered = {k.lower(): v for k, v in response_headers.items()}
+            if data is None and etag:  # 304 Not Modified
+                data, following = cached, cached_next
+            else:
+                following = _next_link(lowered.get("link", ""))
+                if lowered.get("etag"):
+                    self._etags[next_url] = (lowered["etag"], data, following)
+            pages.append(data)
+            next_url = following
+        if all(isinstance(page, list) for page in pages):
+            return [item for page in pages for item in page]
+        return {"check_runs": [run for page in pages for run in (page or {}).get("check_runs", [])]}
 
     def set_status(
         self,
@@ -400,14 +447,3 @@ class GitHubForge:
             )
 
         self._guard(f"recording a deployment of {ref} to {environment}", run)
-
-
-def _from_check_run(run: CheckRun) -> CommitStatus:
-    return CommitStatus(
-        context=run.name,
-        state=check_run_state(run.status, run.conclusion),
-        updated_at=_utc(run.completed_at or run.started_at),
-        description=(run.output.title or run.output.summary or "") if run.output else "",
-        target_url=run.details_url or run.html_url,
-        kind="check",
-    )
