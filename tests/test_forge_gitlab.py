@@ -12,10 +12,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,36 +39,15 @@ from promoter.testing.envrepo import (
     rev_list_parents,
 )
 from promoter.testing.gitlab_api import GitLabApiDouble
-from promoter.testing.openapi import OpenAPISpec
 
-SPEC = Path(__file__).parent / "openapi" / "gitlab-rest-subset.yaml"
+pytest_plugins = ["tests.forge_fixtures"]
 HEAD, BASE = "promoter/staging-to-prod", "env/prod"
 VALUES = "apps/web/values.yaml"
 
 
-# --- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def _gitlab_double(_git_server_session: GitHttpServer) -> Iterator[GitLabApiDouble]:
-    # One double per xdist worker, over that worker's git server; state is reset per test.
-    with GitLabApiDouble(_git_server_session, spec=OpenAPISpec.load(SPEC)) as api:
-        yield api
-
-
-@pytest.fixture
-def gitlab_api(
-    _gitlab_double: GitLabApiDouble, git_server: GitHttpServer
-) -> Iterator[GitLabApiDouble]:
-    api = _gitlab_double
-    api.reset()
-    yield api
-    violations, errors = list(api.violations), list(api.errors)
-    api.reset()
-    assert not violations, "requests or responses outside GitLab's API description:\n" + "\n".join(
-        violations
-    )
-    assert not errors, "the GitLab double raised:\n" + "\n".join(errors)
+# --- fixtures ----------------------------------------------------------------------------------
+# `gitlab_api` (tests/forge_fixtures.py): the session's strict double, state and faults reset per
+# test; it fails any test that left a spec violation or a double error behind.
 
 
 @dataclass
