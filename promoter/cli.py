@@ -114,6 +114,46 @@ def validate(options: Options, /) -> None:
 
 
 @cli.command()
+@click.option(
+    "--seed", metavar="PATH", help="Folder with a promoter.yaml to serve (default: example)."
+)
+@click.option(
+    "--forge",
+    "forge_kind",
+    type=click.Choice(["github", "gitlab"]),
+    default="github",
+    show_default=True,
+    help="Which API to serve next to the git repo.",
+)
+@click.option(
+    "--operator",
+    type=click.Choice(["argocd", "flux", "none"]),
+    default="argocd",
+    show_default=True,
+    help="Which operator to simulate.",
+)
+@click.option(
+    "--port",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Git port (the API takes the next one); 0 picks free ports.",
+)
+@click.option(
+    "--delay",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="Seconds the operator takes to report on a new commit.",
+)
+def sandbox(seed: str | None, forge_kind: str, operator: str, port: int, delay: float) -> None:
+    """Serve an environment repo, a forge API and an operator on 127.0.0.1 until Ctrl-C."""
+    from promoter.commands.sandbox import sandbox as run_sandbox
+
+    run_sandbox(seed, forge_kind, operator, port, delay)  # type: ignore[arg-type]
+
+
+@cli.command()
 @click.pass_obj
 def demo(options: Options) -> None:
     """Run promoter against a throwaway local environment repo and show what it does."""

@@ -51,7 +51,7 @@ class WaitResult:
 class Backoff:
     """Capped exponential polling; conditional requests make an unchanged poll free."""
 
-    first: float = 5.0
+    first: float = 2.0
     factor: float = 1.5
     cap: float = 30.0
 

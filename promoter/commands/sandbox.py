@@ -1,0 +1,174 @@
+"""`promoter sandbox`: an environment repo, a forge API and an operator, all on 127.0.0.1.
+
+The test bed, turned into a product: users try their promoter.yaml and pipeline steps offline,
+and `promoter demo` could drive one. Prints one JSON line on stdout, a hint on stderr, and
+serves until SIGINT/SIGTERM, then removes everything it made.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any, Literal
+
+from promoter.config import CONFIG_FILE, load_config
+from promoter.errors import UsageError
+from promoter.forge.base import ForgeInfo
+
+REPOSITORY = "acme/envs"
+Forge = Literal["github", "gitlab"]
+Operator = Literal["argocd", "flux", "none"]
+
+
+def seed_files(seed: str | None) -> dict[str, bytes]:
+    """The files of the default branch: --seed folder, else the built-in 3-app example."""
+    if seed is None:
+        from promoter.commands.demo import example_files
+
+        return example_files()
+    root = Path(seed)
+    if not (root / CONFIG_FILE).is_file():
+        raise UsageError(f"--seed {seed}: no {CONFIG_FILE} in that folder")
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file() and ".git" not in path.relative_to(root).parts
+    }
+
+
+@contextmanager
+def running_sandbox(
+    seed: str | None = None,
+    forge: Forge = "github",
+    operator: Operator = "argocd",
+    port: int = 0,
+    delay: float = 3.0,
+) -> Iterator[dict[str, Any]]:
+    """Start everything; yield the JSON-able description; stop and clean up on exit."""
+    from promoter.testing.envrepo import seed_repo
+    from promoter.testing.gitserver import GitHttpServer
+
+    files = seed_files(seed)
+    try:
+        config = load_config(files[CONFIG_FILE].decode("utf-8"), source=CONFIG_FILE)
+    except UnicodeDecodeError:
+        raise UsageError(f"{CONFIG_FILE} is not UTF-8 text") from None
+    token = "sbx_" + secrets.token_hex(16)
+    root = Path(tempfile.mkdtemp(prefix="promoter-sandbox-"))
+    git = GitHttpServer(root / "git", token, port=port)
+    api: Any = None
+    simulator: Any = None
+    try:
+        git.start()
+        bare = git.create_repo(REPOSITORY, default_branch="main")
+        branches = {"main": files} | {env.branch: files for env in config.environments.values()}
+        seed_repo(bare, branches, message="sandbox seed")
+        api = _start_api(forge, git, token, port + 1 if port else 0)
+        if operator != "none":
+            simulator = _start_operator(forge, api.api_url, token, bare, config, operator, delay)
+        yield {
+            "repo_url": git.repo_url(REPOSITORY),
+            "api_url": api.api_url,
+            "repository": REPOSITORY,
+            "token": token,
+            "forge": forge,
+            "operator": operator,
+            "environments": {name: env.branch for name, env in config.environments.items()},
+            "workdir": str(root),
+        }
+    finally:
+        if simulator is not None:
+            simulator.stop()
+        if api is not None:
+            api.stop()
+        git.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _start_api(forge: Forge, git: Any, token: str, port: int) -> Any:
+    if forge == "github":
+        from promoter.testing.github_api import GitHubApiDouble
+
+        github = GitHubApiDouble(git, token, port=port)
+        github.start()
+        return github
+    from promoter.testing.gitlab_api import GitLabApiDouble
+
+    gitlab = GitLabApiDouble(git, token, port=port)
+    gitlab.start()
+    return gitlab
+
+
+def _start_operator(
+    forge: Forge,
+    api_url: str,
+    token: str,
+    bare: Path,
+    config: Any,
+    kind: Operator,
+    delay: float,
+) -> Any:
+    from promoter.forge import open_forge
+    from promoter.testing.operator import OperatorSimulator
+
+    adapter = open_forge(ForgeInfo(forge, api_url, REPOSITORY, "127.0.0.1"), token)
+    apps: dict[str, list[str]] = {}
+    for env in config.environments.values():
+        apps.setdefault(env.branch, list(config.apps))
+    simulator = OperatorSimulator(adapter, bare, apps, kind="flux" if kind == "flux" else "argocd",
+                                  delay=delay)  # fmt: skip
+    simulator.start()
+    return simulator
+
+
+def hint(info: Mapping[str, Any]) -> str:
+    first = next(iter(info["environments"]), "dev")
+    return "\n".join(
+        [
+            f"promoter sandbox: serving {info['repository']} with a {info['forge']} API"
+            + (f" and an {info['operator']} operator" if info["operator"] != "none" else ""),
+            "Point promoter at it:",
+            f"  export PROMOTER_REPO={info['repo_url']}",
+            f"  export PROMOTER_API_URL={info['api_url']}",
+            f"  export PROMOTER_FORGE={info['forge']}",
+            f"  export PROMOTER_TOKEN={info['token']}",
+            "Then try:",
+            f"  promoter --dry-run update {first} --image web=1.4.2",
+            f"  promoter update {first} --image web=1.4.2 && promoter wait {first} --soak 0",
+            f"  git clone http://x-access-token:$PROMOTER_TOKEN@{info['repo_url'][7:]}",
+            "Stop with Ctrl-C.",
+        ]
+    )
+
+
+def sandbox(
+    seed: str | None = None,
+    forge: Forge = "github",
+    operator: Operator = "argocd",
+    port: int = 0,
+    delay: float = 3.0,
+) -> None:
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with running_sandbox(seed, forge, operator, port, delay) as info:
+            print(json.dumps(info), flush=True)
+            print(hint(info), file=sys.stderr, flush=True)
+            while not stop.wait(0.5):
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
