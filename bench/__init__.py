@@ -1,0 +1,1 @@
+"""Benchmarks against a lean git baseline; run on demand with `python -m bench`."""
