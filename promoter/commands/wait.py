@@ -6,6 +6,7 @@ sleep are passed in, so tests drive minutes of waiting in milliseconds.
 
 from __future__ import annotations
 
+import fnmatch
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -117,7 +118,7 @@ def wait(
             statuses = {commit: forge.statuses(commit) for commit in lineage}
             polls += 1
             result = evaluate(required, lineage, statuses, now(), soak_for)
-            _log_changes(log, statuses, seen, start, now())
+            _log_changes(log, statuses, required, seen, start, now())
             elapsed = now() - start
             if result.verdict is not Verdict.PENDING or elapsed >= limit:
                 break
@@ -125,7 +126,10 @@ def wait(
             soaking = [c.soak_left for c in result.commits if c.soak_left > timedelta(0)]
             if soaking:
                 pause = min(pause, max(1.0, min(soaking).total_seconds()))
-            sleep(min(pause, max(0.0, (limit - elapsed).total_seconds())) or 0.01)
+            pause = min(pause, max(0.0, (limit - elapsed).total_seconds())) or 0.01
+            _progress(log, result, elapsed, pause)
+            sleep(pause)
+    print(_clear(log), end="", file=log, flush=True)
     outcome = WaitResult(env.name, env.branch, required, result, polls, now() - start)
     if report:
         final: dict[Verdict, State] = {Verdict.PASS: "success", Verdict.FAIL: "failure"}
@@ -145,7 +149,9 @@ def raise_for(result: WaitResult) -> None:
     if gate.verdict is Verdict.PENDING:
         latest = gate.latest
         waiting = "; ".join(
-            f"{c.pattern}: {c.reason}" for c in (latest.contexts if latest else ()) if c.verdict
+            f"{c.pattern}: {c.reason}"
+            for c in (latest.contexts if latest else ())
+            if c.verdict is not Verdict.PASS
         )
         raise GateTimeout(
             f"{result.environment}: gate not reached after {int(result.waited.total_seconds())}s"
@@ -174,9 +180,37 @@ def _report(
         forge.create_deployment(sha, env, state, repository=repository)
 
 
+def _progress(log: TextIO, result: GateResult, elapsed: timedelta, pause: float) -> None:
+    """On a terminal, one line rewritten in place; in CI logs, nothing (changes are logged)."""
+    if not _is_tty(log):
+        return
+    latest = result.latest
+    waiting = ", ".join(
+        c.reason for c in (latest.contexts if latest else ()) if c.verdict is not Verdict.PASS
+    )
+    line = f"[{int(elapsed.total_seconds()):>4}s] waiting: {waiting}; next poll in {pause:.0f}s"
+    width = _width()
+    print(f"\r{line[:width]:<{width}}", end="", file=log, flush=True)
+
+
+def _is_tty(log: TextIO) -> bool:
+    return bool(getattr(log, "isatty", lambda: False)())
+
+
+def _width() -> int:
+    import shutil
+
+    return max(20, shutil.get_terminal_size().columns - 1)
+
+
+def _clear(log: TextIO) -> str:
+    return "\r" + " " * _width() + "\r" if _is_tty(log) else ""
+
+
 def _log_changes(
     log: TextIO,
     statuses: dict[str, list[CommitStatus]],
+    required: Sequence[str],
     seen: dict[str, str],
     start: datetime,
     now: datetime,
@@ -186,12 +220,16 @@ def _log_changes(
     elapsed = int((now - start).total_seconds())
     for commit, found in statuses.items():
         for context, status in sorted(latest_by_context(found).items()):
+            if not any(fnmatch.fnmatchcase(context, pattern) for pattern in required):
+                continue
             key = f"{commit}:{context}"
             if seen.get(key) != status.state:
                 before = seen.get(key, "absent")
                 seen[key] = status.state
+                clear = _clear(log)
+                change = f"{context} on {commit[:12]}: {before} -> {status.state}"
                 print(
-                    f"[{elapsed:>4}s] {context} on {commit[:12]}: {before} -> {status.state}",
+                    f"{clear}[{elapsed:>4}s] {change}",
                     file=log,
                     flush=True,
                 )
