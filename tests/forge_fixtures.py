@@ -15,7 +15,14 @@ test modules' `pytest_plugins`) that yields an object satisfying `ForgeHarness`:
 - `.token`   the token the double accepts;
 - `.other`   a second repository (an application repo, branch `main`) on the same double;
 - `.routes`  fault-route patterns in the double's `fail()` syntax: "find" (the PR lookup);
-- `.budgets` the most API requests each operation may cost (see BUDGET_KEYS);
+- `.budgets` the most API requests each operation may cost (see BUDGET_KEYS); a budget of 0
+             means the forge has no such operation and the adapter refuses it (NeedsForge)
+             before any call;
+- `.reviewer` how a spec names the user "alice" to this forge (GitHub: the login; GitLab: her
+             numeric user id, as GitLab takes reviewers by id); `view_pull` reports reviewers
+             by username on every forge;
+- `.squash_merge_commits` merge commits a squash merge adds besides the one squash commit
+             (GitHub: 0; GitLab, merge method "merge commit": 1, joining base and squash);
 - methods that look at the double's state directly (`view_pull`, `statuses_on`,
   `deployments`), write forge-native statuses (`seed_statuses`), and open the same adapter with
   another token (`open_forge`).
@@ -40,9 +47,10 @@ from promoter.testing.envrepo import EnvRepo, EnvRepoFactory, git_env
 from promoter.testing.github_api import GitHubApiDouble
 from promoter.testing.github_store import now
 from promoter.testing.gitlab_api import GitLabApiDouble
+from promoter.testing.gitlab_quirks import load_gitlab_spec
 from promoter.testing.openapi import OpenAPISpec
 
-FORGES = ["github"]
+FORGES = ["github", "gitlab"]
 
 OPENAPI = Path(__file__).parent / "openapi"
 BUDGET_KEYS = (
@@ -56,7 +64,7 @@ BUDGET_KEYS = (
     "comment",
     "statuses",  # one page of statuses (and, on GitHub, one of check runs)
     "set_status",
-    "deployment",
+    "deployment",  # 0: not on this forge (NeedsForge, no call)
 )
 
 
@@ -96,6 +104,8 @@ class ForgeHarness(Protocol):
     other: EnvRepo
     routes: Mapping[str, str]
     budgets: Mapping[str, int]
+    reviewer: str
+    squash_merge_commits: int
 
     def open_forge(self, token: str | None) -> Forge: ...
 
@@ -157,6 +167,8 @@ class GitHubHarness:
     base = "env/prod"
     head = "promoter/staging-to-prod"
     conflicting = "hotfix"
+    reviewer = "alice"  # GitHub takes reviewers by login
+    squash_merge_commits = 0  # the squash commit lands directly on the base
     routes: Mapping[str, str] = {"find": "GET /repos/*/pulls"}
     budgets: Mapping[str, int] = {
         "find": 1,
@@ -273,25 +285,24 @@ def github_harness(
 
 
 class GitLabHarness:
-    """Not in FORGES yet. With "gitlab" listed, 6 contract tests pass; what holds back the rest:
-    - every contract PR names reviewer "alice": GitLab wants user ids, looked up with
-      GET /api/v4/users, which the vendored subset does not describe (the strict double says 422);
-    - the description types an MR's `reviewers` as one object (GitLab sends a list), so the
-      double leaves it out and an unchanged MR with reviewers gets them sent again (one PUT);
-    - GitLab squash = squash commit + merge commit; auto-merge with nothing running merges at
-      once; there are no GitHub-style deployments (NeedsForge). Faithful, but the contract
-      expects GitHub's shapes there. tests/test_forge_gitlab.py covers GitLab meanwhile."""
+    """The strict GitLab double (GitLab's description with its documented quirks corrected,
+    promoter/testing/gitlab_quirks.py) driven by the real python-gitlab.
+
+    Where GitLab differs from GitHub, faithfully: reviewers are named by user id (`reviewer`);
+    a squash merge adds a merge commit too (`squash_merge_commits`); there are no GitHub-style
+    deployments (budget 0: NeedsForge)."""
 
     name = "gitlab"
     base = "env/prod"
     head = "promoter/staging-to-prod"
     conflicting = "hotfix"
+    squash_merge_commits = 1  # squash commit + the merge commit that joins it to the base
     routes: Mapping[str, str] = {"find": "GET /projects/*/merge_requests"}
     budgets: Mapping[str, int] = {
         "find": 1,
-        "open_new": 3,  # lookup + reviewer username lookup + create (labels and reviewers in it)
-        "open_unchanged": 1,  # the lookup (2 while the double cannot render `reviewers`)
-        "open_changed": 2,  # lookup + one PUT (title, description, labels, reviewers)
+        "open_new": 2,  # lookup + create (labels and reviewer ids in it)
+        "open_unchanged": 1,  # the lookup: `reviewers` in it shows nothing is missing
+        "open_changed": 2,  # lookup + one PUT (title, description, labels)
         "close": 1,
         "merge": 1,
         "auto_merge": 1,  # the merge endpoint with auto_merge
@@ -306,7 +317,8 @@ class GitLabHarness:
         self.repo = repo
         self.token = token
         self.other = other
-        api.add_user("alice")
+        # GitLab takes reviewers by user id; the adapter uses a numeric one without a lookup.
+        self.reviewer = str(api.add_user("alice"))
         self.forge = self.open_forge(token)
 
     def open_forge(self, token: str | None) -> Forge:
@@ -354,7 +366,7 @@ class GitLabHarness:
 
 @pytest.fixture(scope="session")
 def _gitlab_api_session(_git_server_session: GitHttpServer) -> Iterator[GitLabApiDouble]:
-    spec = OpenAPISpec.load(OPENAPI / "gitlab-rest-subset.yaml")
+    spec = load_gitlab_spec(OPENAPI / "gitlab-rest-subset.yaml")
     with GitLabApiDouble(_git_server_session, TEST_TOKEN, spec=spec) as api:
         yield api
 

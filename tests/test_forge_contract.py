@@ -12,7 +12,7 @@ import pytest
 # asserts even though this module imports it before the plugin is registered.
 pytest.register_assert_rewrite("tests.forge_fixtures")
 
-from promoter.forge.base import ForgeAuthError, ForgeError, PullRequestSpec  # noqa: E402
+from promoter.forge.base import ForgeAuthError, ForgeError, NeedsForge, PullRequestSpec  # noqa: E402
 from tests.forge_fixtures import ForgeHarness, api_calls, git  # noqa: E402
 
 pytest_plugins = ["tests.forge_fixtures"]
@@ -25,7 +25,7 @@ def spec_for(h: ForgeHarness, **changes: object) -> PullRequestSpec:
         "title": "promote(prod): web 1.1.0",
         "body": "Promoter-Change: web/web image.tag 1.0.0 -> 1.1.0",
         "labels": ("promotion",),
-        "reviewers": ("alice",),
+        "reviewers": (h.reviewer,),  # alice, named as this forge takes reviewers
     }
     fields.update(changes)
     return PullRequestSpec(**fields)  # type: ignore[arg-type]
@@ -55,7 +55,7 @@ def test_open_creates_the_pull_request_as_specified(forge_harness: ForgeHarness)
     assert view.title == "promote(prod): web 1.1.0"
     assert view.body.startswith("Promoter-Change:")
     assert set(view.labels) == {"promotion", "prod"}
-    assert view.reviewers == ("alice",)
+    assert view.reviewers == ("alice",)  # by username, however the spec named her
     assert view.state == "open" and not view.draft
 
 
@@ -138,15 +138,33 @@ def test_merge_makes_a_real_merge_commit_on_the_base_branch(forge_harness: Forge
 
 def test_squash_merge_makes_one_commit(forge_harness: ForgeHarness) -> None:
     h = forge_harness
+    h.repo.commit(h.head, {"apps/web/extra.yaml": "a: 1\n"}, "a second commit to squash")
     pr = h.forge.open_or_update_pull_request(spec_for(h))
     base_before = h.repo.sha(h.base)
     result = h.forge.merge_pull_request(
         pr.number, h.repo.sha(h.head), method="squash", commit_title="promote web"
     )
-    assert result.merged
-    assert git(h.repo, "rev-list", "--parents", "-n", "1", h.base).split()[1:] == [base_before]
-    assert git(h.repo, "log", "-1", "--format=%s", h.base) == "promote web"
+    assert result.merged and result.sha is not None
+    base = h.repo.sha(h.base)
+    # The base only moves forward, by exactly one non-merge commit (the squash) plus whatever
+    # merge commits this forge adds around it (GitHub: none, so the squash is the new tip on
+    # top of base_before; GitLab: one, joining base_before and the squash).
+    assert git(h.repo, "merge-base", "--is-ancestor", base_before, base) == ""
+    (squash,) = git(h.repo, "rev-list", "--no-merges", f"{base_before}..{base}").split()
+    merges = git(h.repo, "rev-list", "--merges", f"{base_before}..{base}").split()
+    assert len(merges) == h.squash_merge_commits
+    assert git(h.repo, "log", "-1", "--format=%s", squash) == "promote web"
+    assert len(git(h.repo, "rev-list", "--parents", "-n", "1", squash).split()) == 2
+    # Both head commits' changes, in that one commit.
+    changed = git(h.repo, "diff", "--name-only", f"{squash}^", squash).split()
+    assert sorted(changed) == ["apps/web/extra.yaml", "apps/web/values.yaml"]
+    if not merges:
+        assert base == squash
+    assert result.sha == base
     assert h.repo.read_file(h.base, "apps/web/values.yaml") == "image:\n  tag: 1.1.0\n"
+    assert h.repo.read_file(h.base, "apps/web/extra.yaml") == "a: 1\n"
+    assert h.repo.read_file(h.base, "README.md") == "envs, patched\n"  # the base's own change kept
+    assert h.view_pull(pr.number).state == "merged"
 
 
 def test_merge_of_a_conflicting_pull_request_is_refused(forge_harness: ForgeHarness) -> None:
@@ -161,10 +179,16 @@ def test_merge_of_a_conflicting_pull_request_is_refused(forge_harness: ForgeHarn
 def test_enable_auto_merge(forge_harness: ForgeHarness) -> None:
     h = forge_harness
     pr = h.forge.open_or_update_pull_request(spec_for(h))
+    # A check still running on the head, so auto-merge has something to wait for (GitLab merges
+    # at once when nothing is running; GitHub would too, were nothing required).
+    h.forge.set_status(h.repo.sha(h.head), "pending", "ci/test")
+    base_before = h.repo.sha(h.base)
     with api_calls(h.api) as calls:
         h.forge.enable_auto_merge(pr.number, method="squash")
     assert len(calls) <= h.budgets["auto_merge"]
-    assert h.view_pull(pr.number).auto_merge
+    view = h.view_pull(pr.number)
+    assert view.auto_merge and view.state == "open"
+    assert h.repo.sha(h.base) == base_before, "nothing merges while a check is pending"
 
 
 def test_comment(forge_harness: ForgeHarness) -> None:
@@ -223,6 +247,11 @@ def test_set_status_on_an_unknown_commit_fails(forge_harness: ForgeHarness) -> N
 
 def test_create_deployment(forge_harness: ForgeHarness) -> None:
     h = forge_harness
+    if h.budgets["deployment"] == 0:  # not on this forge: refused up front, nothing sent
+        with api_calls(h.api) as calls, pytest.raises(NeedsForge):
+            h.forge.create_deployment(h.base, "prod", "success", "https://ci.example/run/7")
+        assert calls == [] and h.deployments() == []
+        return
     with api_calls(h.api) as calls:
         h.forge.create_deployment(h.base, "prod", "success", "https://ci.example/run/7")
     assert len(calls) <= h.budgets["deployment"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -120,3 +121,69 @@ def test_gitlab_project_paths_and_bodies(gitlab):
             JSON,
             body({"state": "success", "bogus": 1}),
         )
+
+
+# --- quirks: explicit corrections of an official description -------------------------------------
+
+MR_PATH = "/api/v4/projects/acme%2Fenvs/merge_requests/1"
+ALICE = {"id": 7, "username": "alice", "name": "Alice", "state": "active"}
+
+
+def test_gitlab_quirks_make_merge_request_users_and_lists_arrays(gitlab):
+    from promoter.testing.gitlab_quirks import load_gitlab_spec
+
+    patched = load_gitlab_spec(SPECS / "gitlab-rest-subset.yaml")
+    mr = {"id": 1, "iid": 1, "reviewers": [ALICE], "assignees": [], "assignee": ALICE}
+    op = patched.validate_request("GET", MR_PATH, {}, {}, None)
+    patched.validate_response(op, 200, JSON, body(mr))
+    with pytest.raises(SpecViolation, match=r"at reviewers: .* is not of type 'array'"):
+        patched.validate_response(op, 200, JSON, body({**mr, "reviewers": ALICE}))
+    # `assignee` (singular) is one user on GitLab too: left as the description has it.
+    with pytest.raises(SpecViolation, match=r"at assignee: .* is not of type 'object'"):
+        patched.validate_response(op, 200, JSON, body({**mr, "assignee": [ALICE]}))
+    for path in (MR_PATH + "/notes", "/api/v4/projects/acme%2Fenvs/labels"):
+        op = patched.validate_request("GET", path, {}, {}, None)
+        patched.validate_response(op, 200, JSON, b"[]")
+        with pytest.raises(SpecViolation, match="is not of type 'array'"):
+            patched.validate_response(op, 200, JSON, b"{}")
+    # The unpatched description, loaded before and after, is untouched: as published.
+    op = gitlab.validate_request("GET", MR_PATH, {}, {}, None)
+    with pytest.raises(SpecViolation, match="is not of type 'object'"):
+        gitlab.validate_response(op, 200, JSON, body(mr))
+    again = OpenAPISpec.load(SPECS / "gitlab-rest-subset.yaml")
+    assert again.document is gitlab.document and again.document is not patched.document
+    schemas = again.document["components"]["schemas"]
+    assert schemas["APIEntitiesMergeRequest"]["properties"]["reviewers"] == {
+        "$ref": "#/components/schemas/APIEntitiesUserBasic"
+    }
+    assert load_gitlab_spec(SPECS / "gitlab-rest-subset.yaml").document is patched.document
+
+
+def test_a_quirk_that_is_gone_fails_loudly_instead_of_patching_blind(gitlab):
+    from promoter.testing.gitlab_quirks import GITLAB_QUIRKS, QuirkGone
+
+    fixed = copy.deepcopy(gitlab.document)
+    for patch in GITLAB_QUIRKS:
+        patch(fixed)  # as if GitLab had fixed its description
+    for patch in GITLAB_QUIRKS:
+        with pytest.raises(QuirkGone, match="expected a lone \\$ref"):
+            patch(fixed)
+
+
+def test_patches_apply_to_a_private_copy_cached_per_patch_set(tmp_path):
+    source = tmp_path / "tiny.json"
+    source.write_text(json.dumps({"openapi": "3.0.0", "paths": {}, "x-mark": 0}))
+
+    def mark(document):
+        document["x-mark"] += 1
+
+    def other(document):
+        document["x-other"] = True
+
+    plain = OpenAPISpec.load(source)
+    once = OpenAPISpec.load(source, patches=[mark])
+    both = OpenAPISpec.load(source, patches=[mark, other])
+    assert (plain.document["x-mark"], once.document["x-mark"], both.document["x-mark"]) == (0, 1, 1)
+    assert "x-other" not in once.document and both.document["x-other"] is True
+    assert OpenAPISpec.load(source, patches=(mark,)).document is once.document  # applied once
+    assert OpenAPISpec.load(source).document["x-mark"] == 0

@@ -4,10 +4,10 @@ State lives in memory, but branches, commits and merges live in the bare repos o
 GitHttpServer, so what a test reads back with git is exactly what the API reported. HTTP
 framing, auth, faults, pagination and OpenAPI checks are in gitlab_api.py.
 
-Shapes and messages follow GitLab (lib/api/merge_requests.rb, Ci::CreateCommitStatusService);
-fields that the vendored description types differently from what GitLab sends (`reviewers`
-and `assignees` are described as one object, GitLab sends arrays) are left out, and absent
-values are omitted rather than null, because the description marks few fields nullable.
+Shapes and messages follow GitLab (lib/api/merge_requests.rb, Ci::CreateCommitStatusService).
+An MR's `reviewers` and `assignees` are sent as arrays, as GitLab sends them; the description
+types them as one object, a quirk the strict double corrects explicitly (gitlab_quirks.py).
+Absent values are omitted rather than null, because the description marks few fields nullable.
 """
 
 from __future__ import annotations
@@ -196,6 +196,7 @@ class GitLabState:
             "created_at": stamp(mr.created_at), "updated_at": stamp(mr.updated_at or mr.created_at),
             "source_branch": mr.source, "target_branch": mr.target, "sha": mr.head_sha,
             "source_project_id": p.id, "target_project_id": p.id, "labels": list(mr.labels),
+            "assignees": [], "reviewers": [self.user(base, uid) for uid in mr.reviewer_ids],
             "draft": mr.draft, "work_in_progress": mr.draft, "squash": mr.squash,
             "squash_on_merge": mr.squash, "merge_when_pipeline_succeeds": mr.auto_merge,
             "merge_status": "can_be_merged", "detailed_merge_status": detailed,
@@ -258,7 +259,7 @@ class GitLabState:
         )
         mr.squash = bool(body.get("squash"))
         self._apply_labels(mr, body)
-        mr.reviewer_ids = [int(i) for i in body.get("reviewer_ids") or [] if int(i)]
+        mr.reviewer_ids = self._reviewers(body.get("reviewer_ids"))
         p.mrs[mr.iid] = mr
         return Reply(201, self.render_mr(p, mr, call.base))
 
@@ -283,10 +284,22 @@ class GitLabState:
         if body.get("squash") is not None:
             mr.squash = bool(body["squash"])
         if body.get("reviewer_ids") is not None:
-            mr.reviewer_ids = [int(i) for i in body["reviewer_ids"] if int(i)]
+            mr.reviewer_ids = self._reviewers(body["reviewer_ids"])
         self._apply_labels(mr, body)
         mr.updated_at = self.clock()
         return Reply(200, self.render_mr(p, mr, call.base))
+
+    def _reviewers(self, ids: Any) -> list[int]:
+        """The reviewers GitLab keeps: known users, each once; 0 (or none) clears them.
+
+        GitLab filters reviewer_ids down to users who can read the merge request, so an id
+        with no user behind it is dropped rather than refused.
+        """
+        kept: list[int] = []
+        for uid in (int(i) for i in ids or []):
+            if uid in self.users and uid not in kept:
+                kept.append(uid)
+        return kept
 
     def _apply_labels(self, mr: MergeRequest, body: dict[str, Any]) -> None:
         if body.get("labels") is not None:

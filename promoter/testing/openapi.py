@@ -12,6 +12,11 @@ Strictness beyond the letter of the description, on purpose:
 Leniency, on purpose: 304 (conditional GET) is always allowed with an empty body, and the
 generic error statuses any call may meet (401, 403, 404, 409, 422, 429, 5xx) are allowed where
 undocumented, as long as their body is a JSON object.
+
+Where an official description is known to be wrong about what the real API does, the caller
+passes explicit patches to `OpenAPISpec.load` (GitLab's: promoter/testing/gitlab_quirks.py).
+Each patch is a named, commented correction applied once at load time; nothing else about a
+description is relaxed.
 """
 
 from __future__ import annotations
@@ -20,14 +25,17 @@ import copy
 import json
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 GENERIC_ERRORS = frozenset({401, 403, 404, 409, 422, 429, 500, 502, 503, 504})
-_DOCUMENTS: dict[str, dict[str, Any]] = {}
+# A correction applied to a parsed description at load time (OpenAPISpec.load(patches=...)).
+Patch = Callable[[dict[str, Any]], None]
+_DOCUMENTS: dict[str, dict[str, Any]] = {}  # parsed as published, never modified
+_PATCHED: dict[tuple[str, tuple[Patch, ...]], dict[str, Any]] = {}
 
 
 class SpecViolation(Exception):
@@ -50,7 +58,14 @@ class OpenAPISpec:
         self._validators: dict[tuple[str, str, str], Any] = {}
 
     @classmethod
-    def load(cls, path: Path | str, prefix: str = "") -> OpenAPISpec:
+    def load(cls, path: Path | str, prefix: str = "", patches: Sequence[Patch] = ()) -> OpenAPISpec:
+        """The description at `path`, parsed once per process, with `patches` applied.
+
+        A patch corrects a known quirk of an official description (see gitlab_quirks.py) in
+        place, on a private deep copy: the parsed original is cached and never modified, and a
+        patched document is cached per (path, patches), so loads with and without patches (or
+        with other patches) never see each other's changes.
+        """
         key = str(Path(path).resolve())
         if key not in _DOCUMENTS:  # the GitLab YAML takes most of a second to parse
             text = Path(path).read_text(encoding="utf-8")
@@ -60,7 +75,15 @@ class OpenAPISpec:
                 from ruamel.yaml import YAML
 
                 _DOCUMENTS[key] = YAML(typ="safe", pure=True).load(text)
-        return cls(_DOCUMENTS[key], prefix)
+        if not patches:
+            return cls(_DOCUMENTS[key], prefix)
+        patched_key = (key, tuple(patches))
+        if patched_key not in _PATCHED:
+            document = copy.deepcopy(_DOCUMENTS[key])
+            for patch in patches:
+                patch(document)
+            _PATCHED[patched_key] = document
+        return cls(_PATCHED[patched_key], prefix)
 
     # ------------------------------------------------------------------ routing
 
