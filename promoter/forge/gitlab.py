@@ -4,7 +4,7 @@ python-gitlab is imported here only, on first use, so commands that never talk t
 pay for it. Everything that leaves this module is forge-neutral (promoter.forge.base), and every
 GitLab or transport error is translated at this edge into one line with the token scrubbed.
 
-GitLab specifics, decided here:
+GitLab specifics, decided here (the value tables and conversions are in gitlab_map.py):
 - A draft is a title starting with "Draft: " (GitLab derives `draft` from the title).
 - Merge method is a project setting on GitLab; per merge we can only ask for a squash.
   "rebase" is refused up front rather than silently merging another way.
@@ -41,8 +41,16 @@ from promoter.forge.base import (
     NeedsForge,
     PullRequest,
     PullRequestSpec,
-    PullState,
     State,
+)
+from promoter.forge.gitlab_map import STATE_MAP as STATE_MAP  # re-exported: the state table
+from promoter.forge.gitlab_map import (
+    STATE_OUT,
+    commit_status,
+    merge_options,
+    mr_title,
+    pull_request,
+    reviewer_name,
 )
 
 if TYPE_CHECKING:
@@ -55,34 +63,9 @@ T = TypeVar("T")
 MAX_RETRIES = 4  # per request: 0.1 + 0.2 + 0.4 + 0.8 s of backoff for 5xx
 MAX_RETRY_AFTER = 20  # seconds; a longer Retry-After is shortened to this
 TIMEOUT = 30.0  # seconds per HTTP request
-DRAFT_PREFIX = "Draft: "
-_DRAFT = re.compile(r"\s*(\[draft\]|\(draft\)|draft:)\s*", re.IGNORECASE)
 _DUPLICATE_TEXT = "Another open merge request already exists"
 _DUPLICATE = re.compile(_DUPLICATE_TEXT + r".*?!(\d+)")
 _NO_TRANSITION = "Cannot transition status"
-
-# GitLab job/status states → promoter's four; None = ignored (a skipped job says nothing).
-_WAITING = ("created", "pending", "running", "waiting_for_resource", "preparing", "scheduled")
-STATE_MAP: dict[str, State | None] = {
-    **dict.fromkeys((*_WAITING, "manual"), "pending"),
-    "success": "success",
-    "failed": "failure",
-    "canceled": "error",
-    "skipped": None,
-}
-# promoter → GitLab; error goes out as canceled so that it reads back as error.
-_STATE_OUT: dict[State, str] = {
-    "success": "success",
-    "pending": "pending",
-    "failure": "failed",
-    "error": "canceled",
-}
-_PR_STATE: dict[str, PullState] = {
-    "opened": "open",
-    "locked": "open",
-    "closed": "closed",
-    "merged": "merged",
-}
 
 
 class GitLabForge:
@@ -152,7 +135,7 @@ class GitLabForge:
 
     def find_pull_request(self, head: str, base: str) -> PullRequest | None:
         found = self._find(head, base)
-        return None if found is None else _pull_request(found)
+        return None if found is None else pull_request(found)
 
     def _find(self, head: str, base: str) -> dict[str, Any] | None:
         mrs = self._call(
@@ -168,7 +151,7 @@ class GitLabForge:
         return dict(mrs[0].attributes) if mrs else None
 
     def open_or_update_pull_request(self, spec: PullRequestSpec) -> PullRequest:
-        title = _title(spec.title, spec.draft)
+        title = mr_title(spec.title, spec.draft)
         current = self._find(spec.head, spec.base)
         if current is None:
             data: dict[str, Any] = {
@@ -205,7 +188,7 @@ class GitLabForge:
             return int(number.group(1)) if number else None
         except (glexc.GitlabError, _requests_error()) as err:
             raise self._translate(what, err) from None
-        return _pull_request(created.attributes)
+        return pull_request(created.attributes)
 
     def _get(self, number: int) -> dict[str, Any]:
         mr = self._call(
@@ -227,13 +210,13 @@ class GitLabForge:
             if reviewer_ids is not None:
                 changes["reviewer_ids"] = reviewer_ids
         if not changes:
-            return _pull_request(current)
+            return pull_request(current)
         number = int(current["iid"])
         updated = self._call(
             f"updating merge request !{number}",
             lambda: self._project().mergerequests.update(number, changes, max_retries=MAX_RETRIES),
         )
-        return _pull_request(updated)
+        return pull_request(updated)
 
     def _reviewers_to_set(
         self, current: dict[str, Any], wanted: tuple[str, ...]
@@ -250,7 +233,7 @@ class GitLabForge:
             return self._user_ids(wanted)
         users = [r for r in have if isinstance(r, dict)]
         known = {str(u.get("username")) for u in users} | {str(u.get("id")) for u in users}
-        missing = tuple(r for r in wanted if _reviewer(r) not in known)
+        missing = tuple(r for r in wanted if reviewer_name(r) not in known)
         if not missing:
             return None
         return sorted({int(u["id"]) for u in users if "id" in u} | set(self._user_ids(missing)))
@@ -258,7 +241,7 @@ class GitLabForge:
     def _user_ids(self, reviewers: tuple[str, ...]) -> list[int]:
         """GitLab takes reviewers by user id: numbers pass as they are, usernames are looked up."""
         ids: list[int] = []
-        for reviewer in map(_reviewer, reviewers):
+        for reviewer in map(reviewer_name, reviewers):
             if reviewer.isdigit():
                 ids.append(int(reviewer))
                 continue
@@ -295,7 +278,7 @@ class GitLabForge:
     ) -> MergeResult:
         import gitlab.exceptions as glexc
 
-        data: dict[str, Any] = {"sha": expected_head_sha, **_method(method)}
+        data: dict[str, Any] = {"sha": expected_head_sha, **merge_options(method)}
         if commit_title:
             key = "squash_commit_message" if method == "squash" else "merge_commit_message"
             data[key] = commit_title
@@ -317,7 +300,7 @@ class GitLabForge:
     def enable_auto_merge(self, number: int, method: MergeMethod = "merge") -> None:
         # auto_merge is the current name; merge_when_pipeline_succeeds is what GitLab before
         # 17.11 understands. Both are in the API description; each version ignores the other.
-        data = {"auto_merge": True, "merge_when_pipeline_succeeds": True, **_method(method)}
+        data = {"auto_merge": True, "merge_when_pipeline_succeeds": True, **merge_options(method)}
         self._call(f"enabling auto-merge on !{number}", lambda: self._merge_call(number, data))
 
     def _merge_call(self, number: int, data: dict[str, Any]) -> dict[str, Any]:
@@ -345,7 +328,7 @@ class GitLabForge:
             f"reading the statuses of {sha[:12]}",
             lambda: commit.statuses.list(get_all=True, per_page=100, max_retries=MAX_RETRIES),
         )
-        out = [s for s in (_status(item.attributes) for item in raw) if s is not None]
+        out = [s for s in (commit_status(item.attributes) for item in raw) if s is not None]
         out.sort(key=lambda s: (s.context, -s.updated_at.timestamp()))
         return out
 
@@ -358,7 +341,7 @@ class GitLabForge:
         target_url: str | None = None,
         repository: str | None = None,
     ) -> None:
-        data: dict[str, Any] = {"state": _STATE_OUT[state], "name": context}
+        data: dict[str, Any] = {"state": STATE_OUT[state], "name": context}
         if description:
             data["description"] = description[:255]
         if target_url:
@@ -412,68 +395,6 @@ def _bound_retry_after(response: requests.Response, *args: Any, **kwargs: Any) -
         except (TypeError, ValueError):
             seconds = 1.0
     response.headers["Retry-After"] = str(math.ceil(min(max(seconds, 0.0), MAX_RETRY_AFTER)))
-
-
-def _method(method: MergeMethod) -> dict[str, Any]:
-    if method == "merge":
-        return {}
-    if method == "squash":
-        return {"squash": True}
-    raise UsageError(
-        f"merge method {method!r} is a project setting on GitLab (Settings → Merge requests → "
-        "Merge method); promoter can ask GitLab for 'merge' or 'squash' per merge request"
-    )
-
-
-def _reviewer(name: str) -> str:
-    """A reviewer as configured ("alice", "@alice", "42") → "alice" / "42"."""
-    return name.strip().removeprefix("@")
-
-
-def _title(title: str, draft: bool) -> str:
-    bare = _DRAFT.sub("", title, count=1) if _DRAFT.match(title) else title
-    return DRAFT_PREFIX + bare if draft else bare
-
-
-def _pull_request(attrs: Any) -> PullRequest:
-    state = _PR_STATE.get(str(attrs.get("state")), "open")
-    return PullRequest(
-        number=int(attrs["iid"]),
-        url=str(attrs.get("web_url") or ""),
-        title=str(attrs.get("title") or ""),
-        body=str(attrs.get("description") or ""),
-        head=str(attrs.get("source_branch") or ""),
-        base=str(attrs.get("target_branch") or ""),
-        head_sha=str(attrs.get("sha") or ""),
-        state=state,
-        draft=bool(attrs.get("draft") or attrs.get("work_in_progress")),
-        labels=tuple(str(label) for label in attrs.get("labels") or ()),
-        merge_sha=(attrs.get("merge_commit_sha") or attrs.get("squash_commit_sha"))
-        if state == "merged"
-        else None,
-    )
-
-
-def _status(attrs: dict[str, Any]) -> CommitStatus | None:
-    state = STATE_MAP.get(str(attrs.get("status")), "pending")
-    if state is None:
-        return None
-    # The description gives statuses created/started/finished times but no updated_at: the
-    # last of them that is set is when the status last changed (what a soak is measured from).
-    stamps = [attrs.get(k) for k in ("updated_at", "finished_at", "started_at", "created_at")]
-    when = next((_parse_time(s) for s in stamps if s), datetime.fromtimestamp(0, UTC))
-    return CommitStatus(
-        context=str(attrs.get("name") or "default"),
-        state=state,
-        updated_at=when,
-        description=str(attrs.get("description") or ""),
-        target_url=attrs.get("target_url") or None,
-    )
-
-
-def _parse_time(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _requests_error() -> type[Exception]:

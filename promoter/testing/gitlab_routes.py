@@ -2,7 +2,8 @@
 
 State lives in memory, but branches, commits and merges live in the bare repos of a
 GitHttpServer, so what a test reads back with git is exactly what the API reported. HTTP
-framing, auth, faults, pagination and OpenAPI checks are in gitlab_api.py.
+framing, auth, faults, pagination and OpenAPI checks are in gitlab_http.py and gitlab_api.py;
+the records and git plumbing in gitlab_store.py.
 
 Shapes and messages follow GitLab (lib/api/merge_requests.rb, Ci::CreateCommitStatusService).
 An MR's `reviewers` and `assignees` are sent as arrays, as GitLab sends them; the description
@@ -12,19 +13,28 @@ Absent values are omitted rather than null, because the description marks few fi
 
 from __future__ import annotations
 
-import re
-import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
-from promoter.testing.envrepo import git_env
+from promoter.testing.gitlab_store import (
+    ACTIVE,
+    Call,
+    MergeRequest,
+    Note,
+    Project,
+    Reply,
+    StatusRecord,
+    branch_at,
+    branch_sha,
+    commit_tree,
+    error,
+    git,
+    resolve_commit,
+    stamp,
+)
 from promoter.testing.gitserver import GitHttpServer
 
-ACTIVE = frozenset({"created", "pending", "running", "waiting_for_resource", "preparing"})
-_DRAFT = re.compile(r"\s*(\[draft\]|\(draft\)|draft:)", re.IGNORECASE)
 # PUT on a merge request must name at least one of these (GitLab answers 400 otherwise).
 # fmt: off
 _UPDATABLE = ("assignee_id", "assignee_ids", "reviewer_ids", "description", "labels", "add_labels",
@@ -36,105 +46,6 @@ _UPDATABLE = ("assignee_id", "assignee_ids", "reviewer_ids", "description", "lab
 
 # Env branches are often seeded as separate roots; GitLab merges them like any other branch.
 _UNRELATED = ("--allow-unrelated-histories",)
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    paginate: bool = False  # body is the whole list; the server cuts the requested page
-
-
-def error(status: int, message: Any) -> Reply:
-    return Reply(status, {"message": message})
-
-
-@dataclass(frozen=True)
-class Call:
-    params: dict[str, str]  # path parameters, URL-decoded
-    query: dict[str, list[str]]
-    body: dict[str, Any]
-    base: str  # scheme://host:port as the client addressed us, for web_url fields
-
-    def q(self, name: str) -> str | None:
-        values = self.query.get(name)
-        return values[0] if values else None
-
-
-@dataclass
-class MergeRequest:
-    id: int
-    iid: int
-    source: str
-    target: str
-    title: str
-    description: str
-    created_at: datetime
-    head_sha: str
-    labels: list[str] = field(default_factory=list)
-    reviewer_ids: list[int] = field(default_factory=list)
-    state: str = "opened"
-    updated_at: datetime | None = None
-    merged_at: datetime | None = None
-    closed_at: datetime | None = None
-    merge_commit_sha: str | None = None
-    squash_commit_sha: str | None = None
-    squash: bool = False
-    auto_merge: bool = False
-    notes: list[Note] = field(default_factory=list)
-
-    @property
-    def draft(self) -> bool:
-        return bool(_DRAFT.match(self.title))
-
-
-@dataclass(frozen=True)
-class Note:
-    id: int
-    body: str
-    created_at: datetime
-    internal: bool = False
-
-
-@dataclass
-class StatusRecord:
-    id: int
-    sha: str
-    ref: str
-    name: str
-    status: str
-    created_at: datetime
-    pipeline_id: int
-    description: str | None = None
-    target_url: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-
-
-@dataclass
-class Project:
-    id: int
-    path: str
-    bare: Path
-    created_at: datetime
-    mrs: dict[int, MergeRequest] = field(default_factory=dict)
-    statuses: list[StatusRecord] = field(default_factory=list)
-    pipelines: dict[tuple[str, str], int] = field(default_factory=dict)
-
-    def latest_statuses(self, sha: str) -> list[StatusRecord]:
-        latest: dict[str, StatusRecord] = {}
-        for record in self.statuses:
-            if record.sha == sha:
-                latest[record.name] = record  # ids only grow: the last one is the newest
-        return sorted(latest.values(), key=lambda r: r.id, reverse=True)
-
-
-def stamp(when: datetime | None) -> str | None:
-    if when is None:
-        return None
-    when = when.astimezone(UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
 def _clean(data: dict[str, Any]) -> dict[str, Any]:
@@ -348,14 +259,12 @@ class GitLabState:
         target, head = branch_sha(p.bare, mr.target), head or branch_sha(p.bare, mr.source)
         if target is None or head is None:
             return error(422, "Branch cannot be merged")
-        tree = _git(
-            p.bare, "merge-tree", "--write-tree", "--no-messages", *_UNRELATED, target, head
-        )
+        tree = git(p.bare, "merge-tree", "--write-tree", "--no-messages", *_UNRELATED, target, head)
         if tree.returncode != 0:
             return error(422, "Branch cannot be merged")
         second = head
         if mr.squash:
-            base = _git(p.bare, "merge-base", target, head).stdout.strip()
+            base = git(p.bare, "merge-base", target, head).stdout.strip()
             parents = ["-p", base] if base else []
             second = commit_tree(p.bare, f"{head}^{{tree}}", parents, squash_message or mr.title)
             mr.squash_commit_sha = second
@@ -367,7 +276,7 @@ class GitLabState:
             p.bare, tree.stdout.split()[0], ["-p", target, "-p", second], message or default
         )
         # Compare-and-swap: a push that landed meanwhile must not be overwritten.
-        if _git(p.bare, "update-ref", f"refs/heads/{mr.target}", merged, target).returncode != 0:
+        if git(p.bare, "update-ref", f"refs/heads/{mr.target}", merged, target).returncode != 0:
             mr.squash_commit_sha = None
             return error(409, "The target branch moved while merging; try again")
         now = self.clock()
@@ -416,7 +325,7 @@ class GitLabState:
         if state not in ("pending", "running", "success", "failed", "canceled", "skipped"):
             return Reply(400, {"error": "state does not have a valid value"})
         name = body.get("name") or body.get("context") or "default"
-        ref = body.get("ref") or _branch_at(p.bare, sha)
+        ref = body.get("ref") or branch_at(p.bare, sha)
         pipeline = p.pipelines.setdefault((sha, ref), self.next_id())
         same = [r for r in p.statuses if (r.sha, r.name, r.ref) == (sha, name, ref)]
         active = same[-1] if same and same[-1].status in ACTIVE else None
@@ -484,42 +393,3 @@ def _names(value: Any) -> list[str]:
         return []
     items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
     return [item.strip() for item in items if item.strip()]
-
-
-# -- git plumbing on the bare repo ---------------------------------------------------------------
-
-
-def _git(bare: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["git", "--git-dir", str(bare), *args],
-        capture_output=True,
-        text=True,
-        env=git_env(),
-        check=False,
-    )
-
-
-def branch_sha(bare: Path, branch: str) -> str | None:
-    proc = _git(bare, "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}^{{commit}}")
-    return proc.stdout.strip() or None if proc.returncode == 0 else None
-
-
-def resolve_commit(bare: Path, sha_or_ref: str) -> str | None:
-    if sha_or_ref.startswith("-"):
-        return None
-    proc = _git(bare, "rev-parse", "--verify", "--quiet", f"{sha_or_ref}^{{commit}}")
-    return proc.stdout.strip() or None if proc.returncode == 0 else None
-
-
-def _branch_at(bare: Path, sha: str) -> str:
-    """The ref GitLab would file a status under: a branch containing the commit."""
-    fmt = "--format=%(refname:strip=2)"
-    branches = _git(bare, "for-each-ref", "--contains", sha, fmt, "refs/heads/").stdout.split()
-    return branches[0] if branches else sha
-
-
-def commit_tree(bare: Path, tree: str, parents: list[str], message: str) -> str:
-    proc = _git(bare, "commit-tree", tree, *parents, "-m", message)
-    if proc.returncode != 0:
-        raise RuntimeError(f"git commit-tree failed in {bare}: {proc.stderr.strip()}")
-    return proc.stdout.strip()
