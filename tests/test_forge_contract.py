@@ -253,11 +253,25 @@ def test_create_deployment(forge_harness: ForgeHarness) -> None:
         assert calls == [] and h.deployments() == []
         return
     with api_calls(h.api) as calls:
-        h.forge.create_deployment(h.base, "prod", "success", "https://ci.example/run/7")
+        ident = h.forge.create_deployment(h.base, "prod", "pending", "https://ci.example/run/7")
     assert len(calls) <= h.budgets["deployment"]
+    with api_calls(h.api) as calls:
+        h.forge.set_deployment_status(ident, "prod", "success", "https://ci.example/run/7")
+    assert len(calls) == 1  # the deployment is addressed by id, not fetched again
     (deployment,) = h.deployments()
     assert (deployment.ref, deployment.sha) == (h.base, h.repo.sha(h.base))
-    assert (deployment.environment, deployment.states) == ("prod", ("success",))
+    assert (deployment.environment, deployment.states) == ("prod", ("pending", "success"))
+
+
+def test_rate_limit_wait_costs_nothing_and_is_small_with_quota_left(
+    forge_harness: ForgeHarness,
+) -> None:
+    h = forge_harness
+    h.forge.find_pull_request(h.head, h.base)
+    with api_calls(h.api) as calls:
+        wait = h.forge.rate_limit_wait()
+    assert calls == []
+    assert 0.0 <= wait < 5.0
 
 
 def test_wrong_token_fails_at_once_with_authentication_failed(forge_harness: ForgeHarness) -> None:

@@ -389,3 +389,12 @@ def test_polling_unchanged_statuses_costs_only_304s(gh: GitHubHarness) -> None:
     assert [status for _, _, status in calls] == [304] * 10
     gh.api.add_status(gh.repo.name, sha, "argocd/web", "success")
     assert {s.state for s in gh.forge.statuses(sha)} == {"pending", "success"}
+
+
+def test_rate_limit_wait_spreads_the_quota_and_holds_the_reserve(gh: GitHubHarness) -> None:
+    gh.api.rate_remaining = 3601
+    gh.forge.find_pull_request(gh.head, gh.base)  # the response says 3600 left for ~1 h
+    assert 0.5 < gh.forge.rate_limit_wait() < 1.5
+    gh.api.rate_remaining = 10
+    gh.forge.find_pull_request(gh.head, gh.base)
+    assert gh.forge.rate_limit_wait() > 3000  # the reserve is kept until the window resets

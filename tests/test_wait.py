@@ -175,10 +175,14 @@ def test_report_back_status_and_deployment(w, env_repo, capsys):
     ]
     assert statuses == [("promoter/dev", "pending"), ("promoter/dev", "success")]
     deployments = list(w.api.repository(app.name).deployments.values())
-    assert [(d.environment, [s.state for s in d.statuses]) for d in deployments] == [
-        ("dev", ["pending"]),
-        ("dev", ["success"]),
+    assert [(d.environment, d.sha, [s.state for s in d.statuses]) for d in deployments] == [
+        ("dev", app_sha, ["pending", "success"])
     ]
+
+
+def test_deployment_needs_report_to(w, capsys):
+    run = run_cli(capsys, *cli(w.options, "wait", "dev", "--deployment"))
+    assert run.code == 2 and "add --report-to" in run.err
 
 
 def test_nothing_to_wait_for_is_a_usage_error(w, capsys):

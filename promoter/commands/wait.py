@@ -89,6 +89,8 @@ def wait(
         raise UsageError(f"wait: {err}") from None
     if preset is not None and preset not in PRESETS:
         raise UsageError(f"--preset {preset!r}: expected one of {', '.join(PRESETS)}")
+    if deployment and not report_to:
+        raise UsageError("--deployment records where the application commit is: add --report-to")
     report = _parse_report_to(report_to) if report_to else None
     with scratch_repo(options) as repo:
         config = read_config(options, repo)
@@ -109,8 +111,9 @@ def wait(
             forge = open_forge(info, resolve_token(options, repo.remote.url))
         target = repo.lineage(env.branch, sha)[0]
         start = now()
-        if report:
-            _report(forge, report, env.name, "pending", f"waiting for {env.name}", deployment)
+        reporter = _Reporter(forge, *report, env.name, deployment) if report else None
+        if reporter:
+            reporter("pending", f"waiting for {env.name}")
         seen: dict[str, str] = {}
         polls = 0
         while True:
@@ -126,16 +129,18 @@ def wait(
             soaking = [c.soak_left for c in result.commits if c.soak_left > timedelta(0)]
             if soaking:
                 pause = min(pause, max(1.0, min(soaking).total_seconds()))
+            # The quota outranks our pace: hold off as long as the forge says it must last.
+            pause = max(pause, forge.rate_limit_wait())
             pause = min(pause, max(0.0, (limit - elapsed).total_seconds())) or 0.01
             _progress(log, result, elapsed, pause)
             sleep(pause)
     print(_clear(log), end="", file=log, flush=True)
     outcome = WaitResult(env.name, env.branch, required, result, polls, now() - start)
-    if report:
+    if reporter:
         final: dict[Verdict, State] = {Verdict.PASS: "success", Verdict.FAIL: "failure"}
         state = final.get(result.verdict, "error")
         words = {"success": "live and healthy", "failure": "failed", "error": "timed out"}[state]
-        _report(forge, report, env.name, state, f"{env.name}: {words}", deployment)
+        reporter(state, f"{env.name}: {words}")
     return outcome
 
 
@@ -166,18 +171,30 @@ def _parse_report_to(text: str) -> tuple[str, str]:
     return repository, sha
 
 
-def _report(
-    forge: Forge,
-    report: tuple[str, str],
-    env: str,
-    state: State,
-    text: str,
-    deployment: bool,
-) -> None:
-    repository, sha = report
-    forge.set_status(sha, state, f"promoter/{env}", text, repository=repository)
-    if deployment:
-        forge.create_deployment(sha, env, state, repository=repository)
+@dataclass
+class _Reporter:
+    """Tells the application commit where it is: a status, and on GitHub a Deployment."""
+
+    forge: Forge
+    repository: str
+    sha: str
+    env: str
+    deployment: bool
+    deployment_id: str | None = None
+
+    def __call__(self, state: State, text: str) -> None:
+        # The deployment first: on a forge without deployments this refuses before anything
+        # is written to the application commit.
+        if self.deployment and self.deployment_id is None:
+            self.deployment_id = self.forge.create_deployment(
+                self.sha, self.env, state, repository=self.repository
+            )
+        elif self.deployment_id is not None:
+            self.forge.set_deployment_status(
+                self.deployment_id, self.env, state, repository=self.repository
+            )
+        context = f"promoter/{self.env}"
+        self.forge.set_status(self.sha, state, context, text, repository=self.repository)
 
 
 def _progress(log: TextIO, result: GateResult, elapsed: timedelta, pause: float) -> None:

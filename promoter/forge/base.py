@@ -135,6 +135,25 @@ class Forge(Protocol):
         state: State,
         target_url: str | None = None,
         repository: str | None = None,
+    ) -> str:
+        """A GitHub Deployment of ref with its first status; returns its id.
+
+        GitLab adapters raise NeedsForge."""
+        ...
+
+    def set_deployment_status(
+        self,
+        deployment_id: str,
+        environment: str,
+        state: State,
+        target_url: str | None = None,
+        repository: str | None = None,
     ) -> None:
-        """GitHub Deployment + deployment status; GitLab adapters may raise NeedsForge."""
+        """Move a deployment made by create_deployment on (pending → success, ...)."""
+        ...
+
+    def rate_limit_wait(self) -> float:
+        """Seconds a poller should hold off so the API quota lasts (0 when there is plenty).
+
+        Read from the rate-limit headers of responses already received: costs no request."""
         ...

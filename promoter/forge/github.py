@@ -14,6 +14,7 @@ Choices the official REST description forced (a strict double holds us to it):
 from __future__ import annotations
 
 import dataclasses
+import time
 import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -87,6 +88,10 @@ def _utc(when: datetime | None) -> datetime:
     if when is None:
         return datetime.now(UTC)
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+# Requests kept back when the quota runs low, for the writes that follow a wait.
+RATE_RESERVE = 20
 
 
 class GitHubForge:
@@ -429,10 +434,8 @@ class GitHubForge:
         state: State,
         target_url: str | None = None,
         repository: str | None = None,
-    ) -> None:
-        from github.GithubObject import NotSet
-
-        def run() -> None:
+    ) -> str:
+        def run() -> str:
             deployment = self._repo(repository).create_deployment(
                 ref=ref,
                 environment=environment,
@@ -442,8 +445,40 @@ class GitHubForge:
                 required_contexts=[],
                 description=f"promoter: {environment}",
             )
-            deployment.create_status(
-                state=state, target_url=target_url or NotSet, environment=environment
-            )
+            self._deployment_status(deployment, environment, state, target_url)
+            return str(deployment.id)
 
-        self._guard(f"recording a deployment of {ref} to {environment}", run)
+        return self._guard(f"recording a deployment of {ref} to {environment}", run)
+
+    def set_deployment_status(
+        self,
+        deployment_id: str,
+        environment: str,
+        state: State,
+        target_url: str | None = None,
+        repository: str | None = None,
+    ) -> None:
+        def run() -> None:
+            deployment = self._repo(repository).get_deployment(int(deployment_id))
+            self._deployment_status(deployment, environment, state, target_url)
+
+        self._guard(f"updating deployment {deployment_id} of {environment}", run)
+
+    @staticmethod
+    def _deployment_status(
+        deployment: Any, environment: str, state: State, target_url: str | None
+    ) -> None:
+        from github.GithubObject import NotSet
+
+        deployment.create_status(
+            state=state, target_url=target_url or NotSet, environment=environment
+        )
+
+    def rate_limit_wait(self) -> float:
+        remaining, _ = self._gh.requester.rate_limiting
+        if remaining < 0:  # no response seen yet
+            return 0.0
+        left = max(0.0, self._gh.requester.rate_limiting_resettime - time.time())
+        if remaining <= RATE_RESERVE:
+            return left  # keep the last requests for the rest of the job
+        return left / remaining  # spread what is left over the window

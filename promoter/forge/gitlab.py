@@ -368,11 +368,29 @@ class GitLabForge:
         state: State,
         target_url: str | None = None,
         repository: str | None = None,
+    ) -> str:
+        raise NeedsForge(_NO_DEPLOYMENTS)
+
+    def set_deployment_status(
+        self,
+        deployment_id: str,
+        environment: str,
+        state: State,
+        target_url: str | None = None,
+        repository: str | None = None,
     ) -> None:
-        raise NeedsForge(
-            "GitHub Deployments are GitHub-only; on GitLab, report the deployment with a commit "
-            "status (set_status) or declare `environment:` in the GitLab CI job"
-        )
+        raise NeedsForge(_NO_DEPLOYMENTS)
+
+    def rate_limit_wait(self) -> float:
+        # python-gitlab already waits out a 429 (obey_rate_limit); GitLab has no free
+        # conditional requests to budget, so polling keeps its own pace.
+        return 0.0
+
+
+_NO_DEPLOYMENTS = (
+    "GitHub Deployments are GitHub-only; on GitLab, report the deployment with a commit "
+    "status (set_status) or declare `environment:` in the GitLab CI job"
+)
 
 
 # -- helpers --------------------------------------------------------------------------------------

@@ -71,5 +71,18 @@ class NoForge:
         state: State,
         target_url: str | None = None,
         repository: str | None = None,
+    ) -> str:
+        self._needs("recording a deployment")
+
+    def set_deployment_status(
+        self,
+        deployment_id: str,
+        environment: str,
+        state: State,
+        target_url: str | None = None,
+        repository: str | None = None,
     ) -> None:
         self._needs("recording a deployment")
+
+    def rate_limit_wait(self) -> float:
+        return 0.0
