@@ -102,6 +102,8 @@ class Variant:
     argv: ArgvFn
     kind: str = "promoter"  # promoter | script | plain
     ratio_to: str | None = None
+    repo: BenchRepo | None = None  # the repo it runs against, when not the compare() one
+    settle: bool = False  # flush the page cache after each run (untimed): big checkouts
 
 
 # ---------------------------------------------------------------------------------- harness
@@ -125,6 +127,9 @@ class Harness:
         for name in list(env):
             if name.startswith(("PROMOTER_", "GITHUB_", "GITLAB_", "CI_")) or name == "CI":
                 del env[name]
+        # Let promoter's bytecode be cached, as a pip install has it (an editable install
+        # under PYTHONDONTWRITEBYTECODE would recompile every module on every run).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["HOME"] = str(self.home)
         env["XDG_CONFIG_HOME"] = str(self.home / ".config")
         env["TOKEN"] = TOKEN  # for the shell baselines
@@ -170,6 +175,7 @@ class Harness:
 
     def run_once(self, repo: BenchRepo | None, variant: Variant, rep: int, row: Row | None) -> None:
         argv, tags = variant.argv(rep)
+        repo = variant.repo or repo
         if repo is not None:
             repo.reset()
         before = len(self.server.request_log)
@@ -177,6 +183,10 @@ class Harness:
         proc = subprocess.run(argv, env=self.env, capture_output=True, check=False)
         seconds = time.perf_counter() - start
         requests = len(self.server.request_log) - before
+        if variant.settle:
+            # Writing back tens of thousands of deleted checkout files would otherwise slow
+            # down whichever run comes next.
+            os.sync()
         if proc.returncode != 0:
             raise SystemExit(
                 f"{variant.label} failed ({proc.returncode}):\n{' '.join(argv)}\n"
@@ -210,8 +220,8 @@ class Harness:
             for i in order[shift:] + order[:shift]:
                 self.run_once(repo, variants[i], rep, rows[i])
             _progress(".")
-        if repo is not None:
-            repo.reset()
+        for repo_used in {id(r): r for r in [repo, *(v.repo for v in variants)] if r}.values():
+            repo_used.reset()
         return rows
 
     # ------------------------------------------------------------------ reporting
@@ -290,11 +300,13 @@ def section_update(h: Harness) -> None:
                     h.promoter_update(repo, apps, config=True), ratio_to="lean"),
             Variant("lean", "bench/lean.sh: blobless sparse clone, sed, commit, push",
                     h.script("lean.sh", repo, apps), kind="script"),
-            Variant("naive", "bench/naive.sh: depth-1 clone with checkout, sed, commit, push",
-                    h.script("naive.sh", repo, apps), kind="script", ratio_to="lean"),
         ]  # fmt: skip
+        naive = Variant("naive", "bench/naive.sh: depth-1 clone with checkout, sed, commit, "
+                        "push (measured after the others)", h.script("naive.sh", repo, apps),
+                        kind="script", ratio_to="lean", settle=True)  # fmt: skip
         _progress(f"update {size} ")
         rows = h.compare(repo, variants)
+        rows += h.compare(repo, [naive])
         _progress("\n")
         spec = repo.spec
         h.add_section(
@@ -310,25 +322,25 @@ def section_update(h: Harness) -> None:
 
 def section_history(h: Harness) -> None:
     """Flat in history depth: S content with 100, 10,000 and 100,000 commits."""
-    rows: list[Row] = []
-    medians: dict[str, list[float]] = {"promoter": [], "lean": []}
+    variants: list[Variant] = []
     for size in ("S", "S-10k", "S-100k"):
         repo = repos.ensure(size)
         commits = f"{repo.spec.commits:,}"
-        variants = [
+        variants += [
             Variant(f"promoter update, {commits} commits", "3 pins, config from the repo",
-                    h.promoter_update(repo, [1, 2, 3]), ratio_to=f"lean, {commits} commits"),
+                    h.promoter_update(repo, [1, 2, 3]), ratio_to=f"lean, {commits} commits",
+                    repo=repo),
             Variant(f"lean, {commits} commits", "bench/lean.sh",
-                    h.script("lean.sh", repo, [1, 2, 3]), kind="script"),
+                    h.script("lean.sh", repo, [1, 2, 3]), kind="script", repo=repo),
         ]  # fmt: skip
-        _progress(f"history {size} ")
-        pair = h.compare(repo, variants)
-        _progress("\n")
-        rows += pair
-        medians["promoter"].append(pair[0].time.median)
-        medians["lean"].append(pair[1].time.median)
-    spread = max(medians["promoter"]) / min(medians["promoter"])
-    lean_spread = max(medians["lean"]) / min(medians["lean"])
+    _progress("history ")
+    # All six interleaved in one loop, so drift on the machine hits every depth alike.
+    rows = h.compare(None, variants)
+    _progress("\n")
+    promoter = [r.time.median for r in rows[0::2]]
+    lean = [r.time.median for r in rows[1::2]]
+    spread = max(promoter) / min(promoter)
+    lean_spread = max(lean) / min(lean)
     h.add_section(
         "history",
         "history depth (S content: 10 apps, 100 files)",

@@ -7,11 +7,14 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from promoter.config import CONFIG_FILE, Config, load_config
 from promoter.errors import ConfigError, UsageError, register_secret
 from promoter.gitrepo import GitRepo, Remote
 from promoter.options import Options
+
+if TYPE_CHECKING:
+    from promoter.config import Config
 
 
 def resolve_token(options: Options, repo_url: str = "") -> str | None:
@@ -48,11 +51,18 @@ def remote_for(options: Options) -> Remote:
 def scratch_repo(options: Options) -> Iterator[GitRepo]:
     remote = remote_for(options)
     with tempfile.TemporaryDirectory(prefix="promoter-") as tmp:
-        yield GitRepo(remote, Path(tmp) / "repo.git")
+        repo = GitRepo(remote, Path(tmp) / "repo.git")
+        try:
+            yield repo
+        finally:
+            repo.close()
 
 
 def read_config(options: Options, repo: GitRepo | None) -> Config:
     """promoter.yaml from --config, else from the repository's default branch."""
+    # Imported here (YAML machinery): commands start their git I/O before paying for it.
+    from promoter.config import CONFIG_FILE, load_config
+
     if options.config:
         path = Path(options.config)
         try:

@@ -10,17 +10,15 @@ every error text is scrubbed of it anyway.
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import random
 import re
-import tempfile
+import subprocess
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
 
 from promoter.errors import GitError, RaceLost, UsageError, register_secret, scrub
 
@@ -114,80 +112,95 @@ class Identity:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Lost races are retried with full-jitter exponential backoff, bounded in count and time."""
+    """Lost races are retried after full-jitter exponential backoff, bounded in count and time.
+
+    The backoff's unit is how long the attempt just lost took (at least `base`): one
+    fetch-commit-push cycle on this repo and server. The window starts at two cycles and
+    doubles with every loss in a row (up to `cap` seconds), so under contention the writers
+    spread out over about as many cycles as there are writers instead of colliding again on
+    the next tip; the budget bounds the whole in time, `attempts` in count.
+    """
 
     attempts: int = 30
     budget: float = 300.0  # seconds
     base: float = 0.05
-    cap: float = 3.0
+    cap: float = 10.0
 
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        return rng.uniform(0, min(self.cap, self.base * 2**attempt))
+    def delay(self, attempt: int, rng: random.Random, cycle: float = 0.0) -> float:
+        unit = max(self.base, cycle)
+        return rng.uniform(0, min(self.cap, unit * 2**attempt))
 
 
 class GitRepo:
     """A scratch bare repository bound to one remote."""
 
     def __init__(self, remote: Remote, path: Path) -> None:
-        import git  # GitPython; imported here so `promoter --help` stays fast
-
         self.remote = remote
         self.path = path
-        self._git = git.Git(str(path))
-        self._env = remote.git_env()
+        self._env = _process_env(remote)
         self._fetched_blobs: set[str] = set()
         self._partial = True
-        self._run("init", "--quiet", "--bare", str(path), cwd_ok=False)
-        for key, value in (
-            ("core.repositoryformatversion", "1"),
-            ("extensions.partialClone", "origin"),
-            ("remote.origin.url", remote.url),
-            ("remote.origin.promisor", "true"),
-            ("remote.origin.partialclonefilter", "blob:none"),
-            ("gc.auto", "0"),
-        ):
-            self._run("config", key, value)
+        self._pending: dict[str, subprocess.Popen[bytes]] = {}
+        self._listed: dict[tuple[str, tuple[str, ...]], dict[str, tuple[str, str]]] = {}
+        self._others: list[GitRepo] = []
+        path.mkdir(parents=True, exist_ok=True)
+        # No template (hooks, info/exclude, description): nothing in it is used here.
+        self._run("init", "--quiet", "--bare", "--template=", str(path))
+        self._configure()
+
+    def _configure(self) -> None:
+        """Write the scratch repo's settings straight into its config file (one git process
+        less per setting): a promisor remote for blobless fetches, and no background work."""
+        config = self.path / "config"
+        text = config.read_text(encoding="utf-8")
+        url = self.remote.url
+        if "\trepositoryformatversion = 0\n" not in text or "\n" in url:
+            for key, value in (("core.repositoryformatversion", "1"), *_SCRATCH_CONFIG):
+                self._run("config", key, value)
+            self._run("config", "remote.origin.url", url)
+            return
+        text = text.replace("\trepositoryformatversion = 0\n", "\trepositoryformatversion = 1\n")
+        sections: dict[str, list[str]] = {}
+        for key, value in (*_SCRATCH_CONFIG, ("remote.origin.url", url)):
+            section, _, name = key.rpartition(".")
+            sub = section.split(".", 1)
+            header = f'[{sub[0]} "{sub[1]}"]' if len(sub) == 2 else f"[{section}]"
+            sections.setdefault(header, []).append(f"\t{name} = {_config_value(value)}\n")
+        text += "".join(header + "\n" + "".join(lines) for header, lines in sections.items())
+        config.write_text(text, encoding="utf-8")
+
+    def close(self) -> None:
+        """Stop background fetches nobody waited for (here and in repos made by prefetch)."""
+        for proc in self._pending.values():
+            _stop(proc)
+        self._pending.clear()
+        for other in self._others:
+            other.close()
 
     # ---------------------------------------------------------------- running git
 
-    def _run(
-        self, *args: str, stdin: bytes | None = None, cwd_ok: bool = True, network: bool = False
-    ) -> bytes:
-        status, out, err = self._exec(*args, stdin=stdin, cwd_ok=cwd_ok)
+    def _run(self, *args: str, stdin: bytes | None = None, network: bool = False) -> bytes:
+        status, out, err = self._exec(*args, stdin=stdin)
         if status != 0:
             raise self._translate(args[0], err, out.decode(errors="replace"), network)
         return out
 
-    def _exec(
-        self, *args: str, stdin: bytes | None = None, cwd_ok: bool = True
-    ) -> tuple[int, bytes, str]:
+    def _exec(self, *args: str, stdin: bytes | None = None) -> tuple[int, bytes, str]:
         """Run git; (exit status, stdout, stderr with the token scrubbed)."""
-        from git.exc import GitCommandNotFound
-
-        if not cwd_ok:
-            self.path.mkdir(parents=True, exist_ok=True)
-        with contextlib.ExitStack() as stack:
-            istream: BinaryIO | None = None
-            if stdin is not None:
-                # GitPython hands stdin to Popen as a file, so spool it to one.
-                istream = stack.enter_context(tempfile.TemporaryFile(dir=self.path))
-                istream.write(stdin)
-                istream.seek(0)
-            try:
-                result: Any = self._git.execute(
-                    ["git", *args],
-                    istream=istream,
-                    env=self._env,
-                    with_exceptions=False,
-                    stdout_as_string=False,
-                    strip_newline_in_stdout=False,
-                    with_extended_output=True,
-                )
-            except GitCommandNotFound:
-                raise GitError("git is not installed or not on PATH") from None
-        status, out, err_text = result
-        err_str = err_text.decode(errors="replace") if isinstance(err_text, bytes) else err_text
-        return int(status), bytes(out), scrub(str(err_str), self.remote.secrets)
+        try:
+            proc = subprocess.run(
+                ["git", *args],
+                cwd=self.path,
+                env=self._env,
+                input=stdin,
+                stdin=None if stdin is not None else subprocess.DEVNULL,
+                capture_output=True,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise GitError("git is not installed or not on PATH") from None
+        err = proc.stderr.decode(errors="replace")
+        return proc.returncode, proc.stdout, scrub(err, self.remote.secrets)
 
     def _translate(self, verb: str, stderr: str, stdout: str, network: bool) -> GitError:
         text = scrub(f"{stderr}\n{stdout}", self.remote.secrets)
@@ -220,32 +233,75 @@ class GitRepo:
 
     # ---------------------------------------------------------------- reading
 
-    def fetch(self, ref: str) -> str:
-        """Fetch the tip of `ref` (a branch name or HEAD) shallow and blobless; return its SHA."""
+    def _fetch_args(self, ref: str) -> list[str]:
         source = ref if ref == "HEAD" else f"refs/heads/{ref}"
-        local = f"refs/promoter/fetched/{ref}"
-        try:
-            out = self._run(
-                "fetch", "--quiet", "--no-tags", "--depth=1", "--filter=blob:none",
-                "--no-write-fetch-head", "--recurse-submodules=no",
-                "origin", f"+{source}:{local}",
-                network=True,
-            )  # fmt: skip
-        except GitError as err:
-            if "couldn't find remote ref" in str(err) and ref == "HEAD":
+        return [
+            "fetch", "--quiet", "--no-tags", "--depth=1", "--filter=blob:none",
+            "--no-write-fetch-head", "--recurse-submodules=no", "--no-show-forced-updates",
+            "origin", f"+{source}:refs/promoter/fetched/{ref}",
+        ]  # fmt: skip
+
+    def fetch(self, ref: str) -> str:
+        """Fetch the tip of `ref` (a branch name or HEAD) shallow and blobless; return its SHA.
+
+        When a background fetch of `ref` was started (`start_fetch`), its result is used.
+        """
+        proc = self._pending.pop(ref, None)
+        if proc is not None:
+            raw_out, raw_err = proc.communicate()
+            status, out = proc.returncode, raw_out
+            err = scrub(raw_err.decode(errors="replace"), self.remote.secrets)
+        else:
+            status, out, err = self._exec(*self._fetch_args(ref))
+        if status != 0:
+            error = self._translate("fetch", err, out.decode(errors="replace"), network=True)
+            if "couldn't find remote ref" in str(error) and ref == "HEAD":
                 raise UsageError(
                     f"the default branch (HEAD) of {self.remote.url} has no commits: push "
                     "promoter.yaml to it, or pass --config PATH"
                 ) from None
-            if "couldn't find remote ref" in str(err):
+            if "couldn't find remote ref" in str(error):
                 raise UsageError(
                     f"branch {ref!r} does not exist in {self.remote.url}: create it, "
                     "or fix the environment's `branch:` in promoter.yaml"
                 ) from None
-            raise
-        if b"filtering not recognized" in out:
+            raise error
+        if b"filtering not recognized" in out or "filtering not recognized" in err:
             self._partial = False
-        return self.rev_parse(local)
+        return self.rev_parse(f"refs/promoter/fetched/{ref}")
+
+    def start_fetch(self, ref: str) -> None:
+        """Start fetching `ref` in the background; the next `fetch(ref)` waits for it."""
+        if ref in self._pending:
+            return
+        try:
+            self._pending[ref] = subprocess.Popen(
+                ["git", *self._fetch_args(ref)],
+                cwd=self.path,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except FileNotFoundError:
+            raise GitError("git is not installed or not on PATH") from None
+
+    def prefetch(self, ref: str) -> GitRepo:
+        """A second scratch repo beside this one, already fetching `ref` in the background.
+
+        Two repos, so this fetch and whatever this repo fetches meanwhile never share a
+        shallow file or a lock. Closed with this one.
+        """
+        other = GitRepo(self.remote, self.path.with_name(f"{self.path.name}-{len(self._others)}"))
+        self._others.append(other)
+        other.start_fetch(ref)
+        return other
+
+    def discard(self, ref: str) -> None:
+        """Abandon a background fetch of `ref`, if there is one."""
+        proc = self._pending.pop(ref, None)
+        if proc is not None:
+            _stop(proc)
 
     def rev_parse(self, ref: str) -> str:
         return self._run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
@@ -255,6 +311,9 @@ class GitRepo:
         wanted = sorted(set(paths))
         if not wanted:
             return {}
+        key = (commit, tuple(wanted))
+        if key in self._listed:
+            return dict(self._listed[key])
         out = self._run("ls-tree", "-z", "--full-tree", commit, "--", *wanted)
         found: dict[str, tuple[str, str]] = {}
         for entry in out.decode().split("\0"):
@@ -264,6 +323,7 @@ class GitRepo:
             mode, kind, oid = meta.split()
             if kind == "blob" and path in wanted:
                 found[path] = (mode, oid)
+        self._listed[key] = dict(found)
         return found
 
     def read_files(self, commit: str, paths: Iterable[str]) -> dict[str, bytes | None]:
@@ -274,8 +334,8 @@ class GitRepo:
         if oids and self._partial:
             self._run(
                 "-c", "fetch.negotiationAlgorithm=noop", "fetch", "--quiet", "--no-tags",
-                "--no-write-fetch-head", "--recurse-submodules=no", "--filter=blob:none",
-                "origin", *oids,
+                "--no-write-fetch-head", "--recurse-submodules=no", "--no-show-forced-updates",
+                "--filter=blob:none", "origin", *oids,
                 network=True,
             )  # fmt: skip
             self._fetched_blobs.update(oids)
@@ -305,7 +365,7 @@ class GitRepo:
         now = time.time() if when is None else when
         stream = bytearray()
         body = message.encode()
-        stream += b"commit refs/promoter/new\n"
+        stream += b"commit refs/promoter/new\nmark :1\n"
         stream += f"author {author.signature(now)}\n".encode()
         stream += f"committer {committer.signature(now)}\n".encode()
         stream += b"data %d\n%s\nfrom %s\n" % (len(body), body, parent.encode())
@@ -317,9 +377,10 @@ class GitRepo:
                 len(content),
                 content,
             )
-        stream += b"done\n"
-        self._run("fast-import", "--quiet", "--done", "--force", stdin=bytes(stream))
-        sha = self.rev_parse("refs/promoter/new")
+        # get-mark prints the new commit's id on stdout: no rev-parse afterwards.
+        stream += b"get-mark :1\ndone\n"
+        out = self._run("fast-import", "--quiet", "--done", "--force", stdin=bytes(stream))
+        sha = out.decode().strip()
         _check_sha(sha)
         return sha
 
@@ -395,13 +456,14 @@ def land(
     rng = rng or random.Random()
     start = clock()
     for attempt in range(1, policy.attempts + 1):
+        began = clock()
         tip = repo.fetch(branch)
         sha = make_commit(tip)
         if sha is None:
             return None, attempt
         if repo.push(sha, branch):
             return sha, attempt
-        delay = policy.delay(attempt, rng)
+        delay = policy.delay(attempt, rng, cycle=clock() - began)
         if clock() + delay - start > policy.budget:
             break
         sleep(delay)
@@ -409,6 +471,49 @@ def land(
         f"{branch} kept moving: gave up after {attempt} attempts in "
         f"{clock() - start:.0f}s; nothing was pushed, run again"
     )
+
+
+# Written into every scratch repo's config: blobless fetches from a promisor remote, and
+# no garbage collection, maintenance or commit-graph writing in a repo that lives seconds.
+_SCRATCH_CONFIG: tuple[tuple[str, str], ...] = (
+    ("extensions.partialClone", "origin"),
+    ("remote.origin.promisor", "true"),
+    ("remote.origin.partialclonefilter", "blob:none"),
+    ("gc.auto", "0"),
+    ("maintenance.auto", "false"),
+    ("fetch.writeCommitGraph", "false"),
+)
+
+# Variables that would point git at another repository than the scratch one.
+_REPO_VARIABLES = frozenset(
+    {
+        "GIT_DIR",
+        "GIT_WORK_TREE",
+        "GIT_INDEX_FILE",
+        "GIT_OBJECT_DIRECTORY",
+        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+        "GIT_NAMESPACE",
+        "GIT_COMMON_DIR",
+        "GIT_SHALLOW_FILE",
+    }
+)
+
+
+def _process_env(remote: Remote) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _REPO_VARIABLES}
+    env.update(remote.git_env())
+    return env
+
+
+def _config_value(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
 
 
 def _parse_batch(out: bytes) -> dict[str, bytes]:

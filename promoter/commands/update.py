@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from promoter import plan as planning
 from promoter.ci import RunContext
 from promoter.context import read_config, scratch_repo
 from promoter.errors import UsageError
 from promoter.gitrepo import DEFAULT_RETRY, RetryPolicy, land
-from promoter.model import Change
 from promoter.options import Options
+
+if TYPE_CHECKING:
+    from promoter import plan as planning
+    from promoter.model import Change
 
 
 @dataclass(frozen=True)
@@ -55,14 +57,31 @@ def update(
     policy: RetryPolicy = DEFAULT_RETRY,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> UpdateResult:
-    requests = [planning.parse_image_flag(i) for i in images]
-    requests += [planning.parse_chart_flag(c) for c in charts]
-    if not requests:
+    if not images and not charts:
         raise UsageError("update: nothing to do; pass --image APP=TAG and/or --chart APP=VERSION")
-    run = run or RunContext.from_env()
     with scratch_repo(options) as repo:
+        # Network first: start fetching the default branch (for promoter.yaml) and, in a
+        # second scratch repo, the environment branch under its likely name env/<name>
+        # (promoter.yaml's default), so both round trips run while the planning code is
+        # imported, the flags are checked and the configuration is parsed. Not with
+        # --config: a local configuration is validated before any git I/O.
+        guess = f"env/{environment}"
+        speculative = None
+        if not options.config:
+            repo.start_fetch("HEAD")
+            speculative = repo.prefetch(guess)
+        from promoter import plan as planning
+
+        requests = [planning.parse_image_flag(i) for i in images]
+        requests += [planning.parse_chart_flag(c) for c in charts]
+        run = run or RunContext.from_env()
         config = read_config(options, repo)
         env = config.environment(environment)
+        if speculative is not None:
+            if env.branch == guess:
+                repo = speculative
+            else:
+                speculative.discard(guess)
         edits = planning.resolve(config, environment, requests)
         if env.delivery == "pull-request":
             raise UsageError(
