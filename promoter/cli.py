@@ -100,6 +100,25 @@ def wait(options: Options, /, environment: str, **kwargs: Any) -> None:
 
 
 @cli.command()
+@click.option("--from", "source", metavar="ENV", help="Source (default: the target's `from:`).")
+@click.option("--to", "target", required=True, metavar="ENV", help="Environment to promote to.")
+@click.option("--app", "apps", multiple=True, metavar="APP", help="Only these apps (repeatable).")
+@click.option("--merge", is_flag=True, help="Merge the pull request (guarded by its head SHA).")
+@click.option("--auto-merge", is_flag=True, help="Enable the forge's auto-merge on the PR.")
+@click.option("--draft", is_flag=True, help="Open the pull request as a draft.")
+@click.option("--no-gate", is_flag=True, help="Skip the source environment's gate.")
+@click.pass_obj
+def promote(options: Options, /, **kwargs: Any) -> None:
+    """Move the source environment's versions to --to, once the source's gate passes."""
+    from promoter.commands.promote import promote as run_promote
+    from promoter.commands.promote import raise_for, render
+
+    result = run_promote(options, **kwargs)
+    _emit(options, result.as_dict(), render(result))
+    raise_for(result)
+
+
+@cli.command()
 @click.pass_obj
 def validate(options: Options, /) -> None:
     """Check promoter.yaml, and that every pin resolves on every environment branch."""

@@ -435,6 +435,115 @@ class GitRepo:
         out = self._run("rev-list", "--reverse", "--ancestry-path", f"{sha}..{tip}")
         return [sha, *out.decode().split()][: limit + 1]
 
+    # ---------------------------------------------------------------- promotions
+
+    def history(
+        self, branch: str, paths: Iterable[str], depth: int
+    ) -> tuple[list[tuple[str, dict[str, str | None]]], bool]:
+        """The first-parent history of `branch`, newest first, fetched `depth` commits deep
+        (commits and trees, no blobs), with the blob id of each of `paths` in each commit (None
+        where absent); and whether that is the branch's whole history."""
+        local = f"refs/promoter/trees/{branch}"
+        self._run(
+            "fetch", "--quiet", "--no-tags", f"--depth={depth}", "--filter=blob:none",
+            "--no-write-fetch-head", "--recurse-submodules=no", "--no-show-forced-updates",
+            "origin", f"+refs/heads/{branch}:{local}",
+            network=True,
+        )  # fmt: skip
+        listed = self._run("rev-list", "--first-parent", "--parents", local).decode()
+        chain = [line.split()[:2] for line in listed.splitlines() if line]
+        commits = [row[0] for row in chain]
+        shallow_file = self.path / "shallow"
+        shallow = set(shallow_file.read_text().split()) if shallow_file.exists() else set()
+        complete = bool(commits) and commits[-1] not in shallow
+        wanted = sorted(set(paths))
+        state: dict[str, str | None] = dict.fromkeys(wanted)
+        if commits:
+            state.update((p, oid) for p, (_, oid) in self.list_files(commits[0], wanted).items())
+        # Walking back from the tip, each commit's diff against its first parent gives the
+        # blob ids before it. diff-tree compares ids from the trees and never reads a blob
+        # (reading one, even for its size, would fetch it lazily, one round trip each).
+        changed: dict[str, dict[str, str | None]] = {}
+        pairs = "".join(f"{row[0]} {row[1]}\n" for row in chain if len(row) == 2)
+        if pairs and wanted:
+            out = self._run(
+                "diff-tree", "--stdin", "-r", "--no-renames", "--no-abbrev", "-z", "--", *wanted,
+                stdin=pairs.encode(),
+            )  # fmt: skip
+            tokens = iter(out.decode(errors="surrogateescape").split("\0"))
+            current = ""
+            for token in tokens:
+                if token.startswith(":"):
+                    old = token.split()[2]
+                    path = next(tokens, "")
+                    changed.setdefault(current, {})[path] = None if set(old) == {"0"} else old
+                elif _SHA_RE.match(token):
+                    current = token
+        rows: list[tuple[str, dict[str, str | None]]] = []
+        for commit in commits:
+            rows.append((commit, dict(state)))
+            state.update(changed.get(commit, {}))
+        return rows, complete
+
+    def read_blobs(self, oids: Iterable[str]) -> dict[str, bytes]:
+        """The contents of blobs by id, fetching the missing ones in one batch."""
+        wanted = sorted(set(oids))
+        missing = [oid for oid in wanted if oid not in self._fetched_blobs]
+        if missing and self._partial:
+            self._run(
+                "-c", "fetch.negotiationAlgorithm=noop", "fetch", "--quiet", "--no-tags",
+                "--no-write-fetch-head", "--recurse-submodules=no", "--no-show-forced-updates",
+                "--filter=blob:none", "origin", *missing,
+                network=True,
+            )  # fmt: skip
+            self._fetched_blobs.update(missing)
+        if not wanted:
+            return {}
+        return _parse_batch(self._run("cat-file", "--batch", stdin="\n".join(wanted).encode()))
+
+    def remote_tip(self, branch: str) -> str | None:
+        """The SHA `branch` points at on the remote now, or None if it does not exist."""
+        out = self._run("ls-remote", "origin", f"refs/heads/{branch}", network=True)
+        for line in out.decode().splitlines():
+            sha, _, ref = line.partition("\t")
+            if ref == f"refs/heads/{branch}" and _SHA_RE.match(sha):
+                return sha
+        return None
+
+    def read_commit(self, sha: str) -> tuple[str, tuple[str, ...], str]:
+        """(tree, parents, message) of a commit that is present locally."""
+        _check_sha(sha)
+        raw = self._run("cat-file", "commit", sha).decode(errors="replace")
+        header, _, message = raw.partition("\n\n")
+        tree, parents = "", []
+        for line in header.splitlines():
+            if line.startswith("tree "):
+                tree = line[5:]
+            elif line.startswith("parent "):
+                parents.append(line[7:])
+        return tree, tuple(parents), message
+
+    def push_owned(self, sha: str, branch: str, expected: str | None) -> bool:
+        """Point a promoter-owned branch (`promoter/...`) at `sha`, replacing what is there, but
+        only if it is still at `expected` (None: must not exist). False when someone moved it
+        meanwhile. Environment branches never go through here: they only fast-forward."""
+        _check_sha(sha)
+        if expected is not None:
+            _check_sha(expected)
+        if not branch.startswith("promoter/"):
+            raise GitError(f"internal error: refusing to force-push {branch!r}: not promoter-owned")
+        lease = f"--force-with-lease=refs/heads/{branch}:{expected or ''}"
+        status, out, err = self._exec(
+            "push", "--porcelain", lease, "origin", f"{sha}:refs/heads/{branch}"
+        )
+        if status == 0:
+            return True
+        text = f"{err}\n{out.decode(errors='replace')}".lower()
+        lost = ("stale info", "fetch first", "incorrect old value", "cannot lock ref")
+        if any(marker in text for marker in lost):
+            return False
+        raise self._translate("push", err, out.decode(errors="replace"), network=True)
+
 
 DEFAULT_RETRY = RetryPolicy()
 

@@ -1,0 +1,211 @@
+"""What a promotion moves, from which source commit, and how it is described. Pure.
+
+A promotion copies the pinned values (image tag, digest, repository or whole reference, chart
+version) of some apps from one environment's files to another's. Only values that differ
+move. The gate looks at the *origin* of those values on the source branch: the oldest commit
+from which every promoted value has held its current value, so that a later, unrelated commit
+(another app's update, still deploying) does not hold the promotion back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from promoter.config import Config, file_for
+from promoter.errors import EditError
+from promoter.model import Change, ImageRef, show_value
+from promoter.plan import Edit
+from promoter.yamledit import DocSelector, KeyPath, format_key_path, locate
+
+_IMAGE_FIELDS = ("tag", "digest", "repository", "ref")
+
+
+@dataclass(frozen=True)
+class PinKey:
+    """One pinned scalar of an app: an image's tag, digest, repository or ref, or its chart."""
+
+    app: str
+    pin: str  # "web/web" for an image, "web/chart" for the chart
+    field: str  # tag | digest | repository | ref | version
+    file: str  # as in promoter.yaml: may hold {env}
+    doc: DocSelector | None
+    key: KeyPath
+
+    def path(self, env: str) -> str:
+        return file_for(self.file, env)
+
+    @property
+    def where(self) -> str:
+        return format_key_path(self.key)
+
+
+def pin_keys(config: Config, apps: Sequence[str]) -> list[PinKey]:
+    """Every pinned scalar of `apps`, in promoter.yaml's order."""
+    keys: list[PinKey] = []
+    for name in apps:
+        app = config.app(name)
+        for image in app.images.values():
+            for field in _IMAGE_FIELDS:
+                key = getattr(image, field)
+                if key is not None:
+                    keys.append(PinKey(name, image.label, field, image.file, image.doc, key))
+        if app.chart is not None:
+            chart = app.chart
+            keys.append(PinKey(name, chart.label, "version", chart.file, chart.doc, chart.version))
+    return keys
+
+
+def values_in(
+    keys: Sequence[PinKey], env: str, branch: str, contents: Mapping[str, bytes | None]
+) -> dict[PinKey, str]:
+    """The value of every key in env's files; "" for null. EditError when one is missing."""
+    values: dict[PinKey, str] = {}
+    for key in keys:
+        path = key.path(env)
+        data = contents.get(path)
+        if data is None:
+            raise EditError(f"{path} does not exist on {branch} (pin {key.pin}, {env})")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise EditError(f"{path} on {branch} is not UTF-8 text (pin {key.pin})") from None
+        try:
+            value = locate(text, key.key, key.doc).value
+        except EditError as err:
+            raise EditError(f"{path} on {branch}: {err} (pin {key.pin}, {env})") from None
+        values[key] = value or ""
+    return values
+
+
+def edits_for(keys: Sequence[PinKey], source: Mapping[PinKey, str], target_env: str) -> list[Edit]:
+    """Set every key of the target to the source's value (plan.apply skips equal ones)."""
+    return [
+        Edit(k.app, k.pin, k.path(target_env), k.doc, k.key, source[k]) for k in keys if k in source
+    ]
+
+
+def moving(keys: Sequence[PinKey], target_env: str, changes: Sequence[Change]) -> list[PinKey]:
+    """The keys whose value a plan's changes move."""
+    moved = {(c.pin, c.file, c.key) for c in changes}
+    return [k for k in keys if (k.pin, k.path(target_env), k.where) in moved]
+
+
+Missing = object()  # a key absent from a commit's file: differs from any value
+
+
+def origin(
+    history: Sequence[tuple[str, Mapping[str, str | None]]],
+    keys: Sequence[PinKey],
+    env: str,
+    value_at: Callable[[str, PinKey], object],
+) -> int:
+    """Index in `history` (newest first, [0] the tip) of the oldest commit from which every
+    key has held its value at the tip, walking back without a gap.
+
+    `history` rows are (commit, {path: blob id or None}); `value_at(blob, key)` reads a value
+    (`Missing` when the key is not there). Commits whose blobs equal the tip's are not read.
+    """
+    if not history or not keys:
+        return 0
+    paths = {k.path(env) for k in keys}
+    tip_blobs = {p: history[0][1].get(p) for p in paths}
+    wanted = {k: value_at(b, k) if (b := tip_blobs[k.path(env)]) else Missing for k in keys}
+    for index, (_, blobs) in enumerate(history[1:], start=1):
+        if all(blobs.get(p) == tip_blobs[p] for p in paths):
+            continue
+        for key in keys:
+            blob = blobs.get(key.path(env))
+            value = value_at(blob, key) if blob else Missing
+            if value is Missing or value != wanted[key]:
+                return index - 1
+    return len(history) - 1
+
+
+def read_value(text: str, key: PinKey) -> object:
+    """The key's value in text ("" for null), or Missing when it cannot be found."""
+    try:
+        return locate(text, key.key, key.doc).value or ""
+    except EditError:
+        return Missing
+
+
+def summary(changes: Sequence[Change]) -> str:
+    """`web 1.4.2, api/migrate 2.0.1, web chart 0.3.1`: one item per pin, tags preferred."""
+    items: dict[str, str] = {}
+    for change in changes:
+        if change.pin.endswith("/chart"):
+            items[change.pin] = f"{change.app} chart {change.new}"
+            continue
+        name = change.app if change.pin == f"{change.app}/{change.app}" else change.pin
+        if change.pin not in items or change.key.endswith("tag"):
+            items[change.pin] = f"{name} {_short(change.key, change.new)}"
+    return ", ".join(items.values())
+
+
+def _short(key: str, value: str) -> str:
+    if not value:
+        return "(cleared)"
+    if key.endswith("digest"):
+        return value[:19]
+    try:
+        ref = ImageRef.parse(value)
+    except ValueError:
+        return value[:40]
+    return ref.tag or (ref.digest or value)[:19]
+
+
+def message(
+    source: str,
+    target: str,
+    origin_sha: str,
+    changes: Sequence[Change],
+    pipeline_url: str | None,
+    actor: str | None,
+) -> str:
+    trailers = [f"Promoter-Environment: {target}"]
+    trailers += [f"Promoter-Change: {change.trailer}" for change in changes]
+    trailers.append(f"Promoter-Source: {source}@{origin_sha}")
+    if pipeline_url:
+        trailers.append(f"Promoter-Pipeline: {pipeline_url}")
+    if actor:
+        trailers.append(f"Promoter-Actor: {actor}")
+    return f"{subject(target, changes)}\n\n" + "\n".join(trailers) + "\n"
+
+
+def subject(target: str, changes: Sequence[Change]) -> str:
+    return f"promote({target}): {summary(changes)}"
+
+
+def _cell(text: str | None) -> str:
+    return f"`{show_value(text)}`".replace("|", "\\|")
+
+
+def pull_request_body(
+    source: str,
+    source_branch: str,
+    target: str,
+    origin_sha: str,
+    changes: Sequence[Change],
+    gate_line: str,
+) -> str:
+    rows = [
+        f"| {c.app} | {c.pin} | `{c.file}` | `{c.key}` | {_cell(c.old)} | {_cell(c.new)} |"
+        for c in changes
+    ]
+    return "\n".join(
+        [
+            f"Promotes **{source}** → **{target}**: the versions on `{source_branch}` at "
+            f"`{origin_sha[:12]}`.",
+            "",
+            f"| App | Pin | File | Key | {target} now | after |",
+            "|---|---|---|---|---|---|",
+            *rows,
+            "",
+            f"**Gate**: {gate_line}",
+            "",
+            "<sub>Opened by promoter. Its branch is promoter-owned: the next promotion of "
+            f"{source} to {target} replaces it.</sub>",
+            "",
+        ]
+    )
