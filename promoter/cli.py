@@ -111,7 +111,7 @@ def wait(options: Options, /, environment: str, **kwargs: Any) -> None:
 def promote(options: Options, /, **kwargs: Any) -> None:
     """Move the source environment's versions to --to, once the source's gate passes."""
     from promoter.commands.promote import promote as run_promote
-    from promoter.commands.promote import raise_for, render
+    from promoter.promotion import raise_for, render
 
     result = run_promote(options, **kwargs)
     _emit(options, result.as_dict(), render(result))

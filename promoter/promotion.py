@@ -5,18 +5,26 @@ version) of some apps from one environment's files to another's. Only values tha
 move. The gate looks at the *origin* of those values on the source branch: the oldest commit
 from which every promoted value has held its current value, so that a later, unrelated commit
 (another app's update, still deploying) does not hold the promotion back.
+
+Also here: the result of a promotion, its exit code (gate FAIL → 3, not reached → 4) and its
+text rendering; `--output json` is the result's own as_dict().
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 from promoter.config import Config, file_for
-from promoter.errors import EditError
+from promoter.errors import EditError, GateFailed, GateTimeout
 from promoter.model import Change, ImageRef, show_value
 from promoter.plan import Edit
 from promoter.yamledit import DocSelector, KeyPath, format_key_path, locate
+
+if TYPE_CHECKING:
+    from promoter.forge.base import PullRequest
+    from promoter.gates import GateResult
 
 _IMAGE_FIELDS = ("tag", "digest", "repository", "ref")
 
@@ -46,10 +54,10 @@ def pin_keys(config: Config, apps: Sequence[str]) -> list[PinKey]:
     for name in apps:
         app = config.app(name)
         for image in app.images.values():
-            for field in _IMAGE_FIELDS:
-                key = getattr(image, field)
+            for kind in _IMAGE_FIELDS:
+                key = getattr(image, kind)
                 if key is not None:
-                    keys.append(PinKey(name, image.label, field, image.file, image.doc, key))
+                    keys.append(PinKey(name, image.label, kind, image.file, image.doc, key))
         if app.chart is not None:
             chart = app.chart
             keys.append(PinKey(name, chart.label, "version", chart.file, chart.doc, chart.version))
@@ -209,3 +217,165 @@ def pull_request_body(
             "",
         ]
     )
+
+
+Delivery = Literal["push", "pull-request"]
+
+
+@dataclass(frozen=True)
+class PromoteResult:
+    source: str
+    target: str
+    source_branch: str
+    target_branch: str
+    delivery: Delivery
+    changes: tuple[Change, ...]
+    origin: str | None  # the source commit carrying the promoted values (X)
+    gate: GateResult | None  # None: nothing to promote, or --no-gate
+    gate_skipped: bool
+    required: tuple[str, ...]
+    dry_run: bool
+    commit: str | None = None
+    pull_request: PullRequest | None = None
+    head_branch: str | None = None
+    merged: bool = False
+    merge_commit: str | None = None
+    auto_merge: bool = False
+    attempts: int = 0
+    history_searched: int = 0  # source commits examined for the origin
+    history_complete: bool = True
+    files: tuple[str, ...] = field(default=())
+
+    @property
+    def blocked(self) -> bool:
+        return self.gate is not None and self.gate.verdict.value != "pass"
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes) and not self.blocked
+
+    def gate_dict(self) -> dict[str, Any]:
+        base: dict[str, Any] = {"environment": self.source, "required": list(self.required)}
+        if self.gate_skipped:
+            return {**base, "verdict": "skipped", "target": self.origin}
+        if self.gate is None:
+            return {**base, "verdict": None, "target": self.origin}
+        return {**base, **self.gate.as_dict()}
+
+    def as_dict(self) -> dict[str, Any]:
+        pr = self.pull_request
+        return {
+            "changed": self.changed,
+            "from": self.source,
+            "to": self.target,
+            "commit": self.commit,
+            "pull_request": None
+            if pr is None
+            else {
+                "number": pr.number,
+                "url": pr.url,
+                "head": pr.head,
+                "base": pr.base,
+                "merged": self.merged,
+                "merge_commit": self.merge_commit,
+                "auto_merge": self.auto_merge,
+            },
+            "gate": self.gate_dict(),
+            "changes": [change.as_dict() for change in self.changes],
+            "source_commit": self.origin,
+            "branch": self.target_branch,
+            "delivery": self.delivery,
+            "dry_run": self.dry_run,
+            "attempts": self.attempts,
+            "files": list(self.files),
+        }
+
+
+def gate_line(
+    source: str, gate: GateResult | None, required: Sequence[str], skipped: bool, origin: str
+) -> str:
+    if skipped:
+        return f"skipped (`--no-gate`); {source}'s gate was not checked."
+    if gate is None or not required:
+        return f"{source} requires no statuses."
+    where = f"`{(gate.deciding or origin)[:12]}`"
+    if gate.deciding and gate.deciding != origin:
+        where += f", the first deployment that included `{origin[:12]}`"
+    contexts = ", ".join(f"`{p}`" for p in required)
+    return f"{source} passed on {where} ({contexts})."
+
+
+def raise_for(result: PromoteResult) -> None:
+    """A gate that blocked the promotion: FAIL → 3, not reached (yet) → 4."""
+    gate = result.gate
+    if gate is None or gate.verdict.value == "pass":
+        return
+    origin = (result.origin or "")[:12]
+    latest = gate.latest
+    if gate.verdict.value == "fail":
+        decided = gate.decided_by
+        reasons = "; ".join(
+            c.reason for c in (decided.contexts if decided else ()) if c.verdict.value == "fail"
+        )
+        where = (gate.deciding or "")[:12]
+        if gate.deciding and gate.deciding != result.origin:
+            where += f" (the first deployment that included {origin})"
+        raise GateFailed(f"{result.source}: gate failed on {where}: {reasons}; nothing promoted")
+    waiting = "; ".join(
+        f"{c.pattern}: {c.reason}"
+        for c in (latest.contexts if latest else ())
+        if c.verdict.value != "pass"
+    )
+    raise GateTimeout(
+        f"{result.source}: gate not reached yet for {origin} ({waiting}); nothing promoted: "
+        f"run `promoter wait {result.source} --sha {origin}` first, then promote again"
+    )
+
+
+def render(result: PromoteResult) -> str:
+    move = f"{result.source} ({result.source_branch}) -> {result.target} ({result.target_branch})"
+    if not result.changes:
+        return f"{move}: nothing to promote, {result.target} already has {result.source}'s versions"
+    count = f"{len(result.changes)} change{'s' if len(result.changes) != 1 else ''}"
+    if result.blocked:
+        head = f"{move}: {count} held back by the gate"
+    elif result.dry_run:
+        how = "push" if result.delivery == "push" else "open a pull request with"
+        head = f"{move}: would {how} {count} (dry run, nothing written)"
+    elif result.pull_request is not None:
+        head = f"{move}: {count} in pull request #{result.pull_request.number}"
+    else:
+        retries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
+        head = f"{move}: committed {count} as {(result.commit or '')[:12]}{retries}"
+    rows = [(c.pin, c.file, c.key, f"{show_value(c.old)} -> {show_value(c.new)}")
+            for c in result.changes]  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [
+        f"  {pin:<{widths[0]}}  {file:<{widths[1]}}  {key:<{widths[2]}}  {moved}"
+        for pin, file, key, moved in rows
+    ]
+    derived = sorted(set(result.files) - {c.file for c in result.changes})
+    lines += [f"  + {path} (kept in sync)" for path in derived]
+    lines.append(f"  source: {result.source}@{(result.origin or '')[:12]}")
+    lines.append(f"  gate: {_gate_text(result)}")
+    pr = result.pull_request
+    if pr is not None:
+        state = "merged" if result.merged else "auto-merge enabled" if result.auto_merge else "open"
+        lines.append(f"  pull request: #{pr.number} {pr.url} ({pr.head} -> {pr.base}, {state})")
+    return "\n".join([head, *lines])
+
+
+def _gate_text(result: PromoteResult) -> str:
+    if result.gate_skipped:
+        return "skipped (--no-gate)"
+    gate = result.gate
+    if gate is None:
+        return "not evaluated"
+    if not result.required:
+        return f"{result.source} requires no statuses: pass"
+    text = f"{gate.verdict.value} ({', '.join(result.required)})"
+    if gate.deciding:
+        text += f" on {gate.deciding[:12]}"
+        if gate.deciding != result.origin:
+            text += f", the first deployment that included {(result.origin or '')[:12]}"
+    return text

@@ -584,3 +584,38 @@ def test_history_reads_blob_ids_without_fetching_blobs(bed, tmp_path):
     rows, complete = repo.history("env/dev", ["apps/web/values.yaml"], 2)
     assert not complete and len(rows) == 2
     repo.close()
+
+
+# --- pure parts ----------------------------------------------------------------------------
+
+
+def test_origin_is_the_oldest_commit_since_which_every_moving_value_held():
+    from promoter.promotion import Missing, PinKey, origin, summary
+    from promoter.yamledit import parse_key_path
+
+    tag = PinKey("web", "web/web", "tag", "envs/{env}/web.yaml", None, parse_key_path("tag"))
+    digest = PinKey("web", "web/web", "digest", "envs/{env}/web.yaml", None, parse_key_path("d"))
+    texts = {"b1": {"tag": "1", "d": ""}, "b2": {"tag": "2", "d": ""}, "b3": {"tag": "2", "d": "x"}}
+
+    def value_at(blob: str, key: PinKey) -> object:
+        return texts[blob].get(key.field, Missing)
+
+    def rows(*blobs: str | None) -> list[tuple[str, dict[str, str | None]]]:
+        return [(f"c{i}", {"envs/dev/web.yaml": b}) for i, b in enumerate(blobs)]
+
+    # newest first: c0..c1 hold b3 (tag 2, digest x); c2 has b2; c3 has b1
+    history = rows("b3", "b3", "b2", "b1")
+    assert origin(history, [tag], "dev", value_at) == 2  # tag became 2 at c2
+    assert origin(history, [tag, digest], "dev", value_at) == 1  # digest became x at c1
+    assert origin(history, [digest], "dev", value_at) == 1
+    assert origin(rows("b2", "b2", "b2"), [tag], "dev", value_at) == 2  # held all along
+    assert origin(rows("b2", None, "b2"), [tag], "dev", value_at) == 0  # file absent before
+    from promoter.model import Change
+
+    changes = [
+        Change("web", "web/web", "f", "image.repository", "a", "ghcr.io/acme/web"),
+        Change("web", "web/web", "f", "image.tag", "1", "1.4.2"),
+        Change("api", "api/migrate", "f", "ref", "x", "ghcr.io/acme/m:2.0.1@sha256:" + "a" * 64),
+        Change("api", "api/chart", "f", "version", "0.3.0", "0.3.1"),
+    ]
+    assert summary(changes) == "web 1.4.2, api/migrate 2.0.1, api chart 0.3.1"

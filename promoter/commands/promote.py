@@ -12,20 +12,21 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
 from promoter.ci import RunContext
 from promoter.context import read_config, resolve_token, scratch_repo
-from promoter.errors import GateFailed, GateTimeout, PromoterError, RaceLost, UsageError
+from promoter.errors import PromoterError, RaceLost, UsageError
 from promoter.gitrepo import DEFAULT_RETRY, GitRepo, RetryPolicy, land
 from promoter.options import Options
+from promoter.promotion import Delivery, PromoteResult, gate_line
 
 if TYPE_CHECKING:
     from promoter import plan as planning
     from promoter.config import Environment
-    from promoter.forge.base import CommitStatus, Forge, PullRequest
+    from promoter.forge.base import CommitStatus, Forge
     from promoter.gates import GateResult
     from promoter.model import Change
     from promoter.promotion import PinKey
@@ -34,77 +35,6 @@ if TYPE_CHECKING:
 # then 128, then 512. A value unchanged over the last 512 commits counts from the oldest of
 # them (its statuses, or a descendant's, then decide).
 HISTORY_DEPTHS = (32, 128, 512)
-
-Delivery = Literal["push", "pull-request"]
-
-
-@dataclass(frozen=True)
-class PromoteResult:
-    source: str
-    target: str
-    source_branch: str
-    target_branch: str
-    delivery: Delivery
-    changes: tuple[Change, ...]
-    origin: str | None  # the source commit carrying the promoted values (X)
-    gate: GateResult | None  # None: nothing to promote, or --no-gate
-    gate_skipped: bool
-    required: tuple[str, ...]
-    dry_run: bool
-    commit: str | None = None
-    pull_request: PullRequest | None = None
-    head_branch: str | None = None
-    merged: bool = False
-    merge_commit: str | None = None
-    auto_merge: bool = False
-    attempts: int = 0
-    history_searched: int = 0  # source commits examined for the origin
-    history_complete: bool = True
-    files: tuple[str, ...] = field(default=())
-
-    @property
-    def blocked(self) -> bool:
-        return self.gate is not None and self.gate.verdict.value != "pass"
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.changes) and not self.blocked
-
-    def gate_dict(self) -> dict[str, Any]:
-        base: dict[str, Any] = {"environment": self.source, "required": list(self.required)}
-        if self.gate_skipped:
-            return {**base, "verdict": "skipped", "target": self.origin}
-        if self.gate is None:
-            return {**base, "verdict": None, "target": self.origin}
-        return {**base, **self.gate.as_dict()}
-
-    def as_dict(self) -> dict[str, Any]:
-        pr = self.pull_request
-        return {
-            "changed": self.changed,
-            "from": self.source,
-            "to": self.target,
-            "commit": self.commit,
-            "pull_request": None
-            if pr is None
-            else {
-                "number": pr.number,
-                "url": pr.url,
-                "head": pr.head,
-                "base": pr.base,
-                "merged": self.merged,
-                "merge_commit": self.merge_commit,
-                "auto_merge": self.auto_merge,
-            },
-            "gate": self.gate_dict(),
-            "changes": [change.as_dict() for change in self.changes],
-            "source_commit": self.origin,
-            "branch": self.target_branch,
-            "delivery": self.delivery,
-            "dry_run": self.dry_run,
-            "attempts": self.attempts,
-            "files": list(self.files),
-        }
 
 
 def _utcnow() -> datetime:
@@ -214,7 +144,7 @@ def promote(
         return _by_pull_request(
             repo, opener.require(""), result, to_env, from_env, make_plan, make_message,
             run, policy, now, sleep, merge=merge, auto_merge=auto_merge, draft=draft,
-            gate_line=_gate_line(source, gate, required, no_gate, origin),
+            gate_line=gate_line(source, gate, required, no_gate, origin),
         )  # fmt: skip
 
 
@@ -425,98 +355,6 @@ def _same_commit(repo: GitRepo, head: str, previous: str, ours: str) -> bool:
     if repo.fetch(head) != previous:
         return False
     return repo.read_commit(previous) == repo.read_commit(ours)
-
-
-def _gate_line(
-    source: str, gate: GateResult | None, required: Sequence[str], skipped: bool, origin: str
-) -> str:
-    if skipped:
-        return f"skipped (`--no-gate`); {source}'s gate was not checked."
-    if gate is None or not required:
-        return f"{source} requires no statuses."
-    where = f"`{(gate.deciding or origin)[:12]}`"
-    if gate.deciding and gate.deciding != origin:
-        where += f", the first deployment that included `{origin[:12]}`"
-    contexts = ", ".join(f"`{p}`" for p in required)
-    return f"{source} passed on {where} ({contexts})."
-
-
-def raise_for(result: PromoteResult) -> None:
-    """A gate that blocked the promotion: FAIL → 3, not reached (yet) → 4."""
-    gate = result.gate
-    if gate is None or gate.verdict.value == "pass":
-        return
-    origin = (result.origin or "")[:12]
-    latest = gate.latest
-    if gate.verdict.value == "fail":
-        decided = gate.decided_by
-        reasons = "; ".join(
-            c.reason for c in (decided.contexts if decided else ()) if c.verdict.value == "fail"
-        )
-        where = (gate.deciding or "")[:12]
-        if gate.deciding and gate.deciding != result.origin:
-            where += f" (the first deployment that included {origin})"
-        raise GateFailed(f"{result.source}: gate failed on {where}: {reasons}; nothing promoted")
-    waiting = "; ".join(
-        f"{c.pattern}: {c.reason}"
-        for c in (latest.contexts if latest else ())
-        if c.verdict.value != "pass"
-    )
-    raise GateTimeout(
-        f"{result.source}: gate not reached yet for {origin} ({waiting}); nothing promoted: "
-        f"run `promoter wait {result.source} --sha {origin}` first, then promote again"
-    )
-
-
-def render(result: PromoteResult) -> str:
-    from promoter.model import show_value
-
-    move = f"{result.source} ({result.source_branch}) -> {result.target} ({result.target_branch})"
-    if not result.changes:
-        return f"{move}: nothing to promote, {result.target} already has {result.source}'s versions"
-    count = f"{len(result.changes)} change{'s' if len(result.changes) != 1 else ''}"
-    if result.blocked:
-        head = f"{move}: {count} held back by the gate"
-    elif result.dry_run:
-        how = "push" if result.delivery == "push" else "open a pull request with"
-        head = f"{move}: would {how} {count} (dry run, nothing written)"
-    elif result.pull_request is not None:
-        head = f"{move}: {count} in pull request #{result.pull_request.number}"
-    else:
-        retries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
-        head = f"{move}: committed {count} as {(result.commit or '')[:12]}{retries}"
-    rows = [(c.pin, c.file, c.key, f"{show_value(c.old)} -> {show_value(c.new)}")
-            for c in result.changes]  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [
-        f"  {pin:<{widths[0]}}  {file:<{widths[1]}}  {key:<{widths[2]}}  {moved}"
-        for pin, file, key, moved in rows
-    ]
-    derived = sorted(set(result.files) - {c.file for c in result.changes})
-    lines += [f"  + {path} (kept in sync)" for path in derived]
-    lines.append(f"  source: {result.source}@{(result.origin or '')[:12]}")
-    lines.append(f"  gate: {_gate_text(result)}")
-    pr = result.pull_request
-    if pr is not None:
-        state = "merged" if result.merged else "auto-merge enabled" if result.auto_merge else "open"
-        lines.append(f"  pull request: #{pr.number} {pr.url} ({pr.head} -> {pr.base}, {state})")
-    return "\n".join([head, *lines])
-
-
-def _gate_text(result: PromoteResult) -> str:
-    if result.gate_skipped:
-        return "skipped (--no-gate)"
-    gate = result.gate
-    if gate is None:
-        return "not evaluated"
-    if not result.required:
-        return f"{result.source} requires no statuses: pass"
-    text = f"{gate.verdict.value} ({', '.join(result.required)})"
-    if gate.deciding:
-        text += f" on {gate.deciding[:12]}"
-        if gate.deciding != result.origin:
-            text += f", the first deployment that included {(result.origin or '')[:12]}"
-    return text
 
 
 def _note(text: str) -> None:
