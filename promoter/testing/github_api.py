@@ -13,23 +13,20 @@ What the double adds around the routes: token auth (401 "Bad credentials"), rate
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import hmac
-import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from promoter.testing import github_commits
-from promoter.testing.github_http import ApiRequest, Server
+from promoter.testing.github_http import ApiRequest, RequestHandler
 from promoter.testing.github_routes import Problem
 from promoter.testing.github_store import CheckRun, Pull, RepoState, Status, Store, now, resolve
 from promoter.testing.gitserver import GitHttpServer
+from promoter.testing.loopback import LoopbackServer
 from promoter.testing.openapi import OpenAPISpec
 
 RATE_LIMIT = 5000
@@ -57,9 +54,13 @@ class _Latency:
     seconds: float
 
 
-class GitHubApiDouble:
+class GitHubApiDouble(LoopbackServer):
     """`with GitHubApiDouble(git_server, token, spec=OpenAPISpec.load(...)) as api:` then point
-    PyGithub (or promoter's --api-url) at `api.api_url`; repos are `owner/name` on git_server."""
+    PyGithub (or promoter's --api-url) at `api.api_url`; repos are `owner/name` on git_server.
+
+    `errors` holds unexpected handler failures and the routes the double does not implement."""
+
+    thread_name = "github-api"
 
     def __init__(
         self,
@@ -74,6 +75,7 @@ class GitHubApiDouble:
     ) -> None:
         if not token:
             raise ValueError("token must not be empty")
+        super().__init__(RequestHandler, host, port)
         self.git = git
         self.token = token
         self.spec = spec
@@ -82,66 +84,14 @@ class GitHubApiDouble:
         root = self.prefix.removesuffix("/v3")
         self.graphql_path = f"{root}/graphql"
         self.login = login
-        self.host = host
-        self.port = port
         self.store = Store(git)
-        self.request_log: list[tuple[str, str, int]] = []
         self.requests: list[ApiRequest] = []
         self.violations: list[str] = []
-        self.errors: list[str] = []  # unexpected handler failures and unimplemented routes
         self.rate_remaining = RATE_LIMIT
         self._reset_at = int(time.time()) + 3600
-        self._lock = threading.Lock()
         self._faults: list[_Fault] = []
         self._latency: list[_Latency] = []
         self._hooks: list[tuple[str, Callable[[], object]]] = []
-        self._server: Server | None = None
-        self._thread: threading.Thread | None = None
-        self._connections: set[socket.socket] = set()
-
-    # lifecycle -----------------------------------------------------------------------------
-
-    def start(self) -> GitHubApiDouble:
-        if self._server is not None:
-            raise RuntimeError("already started")
-        server = Server((self.host, self.port), self)
-        self.port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
-            return
-        server.shutdown()
-        server.server_close()
-        # Idle keep-alive connections would keep their handler threads blocked in readline.
-        with self._lock:
-            connections = list(self._connections)
-        for sock in connections:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> GitHubApiDouble:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def api_url(self) -> str:
@@ -260,7 +210,7 @@ class GitHubApiDouble:
     def _record(self, entry: ApiRequest) -> None:
         with self._lock:
             self.requests.append(entry)
-            self.request_log.append((entry.method, entry.path, entry.status))
+            self._log(entry.method, entry.path, entry.status)
             if entry.billable:
                 self.rate_remaining = max(0, self.rate_remaining - 1)
 

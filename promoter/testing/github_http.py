@@ -6,14 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import socketserver
-import sys
 import time
 import traceback
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from promoter.testing import github_commits as commits
@@ -21,6 +18,7 @@ from promoter.testing import github_graphql, github_render
 from promoter.testing import github_routes as pulls
 from promoter.testing.github_routes import Problem, Reply, Request
 from promoter.testing.github_store import Store
+from promoter.testing.loopback import LoopbackHandler
 from promoter.testing.openapi import SpecViolation
 
 if TYPE_CHECKING:
@@ -50,61 +48,19 @@ class ApiRequest:
         return self.status != 304
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], owner: GitHubApiDouble) -> None:
-        self.owner = owner
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn), slow on some sandboxes.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = (
-            str(self.server_address[0]),
-            int(self.server_address[1]),
-        )
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        with self.owner._lock:
-            self.owner._connections.add(request)
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self.owner._lock:
-                self.owner._connections.discard(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        if not isinstance(exc, ConnectionError | TimeoutError):
-            self.owner.errors.append(traceback.format_exc())
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class RequestHandler(LoopbackHandler["GitHubApiDouble"]):
+    methods = ("GET", "POST", "PUT", "PATCH", "DELETE")
     # Headers and body leave in one write (flushed after each request by handle_one_request):
     # written separately, Nagle plus the client's delayed ACK cost ~40 ms per request.
     wbufsize = 64 * 1024
     disable_nagle_algorithm = True
-    server: Server
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the request log is the record; stderr stays clean
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
-
-    def _serve(self) -> None:
-        api = self.server.owner
+    def serve(self) -> None:
+        api = self.owner
         started = time.monotonic()
         parts = urllib.parse.urlsplit(self.path)
         query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self.read_body()
         if parts.path == api.graphql_path:
             path = "/graphql"
         elif parts.path.startswith(api.prefix + "/"):
@@ -198,7 +154,7 @@ def _violation(api: GitHubApiDouble, text: str) -> tuple[int, bytes, dict[str, s
 
 
 def _encode(
-    handler: _Handler,
+    handler: RequestHandler,
     reply: Reply,
     parts: urllib.parse.SplitResult,
     query: dict[str, list[str]],
@@ -223,7 +179,7 @@ def _encode(
 
 
 def _paginate(
-    handler: _Handler,
+    handler: RequestHandler,
     data: Any,
     key: str | None,
     parts: urllib.parse.SplitResult,

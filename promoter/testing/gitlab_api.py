@@ -16,22 +16,19 @@ surface, in gitlab_http.py, gives it:
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import hmac
-import socket
-import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from promoter.testing.gitlab_http import PREFIX, Server
+from promoter.testing.gitlab_http import PREFIX, RequestHandler
 from promoter.testing.gitlab_routes import GitLabState
 from promoter.testing.gitlab_store import Call, Project, Reply
 from promoter.testing.gitserver import GitHttpServer
+from promoter.testing.loopback import LoopbackServer
 
 if TYPE_CHECKING:
     from promoter.testing.openapi import OpenAPISpec
@@ -51,8 +48,14 @@ class Fault:
         return bool(self.statuses or self.latency or self.before)
 
 
-class GitLabApiDouble:
-    """Serves http://127.0.0.1:<port>/api/v4 for every repo of `git_server`."""
+class GitLabApiDouble(LoopbackServer):
+    """Serves http://127.0.0.1:<port>/api/v4 for every repo of `git_server`.
+
+    One lock (`_lock`, re-entrant) guards state and git: handlers run in threads, and a merge
+    must not interleave with a status post that may trigger another merge of the same branch.
+    """
+
+    thread_name = "gitlab-api"
 
     def __init__(
         self,
@@ -63,65 +66,14 @@ class GitLabApiDouble:
         port: int = 0,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        super().__init__(RequestHandler, host, port)
         self.git_server = git_server
         self.token = token or git_server.token
         self.spec = spec
-        self.host, self.port = host, port
         self.state = GitLabState(git_server, clock or (lambda: datetime.now(UTC)))
-        self.request_log: list[tuple[str, str, int]] = []
         self.violations: list[str] = []
-        self.errors: list[str] = []  # unexpected handler exceptions (answered 500)
         self._faults: list[Fault] = []
         self._latency = 0.0
-        # One lock for state and git: handlers run in threads, and a merge must not interleave
-        # with a status post that may trigger another merge of the same branch.
-        self._lock = threading.RLock()
-        self._server: Server | None = None
-        self._thread: threading.Thread | None = None
-        self._connections: set[socket.socket] = set()
-
-    # lifecycle -----------------------------------------------------------------------------
-
-    def start(self) -> None:
-        if self._server is not None:
-            raise RuntimeError("server already started")
-        self._server = Server((self.host, self.port), self)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"gitlab-api-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        if self._server is None or self._thread is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-        # Idle keep-alive connections would otherwise keep their handler threads waiting.
-        for sock in list(self._connections):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        self._server = self._thread = None
-
-    def __enter__(self) -> GitLabApiDouble:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     @property
     def api_url(self) -> str:

@@ -6,15 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import socketserver
 import time
 import traceback
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from promoter.testing.gitlab_routes import GitLabState
 from promoter.testing.gitlab_store import Call, Reply, error
+from promoter.testing.loopback import LoopbackHandler
 from promoter.testing.openapi import SpecViolation
 
 if TYPE_CHECKING:
@@ -53,58 +52,16 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
 ]
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], owner: GitLabApiDouble) -> None:
-        self.owner = owner
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn), slow on some sandboxes.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = (
-            str(self.server_address[0]),
-            int(self.server_address[1]),
-        )
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        self.owner._connections.add(request)
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.owner._connections.discard(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # client resets and shutdown races; handler errors are caught in _Handler._handle
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: Server
+class RequestHandler(LoopbackHandler["GitLabApiDouble"]):
+    methods = ("GET", "POST", "PUT", "DELETE")
     timeout = 120
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    def do_POST(self) -> None:
-        self._handle()
-
-    def do_PUT(self) -> None:
-        self._handle()
-
-    def do_DELETE(self) -> None:
-        self._handle()
-
-    def _handle(self) -> None:
-        owner = self.server.owner
+    def serve(self) -> None:
+        owner = self.owner
         try:
             self._answer(owner)
+        except ConnectionError:
+            raise  # the client went away mid-request: nothing to answer, not the double's bug
         except Exception:
             with owner._lock:
                 owner.errors.append(traceback.format_exc())
@@ -113,8 +70,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, owner: GitLabApiDouble) -> int:
         split = urllib.parse.urlsplit(self.path)
         query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else None
+        raw = self.read_body() or None
         headers = dict(self.headers.items())
         if owner._latency:
             time.sleep(owner._latency)
@@ -205,9 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_raw(self, status: int, payload: bytes, headers: dict[str, str]) -> int:
         # Logged before the client can see the answer, so a test that reads the log right
         # after its call never misses it (nor sees it land after the next test's reset).
-        owner = self.server.owner
-        with owner._lock:
-            owner.request_log.append((self.command, self.path, status))
+        self.owner._log(self.command, self.path, status)
         self.send_response(status)
         if status != 304:
             self.send_header("Content-Type", "application/json")

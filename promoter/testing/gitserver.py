@@ -11,26 +11,21 @@ import base64
 import binascii
 import contextlib
 import hmac
-import io
 import os
 import re
 import socket
-import socketserver
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any
+from typing import IO
 from urllib.parse import unquote, urlsplit
 
 from promoter.testing.envrepo import git_env
+from promoter.testing.loopback import BodyReader, LoopbackHandler, LoopbackServer
 
 _BLOCK = 64 * 1024
 _REALM = "promoter-test"
@@ -84,29 +79,22 @@ class RequestRecord:
     stderr: str = ""
 
 
-class GitHttpServer:
+class GitHttpServer(LoopbackServer):
     """Serves every bare repo under `root` at http://host:port/<name>.git with token auth."""
+
+    thread_name = "git-http"
 
     def __init__(self, root: Path, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
         if not token:
             raise ValueError("token must not be empty")
+        super().__init__(_Handler, host, port)
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.token = token
-        self.host = host
-        self.port = port
-        self.request_log: list[tuple[str, str, int]] = []
         self.requests: list[RequestRecord] = []
-        # Unexpected handler exceptions; the server never prints, so tests can assert on this.
-        self.errors: list[str] = []
-        self._lock = threading.Lock()
         self._fail_remaining = 0
         self._fail_status = 503
         self._latency = 0.0
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        self._connections: dict[socket.socket, threading.Thread] = {}
         self._procs: set[subprocess.Popen[bytes]] = set()
         # Snapshot now: handler threads must not iterate os.environ while tests monkeypatch it.
         self._cgi_base_env = {
@@ -120,63 +108,13 @@ class GitHttpServer:
             "SERVER_SOFTWARE": "promoter-testing",
         }
 
-    # lifecycle -----------------------------------------------------------------------------
-
-    def start(self) -> None:
-        if self._server is not None:
-            raise RuntimeError("server already started")
-        self._stopping = False
-        server = _Server((self.host, self.port), self)
-        self.port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"git-http-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None or thread is None:
-            return
-        self._stopping = True
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    def _on_stop(self) -> None:
+        # Killed before the connections are cut, so relays end rather than wait on the CGI.
         with self._lock:
             procs = list(self._procs)
-            conns = dict(self._connections)
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-        # Idle keep-alive connections would otherwise keep their handler threads blocked.
-        for sock in conns:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        for handler_thread in conns.values():
-            handler_thread.join(timeout=10)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> GitHttpServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("server not started")
-        return f"http://{self.host}:{self.port}"
 
     # repos ---------------------------------------------------------------------------------
 
@@ -227,7 +165,7 @@ class GitHttpServer:
     def _record(self, record: RequestRecord) -> None:
         with self._lock:
             self.requests.append(record)
-            self.request_log.append((record.method, record.path, record.status))
+            self._log(record.method, record.path, record.status)
 
     def _check_token(self, candidate: str) -> bool:
         return hmac.compare_digest(candidate.encode("utf-8"), self.token.encode("utf-8"))
@@ -241,128 +179,18 @@ def _check_name(name: str) -> str:
     return name
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    # The default backlog of 5 drops SYNs when dozens of git clients connect at once, and a
-    # dropped SYN costs a full second of retransmit delay.
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], owner: GitHttpServer) -> None:
-        self.owner = owner
-        super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn), slow on some sandboxes.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(
-            target=self._serve_connection,
-            args=(request, client_address),
-            name=f"git-http-{self.server_address[1]}-conn-{client_address[1]}",
-            daemon=True,
-        )
-        with self.owner._lock:
-            self.owner._connections[request] = thread
-        thread.start()
-
-    def _serve_connection(self, request: Any, client_address: Any) -> None:
-        try:
-            self.process_request_thread(request, client_address)
-        finally:
-            with self.owner._lock:
-                self.owner._connections.pop(request, None)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        exc = sys.exc_info()[1]
-        if self.owner._stopping or isinstance(exc, ConnectionError | TimeoutError):
-            return
-        with self.owner._lock:
-            self.owner.errors.append("".join(traceback.format_exc()))
-
-
-class _BodyReader:
-    """Reads the request body off the socket, decoding chunked transfer encoding."""
-
-    def __init__(self, rfile: io.BufferedIOBase, chunked: bool, length: int) -> None:
-        self._rfile = rfile
-        self._chunked = chunked
-        self._left = length  # bytes left in the current chunk (or the whole fixed body)
-        self._done = not chunked and length == 0
-
-    @property
-    def done(self) -> bool:
-        return self._done
-
-    def read(self) -> bytes:
-        """Next piece of the body; b"" at its end. Raises ConnectionError if cut short."""
-        if self._done:
-            return b""
-        if self._chunked and self._left == 0:
-            self._left = self._next_chunk_size()
-            if self._left == 0:
-                self._read_trailers()
-                self._done = True
-                return b""
-        data = self._rfile.read(min(self._left, _BLOCK))
-        if not data:
-            raise ConnectionError("client closed the connection mid-body")
-        self._left -= len(data)
-        if self._left == 0:
-            if self._chunked:
-                if self._rfile.readline(3) not in (b"\r\n", b"\n"):
-                    raise ConnectionError("malformed chunked body")
-            else:
-                self._done = True
-        return data
-
-    def _next_chunk_size(self) -> int:
-        line = self._rfile.readline(1024)
-        if not line:
-            raise ConnectionError("client closed the connection mid-body")
-        try:
-            return int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise ConnectionError(f"malformed chunk size line {line[:40]!r}") from None
-
-    def _read_trailers(self) -> None:
-        while True:
-            line = self._rfile.readline(8192)
-            if line in (b"\r\n", b"\n", b""):
-                return
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
+class _Handler(LoopbackHandler["GitHttpServer"]):
+    methods = ("GET", "POST", "HEAD")
     # Idle keep-alive connections are dropped after this; stop() does not wait for it.
     timeout = 120
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self._handle()
-
-    def do_POST(self) -> None:
-        self._handle()
-
-    def do_HEAD(self) -> None:
-        self._handle()
-
-    # -----------------------------------------------------------------------------------------
-
-    def _handle(self) -> None:
-        owner = self.server.owner
+    def serve(self) -> None:
+        owner = self.owner
         started = time.monotonic()
         status = 500
         user: str | None = None
         stderr = ""
-        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        chunked = self.chunked
         try:
             if owner._stopping:
                 # A keep-alive connection can still send requests while stop() runs.
@@ -404,7 +232,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _authenticate(self) -> str | None:
         """The user name for a valid token, else None. Basic password or Bearer value."""
-        owner = self.server.owner
+        owner = self.owner
         scheme, _, value = self.headers.get("Authorization", "").strip().partition(" ")
         value = value.strip()
         if scheme.lower() == "basic":
@@ -419,21 +247,10 @@ class _Handler(BaseHTTPRequestHandler):
             return "bearer"
         return None
 
-    def _has_body(self) -> bool:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return True
-        return self._content_length() > 0
-
-    def _content_length(self) -> int:
-        try:
-            return max(0, int(self.headers.get("Content-Length", "0")))
-        except ValueError:
-            return 0
-
     def _send_plain(self, status: int, text: str, headers: Mapping[str, str] | None = None) -> None:
         body = text.encode()
         # An unread request body would be parsed as the next request on this connection.
-        if self._has_body():
+        if self.has_body():
             self.close_connection = True
         self.send_response(status)
         for name, value in (headers or {}).items():
@@ -447,7 +264,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _cgi_env(self, user: str, chunked: bool) -> dict[str, str]:
-        owner = self.server.owner
+        owner = self.owner
         url = urlsplit(self.path)
         env = dict(owner._cgi_base_env)
         env.update(
@@ -463,7 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
         # With no CONTENT_LENGTH, http-backend reads the body until EOF, which is exactly
         # what a decoded chunked body is.
         if not chunked and self.headers.get("Content-Length") is not None:
-            env["CONTENT_LENGTH"] = str(self._content_length())
+            env["CONTENT_LENGTH"] = str(self.content_length())
         for header, var in (
             ("Content-Type", "CONTENT_TYPE"),
             ("Content-Encoding", "HTTP_CONTENT_ENCODING"),  # gzip: http-backend inflates
@@ -479,9 +296,9 @@ class _Handler(BaseHTTPRequestHandler):
         return env
 
     def _run_cgi(self, user: str, chunked: bool) -> tuple[int, str]:
-        owner = self.server.owner
-        has_body = self._has_body()
-        body = _BodyReader(self.rfile, chunked, 0 if chunked else self._content_length())
+        owner = self.owner
+        has_body = self.has_body()
+        body = self.body_reader()
         with tempfile.TemporaryFile() as errfile:
             proc = subprocess.Popen(
                 ["git", "http-backend"],
@@ -589,7 +406,7 @@ class _Handler(BaseHTTPRequestHandler):
         return status
 
 
-def _feed(body: _BodyReader, stdin: IO[bytes]) -> None:
+def _feed(body: BodyReader, stdin: IO[bytes]) -> None:
     try:
         while True:
             data = body.read()
