@@ -619,3 +619,30 @@ def test_origin_is_the_oldest_commit_since_which_every_moving_value_held():
         Change("api", "api/chart", "f", "version", "0.3.0", "0.3.1"),
     ]
     assert summary(changes) == "web 1.4.2, api/migrate 2.0.1, api chart 0.3.1"
+
+
+def test_a_lost_race_on_the_target_is_replanned_on_its_new_tip(bed):
+    from datetime import UTC, datetime
+
+    from promoter.commands.promote import promote
+    from promoter.options import Options
+
+    bed.repo.commit("env/dev", web("1.1.0"), "update web")
+    calls = {"n": 0}
+
+    def now() -> datetime:  # read just before each commit: move staging on the first
+        calls["n"] += 1
+        if calls["n"] == 1:
+            bed.repo.commit("env/staging", api("2.0.1"), "hotfix api on staging")
+        return datetime.now(UTC)
+
+    options = Options(repo=bed.repo.url, token=TEST_TOKEN, forge="github",
+                      api_url=bed.api.api_url)  # fmt: skip
+    result = promote(options, "staging", apps=["web"], no_gate=True, now=now)
+    assert result.attempts == 2 and result.commit == bed.repo.sha("env/staging")
+    assert bed.repo.log("env/staging")[:2] == ["promote(staging): web 1.1.0",
+                                               "hotfix api on staging"]  # fmt: skip
+    assert (
+        bed.repo.read_file("env/staging", "apps/api/values.yaml")
+        == api("2.0.1")["apps/api/values.yaml"]
+    )
