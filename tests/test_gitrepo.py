@@ -49,6 +49,7 @@ def test_blobs_of_a_plan_arrive_in_one_fetch(env_repo, git_server, tmp_path):
     paths = [f"apps/other{i}/values.yaml" for i in range(10)]
     contents = scratch.read_files(tip, paths)
     assert all(contents[p] for p in paths)
+    assert git_server.wait_idle()
     fetches = [r for r in git_server.requests[before:] if r.method == "POST"]
     assert len(fetches) == 1, fetches
 

@@ -93,6 +93,10 @@ class GitHttpServer(LoopbackServer):
         self.token = token
         self.requests: list[RequestRecord] = []
         self._fail_remaining = 0
+        # Requests being served: a handler records its request after the client already has
+        # the whole answer, so readers of the logs wait for this to reach zero (wait_idle).
+        self._in_flight = 0
+        self._idle = threading.Condition()
         self._fail_status = 503
         self._latency = 0.0
         self._procs: set[subprocess.Popen[bytes]] = set()
@@ -167,6 +171,20 @@ class GitHttpServer(LoopbackServer):
             self.requests.append(record)
             self._log(record.method, record.path, record.status)
 
+    def _begin(self) -> None:
+        with self._idle:
+            self._in_flight += 1
+
+    def _end(self) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until no request is being served, so request_log and requests are complete."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
     def _check_token(self, candidate: str) -> bool:
         return hmac.compare_digest(candidate.encode("utf-8"), self.token.encode("utf-8"))
 
@@ -185,6 +203,13 @@ class _Handler(LoopbackHandler["GitHttpServer"]):
     timeout = 120
 
     def serve(self) -> None:
+        self.owner._begin()
+        try:
+            self._serve()
+        finally:
+            self.owner._end()
+
+    def _serve(self) -> None:
         owner = self.owner
         started = time.monotonic()
         status = 500
