@@ -103,6 +103,7 @@ class Variant:
     kind: str = "promoter"  # promoter | script | plain
     ratio_to: str | None = None
     repo: BenchRepo | None = None  # the repo it runs against, when not the compare() one
+    env: dict[str, str] = field(default_factory=dict)  # on top of the harness environment
     settle: bool = False  # flush the page cache after each run (untimed): big checkouts
 
 
@@ -135,6 +136,10 @@ class Harness:
         env["TOKEN"] = TOKEN  # for the shell baselines
         env["PROMOTER_TOKEN"] = TOKEN
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        if self.args.promoter_path:
+            env["PYTHONPATH"] = str(Path(self.args.promoter_path).resolve())
+        else:
+            env.pop("PYTHONPATH", None)
         return env
 
     def close(self) -> None:
@@ -180,8 +185,10 @@ class Harness:
             repo.reset()
         before = len(self.server.request_log)
         start = time.perf_counter()
-        proc = subprocess.run(argv, env=self.env, capture_output=True, check=False)
+        env = {**self.env, **variant.env}
+        proc = subprocess.run(argv, env=env, capture_output=True, check=False)
         seconds = time.perf_counter() - start
+        self.server.wait_idle()  # a request is logged just after its answer went out
         requests = len(self.server.request_log) - before
         if variant.settle:
             # Writing back tens of thousands of deleted checkout files would otherwise slow
@@ -286,6 +293,22 @@ def _progress(text: str) -> None:
 # ---------------------------------------------------------------------------------- sections
 
 
+def _with_baseline(h: Harness, variants: list[Variant]) -> list[Variant]:
+    """With --baseline-code DIR: each promoter row also run from DIR's code, interleaved."""
+    if not h.args.baseline_code:
+        return variants
+    code = {"PYTHONPATH": str(Path(h.args.baseline_code).resolve())}
+    label = h.args.baseline_label
+    out: list[Variant] = []
+    for v in variants:
+        out.append(v)
+        if v.kind == "promoter":
+            twin = Variant(f"{v.label} [{label}]", f"{v.what}; promoter from {label}", v.argv)
+            twin.kind, twin.ratio_to, twin.repo, twin.env = v.kind, v.ratio_to, v.repo, code
+            out.append(twin)
+    return out
+
+
 def section_update(h: Harness) -> None:
     """promoter update vs the lean and naive git baselines, at each size."""
     for size in h.args.sizes:
@@ -305,7 +328,7 @@ def section_update(h: Harness) -> None:
                         "push (measured after the others)", h.script("naive.sh", repo, apps),
                         kind="script", ratio_to="lean", settle=True)  # fmt: skip
         _progress(f"update {size} ")
-        rows = h.compare(repo, variants)
+        rows = h.compare(repo, _with_baseline(h, variants))
         rows += h.compare(repo, [naive])
         _progress("\n")
         spec = repo.spec
@@ -315,7 +338,8 @@ def section_update(h: Harness) -> None:
             f"`update {ENVIRONMENT}` pinning 3 images, against the same branch state every run.",
             rows,
         )
-        ratio = rows[0].time.median / rows[2].time.median
+        by_label = {r.label: r for r in rows}
+        ratio = by_label["promoter update"].time.median / by_label["lean"].time.median
         if size == "L":
             h.target(f"update ≤ 1.25{X} lean at L", f"{ratio:.2f}{X}", ratio <= 1.25)
 
@@ -335,10 +359,12 @@ def section_history(h: Harness) -> None:
         ]  # fmt: skip
     _progress("history ")
     # All six interleaved in one loop, so drift on the machine hits every depth alike.
-    rows = h.compare(None, variants)
+    rows = h.compare(None, _with_baseline(h, variants))
     _progress("\n")
-    promoter = [r.time.median for r in rows[0::2]]
-    lean = [r.time.median for r in rows[1::2]]
+    promoter = [
+        r.time.median for r in rows if r.label.startswith("promoter") and "[" not in r.label
+    ]
+    lean = [r.time.median for r in rows if r.label.startswith("lean")]
     spread = max(promoter) / min(promoter)
     lean_spread = max(lean) / min(lean)
     h.add_section(
@@ -356,10 +382,18 @@ def section_history(h: Harness) -> None:
 
 
 def section_contention(h: Harness) -> None:
-    """N concurrent promoter updates on one branch vs N serial lean pushes."""
-    size = h.args.contention_size or max(
-        (s for s in h.args.sizes if s in ("S", "M", "L")), key="SML".index
-    )
+    """N concurrent promoter updates on one branch vs N serial lean pushes, per size."""
+    if h.args.contention_sizes:
+        sizes = h.args.contention_sizes.split(",")
+    else:
+        sizes = [s for s in h.args.sizes if s in ("M", "L")] or [
+            max((s for s in h.args.sizes if s in ("S", "M", "L")), key="SML".index)
+        ]
+    for size in sizes:
+        _contention(h, size)
+
+
+def _contention(h: Harness, size: str) -> None:
     repo = repos.ensure(size)
     n = h.args.writers
     reps = 1 if h.args.quick else max(1, min(h.reps, 3))
@@ -390,6 +424,7 @@ def section_contention(h: Harness) -> None:
         ]
         outs = [p.communicate() for p in procs]
         walls.values.append(time.perf_counter() - start)
+        h.server.wait_idle()
         requests.values.append((len(h.server.request_log) - before) / n)
         landed, attempts = 0, []
         for proc, (out, err) in zip(procs, outs, strict=True):
@@ -433,15 +468,16 @@ def section_contention(h: Harness) -> None:
         f"{requests.spread('n')} |",
     ]
     h.sections.append((f"{n} concurrent updates on one branch ({size})", "\n".join(table)))
-    h.data["sections"]["contention"] = {
+    h.data["sections"][f"contention-{size}"] = {
         "size": size, "writers": n, "landed": landed_counts.values, "wall": walls.values,
         "serial_lean": serials.values, "attempts": attempts_all.values,
         "retries": retries.values, "requests_per_writer": requests.values,
     }  # fmt: skip
     all_landed = landed_counts.low == n
-    h.target(f"{n}/{n} concurrent updates land", f"{landed_counts.show('n')}/{n} (worst "
-             f"{landed_counts.low:.0f})", all_landed)  # fmt: skip
-    h.target(f"{n} concurrent ≤ 1.5{X} {n} serial lean pushes", f"{ratio:.2f}{X}", ratio <= 1.5)
+    h.target(f"{n}/{n} concurrent updates land ({size})", f"{landed_counts.show('n')}/{n} "
+             f"(worst {landed_counts.low:.0f})", all_landed)  # fmt: skip
+    h.target(f"{n} concurrent ≤ 1.5{X} {n} serial lean pushes ({size})", f"{ratio:.2f}{X}",
+             ratio <= 1.5)  # fmt: skip
 
 
 def section_startup(h: Harness) -> None:
@@ -468,18 +504,22 @@ def section_startup(h: Harness) -> None:
 
 def section_requests(h: Harness) -> None:
     """HTTP requests of one update, from the server's log: a summary of the update rows."""
+    tables = {k: v for k, v in h.data["sections"].items() if k.startswith("update-")}
+    if not tables:
+        return
+    labels = list(next(iter(tables.values())))
     lines = [
         "Requests the git server saw for one run (median), from `GitHttpServer.request_log`.",
         "",
-        "| size | promoter update | promoter update --config | lean | naive |",
-        "|---|---:|---:|---:|---:|",
+        "| size | " + " | ".join(labels) + " |",
+        "|---|" + "---:|" * len(labels),
     ]
-    for key, rows in h.data["sections"].items():
-        if not key.startswith("update-"):
-            continue
+    for key, rows in tables.items():
         cells = [
-            _fmt(statistics.median(r["requests"]), "n") if r["requests"] else DASH
-            for r in rows.values()
+            _fmt(statistics.median(rows[label]["requests"]), "n")
+            if rows.get(label, {}).get("requests")
+            else DASH
+            for label in labels
         ]
         lines.append(f"| {key.removeprefix('update-')} | " + " | ".join(cells) + " |")
     h.sections.append(("HTTP requests per update", "\n".join(lines)))
@@ -542,6 +582,19 @@ def write_report(h: Harness, command: str, generated: list[BenchRepo], elapsed: 
         "- Server: `promoter.testing.GitHttpServer` (git http-backend, token auth) on 127.0.0.1 "
         "in the harness process; clients are separate processes.",
         "- Ratios are of medians.",
+        *(
+            [f"- promoter code: `{h.args.promoter_path}` (`--promoter-path`)"]
+            if h.args.promoter_path
+            else []
+        ),
+        *(
+            [
+                f"- Rows marked [{h.args.baseline_label}] run the promoter package in "
+                f"`{h.args.baseline_code}` (`--baseline-code`), interleaved with the others."
+            ]
+            if h.args.baseline_code
+            else []
+        ),
         "",
         "## Targets (issue 6)",
         "",
@@ -572,7 +625,32 @@ def main(argv: Sequence[str] | None = None) -> None:
     names = ",".join(SECTIONS)
     parser.add_argument("--only", default=names, help=f"sections (default all): {names}")
     parser.add_argument("--writers", type=int, default=32, help="concurrent writers (32)")
-    parser.add_argument("--contention-size", default=None, help="size for the writers (largest)")
+    parser.add_argument(
+        "--contention-sizes",
+        default=None,
+        help="sizes for the writers (default: M and L of --sizes)",
+    )
+    parser.add_argument(
+        "--promoter-path",
+        default=None,
+        metavar="DIR",
+        help="run the promoter package found in DIR (e.g. an older checkout's "
+        "tree) instead of the installed one; the harness itself is unchanged",
+    )
+    parser.add_argument(
+        "--baseline-code",
+        default=None,
+        metavar="DIR",
+        help="also run every promoter row from the promoter package in DIR "
+        "(e.g. the tree before a change), interleaved: before/after rows",
+    )
+    parser.add_argument("--baseline-label", default="before", help="label of those rows")
+    parser.add_argument(
+        "--raw",
+        type=Path,
+        default=repos.WORK / "last.json",
+        help="where to write the raw figures (bench/work/last.json)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="report file")
     parser.add_argument("--no-report", action="store_true", help="print, do not write RESULTS.md")
     args = parser.parse_args(argv)
@@ -599,7 +677,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         h.close()
     command = "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:])
     report = write_report(h, command.strip(), generated, time.perf_counter() - started)
-    raw = repos.WORK / "last.json"
+    raw = args.raw
     raw.write_text(json.dumps(h.data, indent=1))
     if args.no_report:
         print(report)

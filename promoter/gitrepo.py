@@ -115,7 +115,7 @@ class RetryPolicy:
     """Lost races are retried after full-jitter exponential backoff, bounded in count and time.
 
     The backoff's unit is how long the attempt just lost took (at least `base`): one
-    fetch-commit-push cycle on this repo and server. The window starts at two cycles and
+    fetch-commit-push cycle on this repo and server. The window starts at four cycles and
     doubles with every loss in a row (up to `cap` seconds), so under contention the writers
     spread out over about as many cycles as there are writers instead of colliding again on
     the next tip; the budget bounds the whole in time, `attempts` in count.
@@ -128,7 +128,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int, rng: random.Random, cycle: float = 0.0) -> float:
         unit = max(self.base, cycle)
-        return rng.uniform(0, min(self.cap, unit * 2**attempt))
+        return rng.uniform(0, min(self.cap, unit * 2 ** (attempt + 1)))
 
 
 class GitRepo:
