@@ -57,8 +57,13 @@ def _count(api: Any, fn: Callable[[], object]) -> tuple[int, int]:
 
 
 def _operations(api: Any, forge: Forge, repo: Any, kind: str) -> list[tuple[str, int]]:
-    spec = PullRequestSpec(head="promoter/dev-to-prod", base="env/prod", title="promote(prod): web 1.1.0",
-                           body="first", labels=("promotion",))  # fmt: skip
+    spec = PullRequestSpec(
+        head="promoter/dev-to-prod",
+        base="env/prod",
+        title="promote(prod): web 1.1.0",
+        body="first",
+        labels=("promotion",),
+    )
     repo.commit("env/prod", {"README.md": "prod\n"}, "prod moves on")
     sha = repo.sha("env/dev")
     number: dict[str, int] = {}
@@ -100,8 +105,11 @@ def _idle_wait(api: Any, repo: Any, forge: Forge, options: Options) -> dict[str,
     clock = _Clock()
     before = len(api.request_log)
     result = wait(options, "dev", timeout=f"{IDLE_MINUTES}m", now=clock.now, sleep=clock.sleep)
-    calls = [status for _, path, status in api.request_log[before:] if "/commits/" in path or
-             "/statuses" in path]  # fmt: skip
+    calls = [
+        status
+        for _, path, status in api.request_log[before:]
+        if "/commits/" in path or "/statuses" in path
+    ]
     billable = sum(1 for status in calls if status != 304)
     return {
         "polls": result.polls,
@@ -131,10 +139,16 @@ def _measure(git: GitHttpServer) -> tuple[str, list[tuple[str, str, bool | None]
             name = f"acme/envs-{kind}"
             repo = make_env_repo(git, name, {"main": FILES, "env/dev": FILES, "env/prod": FILES})
             # The promotion branch forks from env/prod, as promote makes it.
-            subprocess.run(["git", "--git-dir", str(repo.path), "branch", "promoter/dev-to-prod",
-                            "env/prod"], check=True, env=git_env())  # fmt: skip
-            repo.commit("promoter/dev-to-prod", {"apps/web/values.yaml": "image:\n  tag: 1.1.0\n"},
-                        "promote(prod): web 1.1.0")  # fmt: skip
+            subprocess.run(
+                ["git", "--git-dir", str(repo.path), "branch", "promoter/dev-to-prod", "env/prod"],
+                check=True,
+                env=git_env(),
+            )
+            repo.commit(
+                "promoter/dev-to-prod",
+                {"apps/web/values.yaml": "image:\n  tag: 1.1.0\n"},
+                "promote(prod): web 1.1.0",
+            )
             forge = open_forge(ForgeInfo(kind, api.api_url, name, "127.0.0.1"), TOKEN)  # type: ignore[arg-type]
             options = Options(repo=repo.url, token=TOKEN, forge=kind, api_url=api.api_url)
             idle[kind] = _idle_wait(api, repo, forge, options)
@@ -164,17 +178,27 @@ def _measure(git: GitHttpServer) -> tuple[str, list[tuple[str, str, bool | None]
     gitlab = dict(tables["gitlab"])
     for label, count in tables["github"]:
         lines.append(f"| {label} | {count} | {gitlab.get(label, '—')} |")
-    unchanged = max(dict(tables["github"])["open-or-update (exists, unchanged)"],
-                    gitlab["open-or-update (exists, unchanged)"])  # fmt: skip
-    changed = max(dict(tables["github"])["open-or-update (exists, new body)"],
-                  gitlab["open-or-update (exists, new body)"])  # fmt: skip
+    unchanged = max(
+        dict(tables["github"])["open-or-update (exists, unchanged)"],
+        gitlab["open-or-update (exists, unchanged)"],
+    )
+    changed = max(
+        dict(tables["github"])["open-or-update (exists, new body)"],
+        gitlab["open-or-update (exists, new body)"],
+    )
     per_minute = max(row["billable_per_minute"] for row in (idle["github"],))
     targets: list[tuple[str, str, bool | None]] = [
-        ("`wait` ≤ 1 billable request per minute idle (GitHub)", f"{per_minute:.2f}/min",
-         per_minute <= 1),
-        ("open-or-update PR ≤ 3 requests when it exists", f"{unchanged} unchanged, {changed} changed",
-         max(unchanged, changed) <= 3),
-    ]  # fmt: skip
+        (
+            "`wait` ≤ 1 billable request per minute idle (GitHub)",
+            f"{per_minute:.2f}/min",
+            per_minute <= 1,
+        ),
+        (
+            "open-or-update PR ≤ 3 requests when it exists",
+            f"{unchanged} unchanged, {changed} changed",
+            max(unchanged, changed) <= 3,
+        ),
+    ]
     return "\n".join(lines), targets
 
 
