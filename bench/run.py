@@ -526,18 +526,13 @@ def section_requests(h: Harness) -> None:
 
 
 def section_forge(h: Harness) -> None:
-    """Placeholders: the forge and gate rows of issue 6 come with the forge work."""
-    text = (
-        "Not measured yet: these rows need the forge adapters and the GitHub double.\n\n"
-        "| row | what it will measure | figure |\n|---|---|---:|\n"
-        "| `wait` idle, GitHub double | API requests per minute of waiting, billable vs 304 | "
-        "*pending* |\n"
-        "| open-or-update PR (exists) | API requests of the forge operation | *pending* |\n"
-        "| each forge operation | API requests per adapter call (GitHub, GitLab) | *pending* |"
-    )
-    h.sections.append(("forge API economy (placeholder)", text))
-    h.target("`wait` ≤ 1 billable request per minute idle", "pending", None)
-    h.target("open-or-update PR ≤ 3 requests when it exists", "pending", None)
+    """API economy of `wait` and of each forge operation, from the API doubles' request logs."""
+    from bench.api_economy import measure
+
+    text, targets = measure()
+    h.sections.append(("forge API economy", text))
+    for what, figure, ok in targets:
+        h.target(what, figure, ok)
 
 
 SECTIONS: dict[str, Callable[[Harness], None]] = {
