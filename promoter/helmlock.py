@@ -91,7 +91,9 @@ def _py(node: Node) -> Any:
 
 def _load(text: str, what: str) -> dict[str, Any]:
     try:
-        doc = next((_py(n) for n in YAML(typ="safe").compose_all(text)), None)
+        # The pure-Python composer on purpose: the conversions below follow its node styles
+        # and tags, and libyaml (picked by default when ruamel.yaml.clib is installed) differs.
+        doc = next((_py(n) for n in YAML(typ="safe", pure=True).compose_all(text)), None)
     except (YAMLError, TypeError) as e:  # TypeError: a list or map used as a key
         raise EditError(f"{what} is not valid YAML: {' '.join(str(e).split())}") from e
     return {} if doc is None else doc if isinstance(doc, dict) else _fail(f"{what} is no mapping")
