@@ -330,22 +330,10 @@ class GitRepo:
         """Contents of `paths` at `commit` (None where absent), fetching missing blobs at once."""
         wanted = sorted(set(paths))
         entries = self.list_files(commit, wanted)
-        oids = sorted({oid for _, oid in entries.values()} - self._fetched_blobs)
-        if oids and self._partial:
-            self._run(
-                "-c", "fetch.negotiationAlgorithm=noop", "fetch", "--quiet", "--no-tags",
-                "--no-write-fetch-head", "--recurse-submodules=no", "--no-show-forced-updates",
-                "--filter=blob:none", "origin", *oids,
-                network=True,
-            )  # fmt: skip
-            self._fetched_blobs.update(oids)
+        blobs = self.read_blobs(oid for _, oid in entries.values())
         contents: dict[str, bytes | None] = dict.fromkeys(wanted)
-        if entries:
-            batch = "".join(f"{oid}\n" for _, oid in entries.values()).encode()
-            out = self._run("cat-file", "--batch", stdin=batch)
-            blobs = _parse_batch(out)
-            for path, (_, oid) in entries.items():
-                contents[path] = blobs[oid]
+        for path, (_, oid) in entries.items():
+            contents[path] = blobs[oid]
         return contents
 
     # ---------------------------------------------------------------- writing

@@ -87,21 +87,23 @@ def diff_lines(repo, sha):
     ]
 
 
+THREE_PINS = (
+    "update",
+    "dev",
+    "--image",
+    "web=1.4.2",
+    "--image",
+    "api=2.1.0",
+    "--chart",
+    "web=0.3.1",
+)
+
+
 def test_update_combines_images_and_chart_into_one_commit(repo, capsys):
     before = repo.sha("env/dev")
     run = run_cli(
         capsys,
-        *cli(
-            repo,
-            "update",
-            "dev",
-            "--image",
-            "web=1.4.2",
-            "--image",
-            "api=2.1.0",
-            "--chart",
-            "web=0.3.1",
-        ),
+        *cli(repo, *THREE_PINS),
     )
     assert run.code == 0, run.err
     tip = repo.sha("env/dev")
@@ -121,17 +123,7 @@ def test_update_combines_images_and_chart_into_one_commit(repo, capsys):
 
     again = run_cli(
         capsys,
-        *cli(
-            repo,
-            "update",
-            "dev",
-            "--image",
-            "web=1.4.2",
-            "--image",
-            "api=2.1.0",
-            "--chart",
-            "web=0.3.1",
-        ),
+        *cli(repo, *THREE_PINS),
     )
     assert again.code == 0
     assert repo.sha("env/dev") == tip
