@@ -2,9 +2,10 @@
 
 A scratch bare repository talks to one remote: shallow, single-branch, blobless fetches; the
 few blobs a plan needs arrive in one batch; new blobs, trees and the commit are written by one
-`git fast-import`; the push is a plain fast-forward (never forced). The token travels in an
-HTTP header set through the environment, so it is never in argv, `.git/config` or a URL, and
-every error text is scrubbed of it anyway.
+`git fast-import`; a push to an environment branch is a plain fast-forward, and only
+promoter's own `promoter/...` branches are ever replaced, with a lease. The token travels in
+an HTTP header set through the environment, so it is never in argv, `.git/config` or a URL,
+and every error text is scrubbed of it anyway.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ class GitRepo:
         self.path = path
         self._env = _process_env(remote)
         self._fetched_blobs: set[str] = set()
+        self._commits = 0
         self._partial = True
         self._pending: dict[str, subprocess.Popen[bytes]] = {}
         self._listed: dict[tuple[str, tuple[str, ...]], dict[str, tuple[str, str]]] = {}
@@ -237,7 +239,7 @@ class GitRepo:
         source = ref if ref == "HEAD" else f"refs/heads/{ref}"
         return [
             "fetch", "--quiet", "--no-tags", "--depth=1", "--filter=blob:none",
-            "--no-write-fetch-head", "--recurse-submodules=no", "--no-show-forced-updates",
+            "--no-write-fetch-head", "--recurse-submodules=no",
             "origin", f"+{source}:refs/promoter/fetched/{ref}",
         ]  # fmt: skip
 
@@ -353,7 +355,9 @@ class GitRepo:
         now = time.time() if when is None else when
         stream = bytearray()
         body = message.encode()
-        stream += b"commit refs/promoter/new\nmark :1\n"
+        # A fresh scratch ref per commit: fast-import then never has to replace one.
+        self._commits += 1
+        stream += b"commit refs/promoter/new/%d\nmark :1\n" % self._commits
         stream += f"author {author.signature(now)}\n".encode()
         stream += f"committer {committer.signature(now)}\n".encode()
         stream += b"data %d\n%s\nfrom %s\n" % (len(body), body, parent.encode())
@@ -367,7 +371,7 @@ class GitRepo:
             )
         # get-mark prints the new commit's id on stdout: no rev-parse afterwards.
         stream += b"get-mark :1\ndone\n"
-        out = self._run("fast-import", "--quiet", "--done", "--force", stdin=bytes(stream))
+        out = self._run("fast-import", "--quiet", "--done", stdin=bytes(stream))
         sha = out.decode().strip()
         _check_sha(sha)
         return sha
@@ -434,7 +438,7 @@ class GitRepo:
         local = f"refs/promoter/trees/{branch}"
         self._run(
             "fetch", "--quiet", "--no-tags", f"--depth={depth}", "--filter=blob:none",
-            "--no-write-fetch-head", "--recurse-submodules=no", "--no-show-forced-updates",
+            "--no-write-fetch-head", "--recurse-submodules=no",
             "origin", f"+refs/heads/{branch}:{local}",
             network=True,
         )  # fmt: skip
@@ -480,7 +484,7 @@ class GitRepo:
         if missing and self._partial:
             self._run(
                 "-c", "fetch.negotiationAlgorithm=noop", "fetch", "--quiet", "--no-tags",
-                "--no-write-fetch-head", "--recurse-submodules=no", "--no-show-forced-updates",
+                "--no-write-fetch-head", "--recurse-submodules=no",
                 "--filter=blob:none", "origin", *missing,
                 network=True,
             )  # fmt: skip
@@ -519,7 +523,9 @@ class GitRepo:
         if expected is not None:
             _check_sha(expected)
         if not branch.startswith("promoter/"):
-            raise GitError(f"internal error: refusing to force-push {branch!r}: not promoter-owned")
+            raise GitError(
+                f"internal error: {branch!r} is not a promoter/ branch; refusing to replace it"
+            )
         lease = f"--force-with-lease=refs/heads/{branch}:{expected or ''}"
         status, out, err = self._exec(
             "push", "--porcelain", lease, "origin", f"{sha}:refs/heads/{branch}"

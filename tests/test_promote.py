@@ -489,7 +489,7 @@ def test_someone_elses_push_to_the_head_branch_is_not_overwritten_blindly(bed, t
     assert repo.push_owned(again, "promoter/staging-to-prod", theirs)
     from promoter.errors import GitError
 
-    with pytest.raises(GitError, match="not promoter-owned"):
+    with pytest.raises(GitError, match="is not a promoter/ branch"):
         repo.push_owned(again, "env/prod", tip)
     repo.close()
 

@@ -2,7 +2,7 @@
 
 Imported only by `open_forge`, so `promoter --help` and plain-git runs never load PyGithub.
 
-Choices the official REST description forced (a strict double holds us to it):
+Choices the official REST description imposed (a strict double holds us to it):
 - statuses are read from `GET /repos/{o}/{r}/commits/{ref}/statuses`, not PyGithub's
   `Commit.get_statuses()`, which calls the undocumented legacy `/statuses/{sha}`;
 - title, body and labels are updated in one `PATCH /issues/{n}` (every PR is an issue): the

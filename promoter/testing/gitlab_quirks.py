@@ -2,7 +2,7 @@
 
 The vendored description (tests/openapi/gitlab-rest-subset.yaml, see its README) is generated
 from GitLab's Grape entities, and a few of its schemas say "one object" where GitLab's API
-returns a JSON array. Validating against those schemas as written would force the double to
+returns a JSON array. Validating against those schemas as written would make the double
 leave real fields out (or answer with shapes GitLab never sends), which is less honest, not
 more. So each such schema is corrected here, explicitly and nowhere else:
 
