@@ -217,8 +217,8 @@ class GitRepo:
             "authentication failed" in lowered
             or "could not read username" in lowered
             or "could not read password" in lowered
-            or "401" in lowered
-            or "403" in lowered
+            or "returned error: 401" in lowered
+            or "returned error: 403" in lowered
             or "permission denied" in lowered
         ):
             return GitError(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from promoter.errors import UsageError
+
 # OCI distribution grammar (distribution/reference): tag, digest, path component, domain.
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
 _DIGEST = r"(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})"
@@ -116,3 +118,40 @@ class Change:
 
 def show_value(value: str | None) -> str:
     return value if value else '""'
+
+
+@dataclass(frozen=True)
+class PinRequest:
+    """One `--image APP[/IMAGE]=VALUE` or `--chart APP=VERSION` from the command line."""
+
+    flag: str  # as typed, for messages: "--image web=1.4.2"
+    app: str
+    image: str | None  # None for a chart
+    ref: ImageRef | None = None
+    version: str | None = None
+
+
+def parse_image_flag(text: str) -> PinRequest:
+    target, value = _split_flag("--image", text, "APP[/IMAGE]=TAG|REFERENCE")
+    app, _, image = target.partition("/")
+    try:
+        ref = ImageRef.parse(value)
+    except ValueError as err:
+        raise UsageError(f"--image {text}: {err}") from None
+    return PinRequest(flag=f"--image {text}", app=app, image=image or None, ref=ref)
+
+
+def parse_chart_flag(text: str) -> PinRequest:
+    app, value = _split_flag("--chart", text, "APP=VERSION")
+    try:
+        version = parse_chart_version(value)
+    except ValueError as err:
+        raise UsageError(f"--chart {text}: {err}") from None
+    return PinRequest(flag=f"--chart {text}", app=app, image=None, version=version)
+
+
+def _split_flag(flag: str, text: str, shape: str) -> tuple[str, str]:
+    target, sep, value = text.partition("=")
+    if not sep or not target or not value:
+        raise UsageError(f"{flag} {text!r}: expected {shape}")
+    return target, value

@@ -216,3 +216,19 @@ def test_bad_repo_argument(capsys, repo_arg, text):
 
 def test_unknown_command_is_a_usage_error(capsys):
     assert run_cli(capsys, "frobnicate").code == 2
+
+
+def test_bad_flags_are_reported_before_the_repository_is_contacted(capsys):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    run = run_cli(
+        capsys,
+        "--repo",
+        f"http://127.0.0.1:{port}/acme/envs.git",
+        "update",
+        "dev",
+        "--image",
+        "web=Bad Tag",
+    )
+    assert run.code == 2 and "not a valid image tag" in run.err

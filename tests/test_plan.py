@@ -8,7 +8,8 @@ import pytest
 
 from promoter.config import load_config
 from promoter.errors import EditError, UsageError
-from promoter.plan import apply, files_needed, parse_chart_flag, parse_image_flag, resolve
+from promoter.model import parse_chart_flag, parse_image_flag
+from promoter.plan import apply, files_needed, resolve
 
 CONFIG = load_config("""\
 environments: {dev: {}, prod: {}}

@@ -11,6 +11,7 @@ from promoter.ci import RunContext
 from promoter.context import read_config, scratch_repo
 from promoter.errors import UsageError
 from promoter.gitrepo import DEFAULT_RETRY, RetryPolicy, land
+from promoter.model import parse_chart_flag, parse_image_flag
 from promoter.options import Options
 
 if TYPE_CHECKING:
@@ -59,6 +60,8 @@ def update(
 ) -> UpdateResult:
     if not images and not charts:
         raise UsageError("update: nothing to do; pass --image APP=TAG and/or --chart APP=VERSION")
+    # The flags are checked before any git I/O: a bad tag is reported even if the repo is down.
+    requests = [parse_image_flag(i) for i in images] + [parse_chart_flag(c) for c in charts]
     with scratch_repo(options) as repo:
         # Network first: start fetching the default branch (for promoter.yaml) and, in a
         # second scratch repo, the environment branch under its likely name env/<name>
@@ -72,8 +75,6 @@ def update(
             speculative = repo.prefetch(guess)
         from promoter import plan as planning
 
-        requests = [planning.parse_image_flag(i) for i in images]
-        requests += [planning.parse_chart_flag(c) for c in charts]
         run = run or RunContext.from_env()
         config = read_config(options, repo)
         env = config.environment(environment)
