@@ -550,17 +550,19 @@ def land(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     rng: random.Random | None = None,
+    tip: str | None = None,
 ) -> tuple[str | None, int]:
     """Fetch the tip, build a commit on it, push; on a lost race rebuild on the new tip.
 
     `make_commit(tip)` returns the new commit's SHA, or None when there is nothing to do.
+    `tip`: the branch tip the caller has just fetched, used for the first attempt.
     Returns (pushed SHA or None, attempts used).
     """
     rng = rng or random.Random()
     start = clock()
     for attempt in range(1, policy.attempts + 1):
         began = clock()
-        tip = repo.fetch(branch)
+        tip = tip if attempt == 1 and tip is not None else repo.fetch(branch)
         sha = make_commit(tip)
         if sha is None:
             return None, attempt

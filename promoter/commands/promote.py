@@ -99,7 +99,8 @@ def promote(
             keys, source, from_env.branch, repo.read_files(history[0][0], source_paths)
         )
         # Decide: what differs on the target now.
-        plan = _plan(repo, repo.fetch(to_env.branch), keys, source_values, target, now)
+        target_tip = repo.fetch(to_env.branch)
+        plan = _plan(repo, target_tip, keys, source_values, target, now)
         result = PromoteResult(source=source, target=target, source_branch=from_env.branch,
                                target_branch=to_env.branch, delivery=delivery, changes=(),
                                origin=None, gate=None, gate_skipped=no_gate, required=(),
@@ -137,7 +138,8 @@ def promote(
                 return repo.commit(tip, fresh.files, make_message(fresh.changes), run.identity,
                                    run.identity, now().timestamp())  # fmt: skip
 
-            sha, attempts = land(repo, to_env.branch, make_commit, policy, sleep=sleep)
+            sha, attempts = land(repo, to_env.branch, make_commit, policy, sleep=sleep,
+                                 tip=target_tip)  # fmt: skip
             final = written["plan"]
             return replace(result, changes=final.changes, files=tuple(sorted(final.files)),
                            commit=sha, attempts=attempts)  # fmt: skip
