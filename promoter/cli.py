@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
+from types import FrameType
 from typing import Any
 
 import click
 
 from promoter import __version__
-from promoter.errors import PromoterError, scrub
+from promoter.errors import PromoterError, Terminated, scrub
 from promoter.options import Options
 
 
@@ -188,7 +191,15 @@ def _emit(options: Options, data: dict[str, Any], text: str) -> None:
         click.echo(scrub(text))
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM (a cancelled CI job) unwinds like Ctrl-C, so every `finally` runs: scratch
+    # directories are removed and `wait --report-to` sends its last status.
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=argv, prog_name="promoter", standalone_mode=False)
     except PromoterError as err:
@@ -202,6 +213,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2 if isinstance(err, click.UsageError) else err.exit_code)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
+    except Terminated:
+        click.echo("promoter: terminated", err=True)
+        sys.exit(143)
     except KeyboardInterrupt:
         click.echo("promoter: interrupted", err=True)
         sys.exit(130)

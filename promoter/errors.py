@@ -49,6 +49,10 @@ class RaceLost(PromoterError):
     exit_code = 5
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that cleanup runs as it does for Ctrl-C."""
+
+
 REDACTED = "***"
 
 # Every token promoter learns is registered here, so that any message can be scrubbed of it.
