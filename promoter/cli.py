@@ -198,14 +198,26 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    previous = None
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        _run(argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(argv: list[str] | None) -> None:
     try:
         cli.main(args=argv, prog_name="promoter", standalone_mode=False)
     except PromoterError as err:
         click.echo(f"promoter: error: {scrub(str(err))}", err=True)
         sys.exit(err.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as err:  # click turns Ctrl-C (and so SIGTERM) into Abort
+        if isinstance(err.__cause__, Terminated):
+            click.echo("promoter: terminated", err=True)
+            sys.exit(143)
         click.echo("promoter: aborted", err=True)
         sys.exit(130)
     except click.ClickException as err:
