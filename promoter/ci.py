@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from promoter.gitrepo import Identity
+from promoter.errors import UsageError
+from promoter.fastimport import Identity, identity_problem
+from promoter.message import check_actor, check_project, check_run_id, check_sha, check_url
 
 DEFAULT_IDENTITY = Identity("promoter", "promoter@users.noreply.localhost")
 
 
 @dataclass(frozen=True)
 class RunContext:
+    """Values read from CI variables. Each is checked against its own grammar on the way in
+    (promoter.message's check_*): they end up in commit trailers, which audits trust."""
+
     actor: str | None = None
     pipeline_url: str | None = None
     source_repo: str | None = None  # owner/name or GitLab project path
@@ -30,44 +36,64 @@ class RunContext:
 
     @classmethod
     def _github(cls, env: Mapping[str, str]) -> RunContext:
-        actor = env.get("GITHUB_ACTOR") or None
-        server, repo, run = (env.get(k) for k in ("GITHUB_SERVER_URL", "GITHUB_REPOSITORY",
-                                                   "GITHUB_RUN_ID"))  # fmt: skip
-        url = (
-            f"{server or 'https://github.com'}/{repo}/actions/runs/{run}" if repo and run else None
-        )
+        actor = _read(env, "GITHUB_ACTOR", check_actor)
+        server = _read(env, "GITHUB_SERVER_URL", check_url) or "https://github.com"
+        repo = _read(env, "GITHUB_REPOSITORY", check_project)
+        run = _read(env, "GITHUB_RUN_ID", check_run_id)
+        url = f"{server.rstrip('/')}/{repo}/actions/runs/{run}" if repo and run else None
         identity = DEFAULT_IDENTITY
         if actor:
-            actor_id = env.get("GITHUB_ACTOR_ID")
+            actor_id = _read(env, "GITHUB_ACTOR_ID", check_run_id)
             user = f"{actor_id}+{actor}" if actor_id else actor
             identity = Identity(actor, f"{user}@users.noreply.github.com")
         return cls(
             actor=actor,
             pipeline_url=url,
             source_repo=repo,
-            source_commit=env.get("GITHUB_SHA") or None,
+            source_commit=_read(env, "GITHUB_SHA", check_sha),
             identity=_git_identity(env, identity),
         )
 
     @classmethod
     def _gitlab(cls, env: Mapping[str, str]) -> RunContext:
-        login = env.get("GITLAB_USER_LOGIN") or None
+        login = _read(env, "GITLAB_USER_LOGIN", check_actor)
         identity = DEFAULT_IDENTITY
         if login:
-            email = env.get("GITLAB_USER_EMAIL") or f"{login}@users.noreply.gitlab.com"
-            identity = Identity(env.get("GITLAB_USER_NAME") or login, email)
+            noreply = f"{login}@users.noreply.gitlab.com"
+            email = env.get("GITLAB_USER_EMAIL") or noreply
+            name = display_name(env.get("GITLAB_USER_NAME") or "") or login
+            identity = Identity(name, noreply if identity_problem(name, email) else email)
+        pipeline = _read(env, "CI_JOB_URL", check_url) or _read(env, "CI_PIPELINE_URL", check_url)
         return cls(
             actor=login,
-            pipeline_url=env.get("CI_JOB_URL") or env.get("CI_PIPELINE_URL") or None,
-            source_repo=env.get("CI_PROJECT_PATH") or None,
-            source_commit=env.get("CI_COMMIT_SHA") or None,
+            pipeline_url=pipeline,
+            source_repo=_read(env, "CI_PROJECT_PATH", check_project),
+            source_commit=_read(env, "CI_COMMIT_SHA", check_sha),
             identity=_git_identity(env, identity),
         )
 
 
+def display_name(name: str) -> str:
+    """A display name someone chose in their forge profile, made fit for a git identity:
+    control characters, `<` and `>` dropped, runs of whitespace made one space."""
+    return " ".join(re.sub(r"[\x00-\x1f\x7f<>]", " ", name).split())
+
+
+def _read(env: Mapping[str, str], name: str, check: Callable[[str, str], str]) -> str | None:
+    value = env.get(name)
+    return check(value, name) if value else None
+
+
 def _git_identity(env: Mapping[str, str], fallback: Identity) -> Identity:
-    # The variables git itself honours win, so a user can always say who commits.
-    return Identity(
-        env.get("GIT_AUTHOR_NAME") or fallback.name,
-        env.get("GIT_AUTHOR_EMAIL") or fallback.email,
-    )
+    # The variables git itself honours win, so a user can always say who commits; being
+    # set on purpose, they are refused rather than repaired when git could not use them.
+    name = env.get("GIT_AUTHOR_NAME") or fallback.name
+    email = env.get("GIT_AUTHOR_EMAIL") or fallback.email
+    problem = identity_problem(name, email)
+    if problem:
+        variables = [v for v in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL") if env.get(v)]
+        raise UsageError(
+            f"{' / '.join(variables) or 'commit identity'}: {problem}; set a plain name and "
+            "an email of the form local@domain"
+        )
+    return Identity(name, email)

@@ -21,7 +21,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from promoter import fastimport
 from promoter.errors import GitError, RaceLost, UsageError, register_secret, scrub
+from promoter.fastimport import Identity
 
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
 
@@ -100,15 +102,6 @@ class Remote:
             env[f"GIT_CONFIG_VALUE_{i}"] = value
         env["GIT_CONFIG_COUNT"] = str(base + len(config))
         return env
-
-
-@dataclass(frozen=True)
-class Identity:
-    name: str
-    email: str
-
-    def signature(self, when: float) -> str:
-        return f"{self.name} <{self.email}> {int(when)} +0000"
 
 
 @dataclass(frozen=True)
@@ -353,25 +346,22 @@ class GitRepo:
         _check_sha(parent)
         modes = self.list_files(parent, files)
         now = time.time() if when is None else when
-        stream = bytearray()
-        body = message.encode()
         # A fresh scratch ref per commit: fast-import then never has to replace one.
         self._commits += 1
-        stream += b"commit refs/promoter/new/%d\nmark :1\n" % self._commits
-        stream += f"author {author.signature(now)}\n".encode()
-        stream += f"committer {committer.signature(now)}\n".encode()
-        stream += b"data %d\n%s\nfrom %s\n" % (len(body), body, parent.encode())
-        for path, content in files.items():
-            mode = modes.get(path, ("100644", ""))[0]
-            stream += b"M %s inline %s\ndata %d\n%s\n" % (
-                mode.encode(),
-                _quote_path(path),
-                len(content),
-                content,
-            )
+        stream = fastimport.commit(
+            f"refs/promoter/new/{self._commits}",
+            parent,
+            message,
+            author,
+            committer,
+            now,
+            {
+                path: (modes.get(path, ("100644", ""))[0], content)
+                for path, content in files.items()
+            },
+        )
         # get-mark prints the new commit's id on stdout: no rev-parse afterwards.
-        stream += b"get-mark :1\ndone\n"
-        out = self._run("fast-import", "--quiet", "--done", stdin=bytes(stream))
+        out = self._run("fast-import", "--quiet", "--done", stdin=stream)
         sha = out.decode().strip()
         _check_sha(sha)
         return sha
@@ -631,11 +621,6 @@ def _parse_batch(out: bytes) -> dict[str, bytes]:
         blobs[oid] = out[start : start + int(size)]
         pos = start + int(size) + 1
     return blobs
-
-
-def _quote_path(path: str) -> bytes:
-    escaped = path.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'.encode()
 
 
 _SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")

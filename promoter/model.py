@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -103,7 +104,7 @@ class Change:
     def trailer(self) -> str:
         pin = self.app if self.pin == f"{self.app}/chart" else self.pin
         what = "chart" if self.pin == f"{self.app}/chart" else self.key
-        return f"{pin} {what} {show_value(self.old)} -> {show_value(self.new)}"
+        return f"{pin} {show_value(what)} {show_value(self.old)} -> {show_value(self.new)}"
 
     def as_dict(self) -> dict[str, str | None]:
         return {
@@ -116,8 +117,18 @@ class Change:
         }
 
 
+_PLAIN_VALUE = re.compile(r"^[!#-~][!-~]*$")  # printable ASCII, no space, not opening a quote
+
+
 def show_value(value: str | None) -> str:
-    return value if value else '""'
+    """A value for one line of text, a trailer or a log: as it is when it is plain printable
+    ASCII (every tag, digest, reference and version is), else JSON-quoted with every control,
+    space and non-ASCII character escaped, so a value can never break or start a line."""
+    if not value:
+        return '""'
+    if _PLAIN_VALUE.match(value):
+        return value
+    return json.dumps(value).replace("\x7f", "\\u007f")
 
 
 @dataclass(frozen=True)

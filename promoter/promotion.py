@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from promoter.config import Config, file_for
 from promoter.errors import EditError, GateFailed, GateTimeout
-from promoter.model import Change, ImageRef, show_value
+from promoter.model import Change, show_value
 from promoter.plan import Edit
 from promoter.yamledit import DocSelector, KeyPath, format_key_path, locate
 
@@ -136,53 +136,6 @@ def read_value(text: str, key: PinKey) -> object:
         return locate(text, key.key, key.doc).value or ""
     except EditError:
         return Missing
-
-
-def summary(changes: Sequence[Change]) -> str:
-    """`web 1.4.2, api/migrate 2.0.1, web chart 0.3.1`: one item per pin, tags preferred."""
-    items: dict[str, str] = {}
-    for change in changes:
-        if change.pin.endswith("/chart"):
-            items[change.pin] = f"{change.app} chart {change.new}"
-            continue
-        name = change.app if change.pin == f"{change.app}/{change.app}" else change.pin
-        if change.pin not in items or change.key.endswith("tag"):
-            items[change.pin] = f"{name} {_short(change.key, change.new)}"
-    return ", ".join(items.values())
-
-
-def _short(key: str, value: str) -> str:
-    if not value:
-        return "(cleared)"
-    if key.endswith("digest"):
-        return value[:19]
-    try:
-        ref = ImageRef.parse(value)
-    except ValueError:
-        return value[:40]
-    return ref.tag or (ref.digest or value)[:19]
-
-
-def message(
-    source: str,
-    target: str,
-    origin_sha: str,
-    changes: Sequence[Change],
-    pipeline_url: str | None,
-    actor: str | None,
-) -> str:
-    trailers = [f"Promoter-Environment: {target}"]
-    trailers += [f"Promoter-Change: {change.trailer}" for change in changes]
-    trailers.append(f"Promoter-Source: {source}@{origin_sha}")
-    if pipeline_url:
-        trailers.append(f"Promoter-Pipeline: {pipeline_url}")
-    if actor:
-        trailers.append(f"Promoter-Actor: {actor}")
-    return f"{subject(target, changes)}\n\n" + "\n".join(trailers) + "\n"
-
-
-def subject(target: str, changes: Sequence[Change]) -> str:
-    return f"promote({target}): {summary(changes)}"
 
 
 def _cell(text: str | None) -> str:

@@ -590,7 +590,8 @@ def test_history_reads_blob_ids_without_fetching_blobs(bed, tmp_path):
 
 
 def test_origin_is_the_oldest_commit_since_which_every_moving_value_held():
-    from promoter.promotion import Missing, PinKey, origin, summary
+    from promoter.message import summary
+    from promoter.promotion import Missing, PinKey, origin
     from promoter.yamledit import parse_key_path
 
     tag = PinKey("web", "web/web", "tag", "envs/{env}/web.yaml", None, parse_key_path("tag"))

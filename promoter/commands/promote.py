@@ -20,6 +20,7 @@ from promoter.ci import RunContext
 from promoter.context import read_config, resolve_token, scratch_repo
 from promoter.errors import PromoterError, RaceLost, UsageError
 from promoter.gitrepo import DEFAULT_RETRY, GitRepo, RetryPolicy, land
+from promoter.message import Provenance, build_message
 from promoter.options import Options
 from promoter.promotion import Delivery, PromoteResult, gate_line
 
@@ -126,7 +127,8 @@ def promote(
             return _plan(repo, tip, moving, source_values, target, now)
 
         def make_message(changes: Sequence[Change]) -> str:
-            return promotion.message(source, target, origin, changes, run.pipeline_url, run.actor)
+            provenance = Provenance(f"{source}@{origin}", None, run.pipeline_url, run.actor)
+            return build_message("promote", target, changes, provenance)
 
         if not by_pull_request:
             written: dict[str, planning.Plan] = {}
@@ -286,7 +288,8 @@ def _by_pull_request(
     """Commit on the target's tip, put it on promoter/<from>-to-<to> (replacing that branch only
     if nobody moved it since we looked), and open or update the pull request."""
     from promoter.forge.base import PullRequestSpec
-    from promoter.promotion import pull_request_body, subject
+    from promoter.message import title
+    from promoter.promotion import pull_request_body
 
     head = f"promoter/{from_env.name}-to-{to_env.name}"
     rng = random.Random()
@@ -318,7 +321,7 @@ def _by_pull_request(
     spec = PullRequestSpec(
         head=head,
         base=to_env.branch,
-        title=subject(to_env.name, plan.changes),
+        title=title("promote", to_env.name, plan.changes),
         body=pull_request_body(
             from_env.name, from_env.branch, to_env.name, str(result.origin), plan.changes, gate_line
         ),

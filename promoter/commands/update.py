@@ -11,6 +11,7 @@ from promoter.ci import RunContext
 from promoter.context import read_config, scratch_repo
 from promoter.errors import UsageError
 from promoter.gitrepo import DEFAULT_RETRY, RetryPolicy, land
+from promoter.message import Provenance, build_message, check_message, check_sha, check_url
 from promoter.model import parse_chart_flag, parse_image_flag
 from promoter.options import Options
 
@@ -62,6 +63,9 @@ def update(
         raise UsageError("update: nothing to do; pass --image APP=TAG and/or --chart APP=VERSION")
     # The flags are checked before any git I/O: a bad tag is reported even if the repo is down.
     requests = [parse_image_flag(i) for i in images] + [parse_chart_flag(c) for c in charts]
+    run = run or RunContext.from_env()
+    subject = check_message(message) if message is not None else None
+    provenance = provenance_for(run, source_commit, source_url)
     with scratch_repo(options) as repo:
         # Network first: start fetching the default branch (for promoter.yaml) and, in a
         # second scratch repo, the environment branch under its likely name env/<name>
@@ -75,7 +79,6 @@ def update(
             speculative = repo.prefetch(guess)
         from promoter import plan as planning
 
-        run = run or RunContext.from_env()
         config = read_config(options, repo)
         env = config.environment(environment)
         if speculative is not None:
@@ -98,8 +101,7 @@ def update(
             outcome["plan"] = plan
             if not plan.changed or options.dry_run:
                 return None
-            text = commit_message(environment, plan.changes, message, source_commit, source_url,
-                                  run)  # fmt: skip
+            text = build_message("update", environment, plan.changes, provenance, subject)
             return repo.commit(tip, plan.files, text, run.identity, run.identity,
                                now().timestamp())  # fmt: skip
 
@@ -116,34 +118,19 @@ def update(
     )
 
 
-def commit_message(
-    environment: str,
-    changes: Sequence[Change],
-    message: str | None,
-    source_commit: str | None,
-    source_url: str | None,
-    run: RunContext,
-) -> str:
-    summary: dict[str, str] = {}
-    for change in changes:
-        name = change.app if change.pin in (f"{change.app}/{change.app}",) else change.pin
-        if change.pin.endswith("/chart"):
-            summary[change.pin] = f"{change.app} chart {change.new}"
-        elif change.pin not in summary or change.key.endswith("tag"):
-            summary[change.pin] = f"{name} {change.new[:19] if change.new else '(cleared)'}"
-    subject = message or f"update({environment}): {', '.join(summary.values())}"
-    trailers = [f"Promoter-Environment: {environment}"]
-    trailers += [f"Promoter-Change: {change.trailer}" for change in changes]
-    commit = source_commit or run.source_commit
+def provenance_for(
+    run: RunContext, source_commit: str | None, source_url: str | None
+) -> Provenance:
+    """The trailers of an update: the app commit built (`--source-commit`, else the CI's),
+    a link (`--source-url`), the pipeline and the actor."""
+    commit = check_sha(source_commit, "--source-commit") if source_commit else None
+    commit = commit or run.source_commit
+    source = None
     if commit:
-        repo = run.source_repo
-        trailers.append(
-            f"Promoter-Source: {repo}@{commit}" if repo else f"Promoter-Source: {commit}"
-        )
-    if source_url:
-        trailers.append(f"Promoter-Source-Url: {source_url}")
-    if run.pipeline_url:
-        trailers.append(f"Promoter-Pipeline: {run.pipeline_url}")
-    if run.actor:
-        trailers.append(f"Promoter-Actor: {run.actor}")
-    return f"{subject.strip()}\n\n" + "\n".join(trailers) + "\n"
+        source = f"{run.source_repo}@{commit}" if run.source_repo else commit
+    return Provenance(
+        source=source,
+        source_url=check_url(source_url, "--source-url") if source_url else None,
+        pipeline_url=run.pipeline_url,
+        actor=run.actor,
+    )
