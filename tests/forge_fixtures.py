@@ -24,8 +24,8 @@ test modules' `pytest_plugins`) that yields an object satisfying `ForgeHarness`:
 - `.squash_merge_commits` merge commits a squash merge adds besides the one squash commit
              (GitHub: 0; GitLab, merge method "merge commit": 1, joining base and squash);
 - methods that look at the double's state directly (`view_pull`, `statuses_on`,
-  `deployments`), write forge-native statuses (`seed_statuses`), and open the same adapter with
-  another token (`open_forge`).
+  `deployments`), act as a person would in the web UI (`label_by_hand`), write forge-native
+  statuses (`seed_statuses`), and open the same adapter with another token (`open_forge`).
 """
 
 from __future__ import annotations
@@ -114,6 +114,10 @@ class ForgeHarness(Protocol):
         ...
 
     def view_pull(self, number: int) -> PullView: ...
+
+    def label_by_hand(self, number: int, label: str) -> None:
+        """A person adds a label in the web UI (not through the adapter)."""
+        ...
 
     def statuses_on(self, repository: str, sha: str) -> list[tuple[str, str]]:
         """(context, state) of every status stored on sha in repository, oldest first."""
@@ -236,6 +240,9 @@ class GitHubHarness:
             head_sha=pull.head_sha,
         )
 
+    def label_by_hand(self, number: int, label: str) -> None:
+        self.api.add_label(self.repo.name, number, label)
+
     def statuses_on(self, repository: str, sha: str) -> list[tuple[str, str]]:
         repo = self.api.repository(repository)
         return [(s.context, s.state) for s in repo.statuses if s.sha == sha]
@@ -355,6 +362,9 @@ class GitLabHarness:
             auto_merge=mr.auto_merge,
             head_sha=self.repo.sha(mr.source) if mr.state == "opened" else mr.head_sha,
         )
+
+    def label_by_hand(self, number: int, label: str) -> None:
+        self.api.add_label(self.repo.name, number, label)
 
     def statuses_on(self, repository: str, sha: str) -> list[tuple[str, str]]:
         records = self.api.project(repository).statuses

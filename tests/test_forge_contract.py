@@ -86,7 +86,25 @@ def test_open_updates_an_existing_pull_request_within_budget(forge_harness: Forg
     assert (pr.title, pr.body) == ("promote(prod): web 1.2.0", "new body")
     view = h.view_pull(pr.number)
     assert (view.title, view.body) == ("promote(prod): web 1.2.0", "new body")
-    assert {"promotion", "web"} <= set(view.labels)
+    assert set(view.labels) == {"promotion", "web"}
+
+
+def test_labels_are_added_never_removed(forge_harness: ForgeHarness) -> None:
+    """A reviewer's "hold" label, and a label the spec no longer names, survive an update."""
+    h = forge_harness
+    first = h.forge.open_or_update_pull_request(spec_for(h, labels=("promotion", "prod")))
+    h.label_by_hand(first.number, "hold")
+    changed = spec_for(h, title="promote(prod): web 1.2.0", labels=("promotion", "web"))
+    with api_calls(h.api) as calls:
+        pr = h.forge.open_or_update_pull_request(changed)
+    assert len(calls) <= h.budgets["open_changed"], calls
+    assert set(h.view_pull(pr.number).labels) == {"promotion", "prod", "hold", "web"}
+    assert set(pr.labels) == {"promotion", "prod", "hold", "web"}
+    # Labels the spec names are all there already: nothing to write, nothing removed.
+    with api_calls(h.api) as calls:
+        h.forge.open_or_update_pull_request(changed)
+    assert all(method == "GET" for method, _, _ in calls), calls
+    assert set(h.view_pull(pr.number).labels) == {"promotion", "prod", "hold", "web"}
 
 
 def test_draft_is_set_on_open_and_changed_on_update(forge_harness: ForgeHarness) -> None:

@@ -136,7 +136,7 @@ def test_open_or_update_brings_an_existing_merge_request_in_line_in_two_calls(be
         "new",
         True,
     )
-    assert sorted(pr.labels) == ["b", "promotion"]
+    assert sorted(pr.labels) == ["a", "b", "promotion"]  # added, never removed
     ready = bed.forge.open_or_update_pull_request(
         _spec(title="promote(prod): web 1.2.0", body="new", labels=("b", "promotion"))
     )

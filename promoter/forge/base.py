@@ -95,7 +95,11 @@ class Forge(Protocol):
         ...
 
     def open_or_update_pull_request(self, spec: PullRequestSpec) -> PullRequest:
-        """Open the PR, or bring the open one for the same head/base in line with spec."""
+        """Open the PR, or bring the open one for the same head/base in line with spec.
+
+        Labels and reviewers are added, never removed: a label or reviewer someone put on the
+        PR by hand (a "hold" label) survives every update, as does one the spec stopped naming.
+        """
         ...
 
     def close_pull_request(self, number: int) -> None: ...

@@ -8,9 +8,10 @@ GitLab specifics, decided here (the value tables and conversions are in gitlab_m
 - A draft is a title starting with "Draft: " (GitLab derives `draft` from the title).
 - Merge method is a project setting on GitLab; per merge we can only ask for a squash.
   "rebase" is refused up front rather than silently merging another way.
-- Reviewers are user ids on GitLab: numbers are used as they are (no extra call), usernames
-  are looked up with GET /users?username= (one call each, cached per run). Reviewers are only
-  added, never removed. The username lookup is NOT covered by the vendored API description
+- Labels and reviewers are only added, never removed (`add_labels` on update, not `labels`,
+  which would replace the set). Reviewers are user ids on GitLab: numbers are used as they are
+  (no extra call), usernames are looked up with GET /users?username= (one call each, cached
+  per run). The username lookup is NOT covered by the vendored API description
   (it has no /users path), so the strict double cannot vouch for it: it is tested on a double
   without a spec. Numeric ids are the path the contract suite holds to the description.
 - GitHub Deployments have no GitLab equivalent through this API: create_deployment raises.
@@ -203,8 +204,11 @@ class GitLabForge:
             changes["title"] = title
         if (current.get("description") or "") != spec.body:
             changes["description"] = spec.body
-        if sorted(current.get("labels") or []) != sorted(spec.labels):
-            changes["labels"] = list(spec.labels)
+        # Added, never replaced: `labels` would drop the ones people put on the MR ("hold").
+        have = set(current.get("labels") or [])
+        missing_labels = [name for name in spec.labels if name not in have]
+        if missing_labels:
+            changes["add_labels"] = missing_labels
         if spec.reviewers:
             reviewer_ids = self._reviewers_to_set(current, spec.reviewers)
             if reviewer_ids is not None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from promoter.testing import github_commits
+from promoter.testing import github_commits, github_routes
 from promoter.testing.github_http import ApiRequest, RequestHandler
 from promoter.testing.github_routes import Problem
 from promoter.testing.github_store import CheckRun, Pull, RepoState, Status, Store, now, resolve
@@ -155,6 +155,16 @@ class GitHubApiDouble(LoopbackServer):
                 self.store.refresh(repo, p)
                 for p in sorted(repo.pulls.values(), key=lambda p: p.number)
             ]
+
+    def add_label(self, repository: str, number: int, name: str) -> None:
+        """Label a pull request as a person would in the web UI (not over the adapter's HTTP)."""
+        with self.store.lock:
+            repo = self.repository(repository)
+            pull = repo.pulls[number]
+            for label in github_routes.ensure_labels(self.store, repo, [name]):
+                if label not in pull.labels:
+                    pull.labels.append(label)
+            github_routes.touch(pull)
 
     def add_check_run(self, repository: str, sha: str, name: str, **fields: Any) -> CheckRun:
         """Add a check run as a GitHub App would (status=..., conclusion=..., details_url=...)."""

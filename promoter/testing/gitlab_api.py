@@ -149,6 +149,14 @@ class GitLabApiDouble(LoopbackServer):
         reply = self._direct(project, "create_mr", body)
         return int(reply.body["iid"])
 
+    def add_label(self, project: str, iid: int, name: str) -> None:
+        """Label a merge request as a person would in the web UI (not over the adapter's HTTP)."""
+        with self._lock:
+            mr = self.project(project).mrs[iid]
+            if name not in mr.labels:
+                mr.labels.append(name)
+            mr.updated_at = self.state.clock()
+
     def add_status(self, project: str, sha: str, name: str, state: str, **fields: str) -> None:
         """Post a commit status as a CI job or an operator would, without going through HTTP."""
         self._direct(project, "post_status", {"state": state, "name": name, **fields}, sha=sha)
