@@ -47,7 +47,7 @@ class Remote:
     def _parse(cls, location: str, token: str | None) -> Remote:
         if not location:
             raise UsageError("no repository given: pass --repo URL or set PROMOTER_REPO")
-        parts = urllib.parse.urlsplit(location)
+        parts = _split_url(location)
         if parts.scheme in ("http", "https"):
             username = urllib.parse.unquote(parts.username or "") or "x-access-token"
             password = urllib.parse.unquote(parts.password or "")
@@ -102,6 +102,47 @@ class Remote:
             env[f"GIT_CONFIG_VALUE_{i}"] = value
         env["GIT_CONFIG_COUNT"] = str(base + len(config))
         return env
+
+
+def _split_url(location: str) -> urllib.parse.SplitResult:
+    """urlsplit, with a malformed host or port reported as bad --repo input."""
+    try:
+        parts = urllib.parse.urlsplit(location)
+        port = parts.port  # urlsplit checks the port only when asked for it
+    except ValueError as err:
+        if "IPv6" in str(err) and "[" in location and "]" not in location:
+            reason = "unclosed '[' in the host (an IPv6 host is written [::1])"
+        elif "IPv6" in str(err):
+            reason = "unbalanced '[' or ']' in the host"
+        elif "Port" in str(err):
+            reason = "the port must be a number from 1 to 65535"
+        else:
+            reason = str(err)
+        raise UsageError(f"--repo {redact_url(location)!r} is not a valid URL: {reason}") from None
+    if port == 0:
+        raise UsageError(
+            f"--repo {redact_url(location)!r} is not a valid URL: "
+            "the port must be a number from 1 to 65535"
+        )
+    return parts
+
+
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][\w+.-]*://)(?P<userinfo>[^/?#]*)@")
+
+
+def redact_url(location: str) -> str:
+    """`location` with the password part of its userinfo (or a lone http(s) user) as ***."""
+    match = _USERINFO.match(location)
+    if not match:
+        return location
+    user, colon, _ = match["userinfo"].partition(":")
+    if colon:
+        shown = f"{user}:***"
+    elif match["scheme"].lower() in ("http://", "https://"):
+        shown = "***"  # https://TOKEN@host: a lone user there is a token
+    else:
+        shown = user
+    return f"{match['scheme']}{shown}@{location[match.end() :]}"
 
 
 @dataclass(frozen=True)

@@ -205,13 +205,20 @@ def test_repo_not_found(git_server, capsys):
         ("/nonexistent/envs", "repository path '/nonexistent/envs' does not exist"),
         ("ftp://example.com/envs.git", "unsupported repository URL scheme 'ftp'"),
         ("", "no environment repository given"),
+        ("http://h:abc/x", "--repo 'http://h:abc/x' is not a valid URL: the port"),
+        ("https://h:99999/x", "--repo 'https://h:99999/x' is not a valid URL: the port"),
+        ("ssh://git@h:port/x", "--repo 'ssh://git@h:port/x' is not a valid URL: the port"),
+        ("http://[::1/x", "--repo 'http://[::1/x' is not a valid URL: unclosed '['"),
+        ("http://u:pw@[::1/x", "--repo 'http://u:***@[::1/x' is not a valid URL"),
     ],
 )
 def test_bad_repo_argument(capsys, repo_arg, text):
     args = ("--repo", repo_arg) if repo_arg else ()
     run = run_cli(capsys, *args, "update", "dev", "--image", "web=2.0")
-    assert run.code == 2
+    assert run.code == 2, run.err
     assert text in run.err
+    assert run.err.count("\n") == 1, run.err
+    assert ":pw@" not in run.err
 
 
 def test_unknown_command_is_a_usage_error(capsys):
