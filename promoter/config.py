@@ -361,6 +361,12 @@ def branch_problem(branch: str) -> str | None:
         return f"branch name {branch!r} has a forbidden start or end"
     if any(part.startswith(".") or part.endswith(".lock") for part in branch.split("/")):
         return f"branch name {branch!r} has a component starting with '.' or ending in '.lock'"
+    # git check-ref-format --branch refuses HEAD; FETCH_HEAD, ORIG_HEAD... are pseudo-refs too,
+    # and a full ref name would be qualified again (refs/heads/refs/heads/x).
+    if re.fullmatch(r"[A-Z_]*HEAD", branch):
+        return f"{branch!r} is not a branch name: git reads it as a special ref"
+    if branch.startswith("refs/"):
+        return f"{branch!r} is not a branch name: write the short name, without refs/.../"
     return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from datetime import timedelta
 
 import pytest
@@ -217,6 +218,42 @@ def test_bad_durations(text):
 )
 def test_bad_branch_names(branch):
     assert branch_problem(branch)
+
+
+# Names git itself takes as something other than a branch: `HEAD` and the other pseudo-refs
+# (the remote's default branch, or a file in the scratch repo), and full ref names, which
+# would become refs/heads/refs/heads/x once qualified.
+NOT_BRANCHES = ["HEAD", "FETCH_HEAD", "ORIG_HEAD", "refs/heads/env/dev", "refs/tags/v1", "refs/x"]
+
+
+@pytest.mark.parametrize("branch", NOT_BRANCHES)
+def test_head_and_full_ref_names_are_not_branch_names(branch):
+    problem = branch_problem(branch)
+    assert problem and repr(branch) in problem
+
+
+@pytest.mark.parametrize("branch", NOT_BRANCHES[:4])
+def test_branch_head_is_refused_naming_key_path_and_line(branch):
+    text = f"environments:\n  dev: {{}}\n  prod:\n    branch: {branch}\napps: {{}}\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(text)
+    assert str(caught.value).startswith("promoter.yaml line 4: environments.prod.branch: ")
+
+
+CANDIDATES = [
+    *NOT_BRANCHES, "env/dev", "main", "head", "x/HEAD", "HEAD/x", "@", "@{-1}", "a@{b", "-x",
+    "x.lock", "a/.b", "a..b", "a b", "a.b.", ".a", "a/", "a.lock/b", "a\tb", "é/ü", "a//b",
+    "a~1", "a^", "a:b", "a?", "a*", "a[b", "a\\b", "x@", "@/x", "refs",
+]  # fmt: skip
+
+
+def test_every_name_git_refuses_as_a_branch_is_refused():
+    for branch in CANDIDATES:
+        git = subprocess.run(
+            ["git", "check-ref-format", "--branch", branch], capture_output=True, check=False
+        )
+        if git.returncode != 0:
+            assert branch_problem(branch), f"git refuses {branch!r}, promoter accepts it"
 
 
 @pytest.mark.parametrize("branch", ["env/dev", "main", "release/2024.1", "env/prod-eu_1"])

@@ -75,3 +75,13 @@ def test_local_config_without_a_repo(tmp_path, capsys):
     run = run_cli(capsys, "--config", str(path), "validate")
     assert run.code == 2
     assert f"{path} line 3: environments.prod.from: unknown environment 'qa'" in run.err
+
+
+def test_branch_head_is_refused_before_any_git_io(tmp_path, capsys):
+    # `branch: HEAD` used to fetch the remote's default branch and push refs/heads/HEAD.
+    path = tmp_path / "promoter.yaml"
+    path.write_text(CONFIG.replace("prod: {branch: env/prod,", "prod: {branch: HEAD,"))
+    run = run_cli(capsys, "--config", str(path), "validate")
+    assert run.code == 2
+    assert f"{path} line 3: environments.prod.branch: 'HEAD' is not a branch" in run.err
+    assert run.err.count("\n") == 1
