@@ -25,7 +25,8 @@ from promoter import fastimport
 from promoter.errors import GitError, RaceLost, UsageError, register_secret, scrub
 from promoter.fastimport import Identity
 
-_SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
+# git's scp-like syntax, user@host:path (the user part may carry a `:password` to drop).
+_SCP_LIKE = re.compile(r"^(?P<user>[^@/]+)@(?:[\w.-]+|\[[^\]/]*\]):")
 
 
 @dataclass(frozen=True)
@@ -47,19 +48,33 @@ class Remote:
     def _parse(cls, location: str, token: str | None) -> Remote:
         if not location:
             raise UsageError("no repository given: pass --repo URL or set PROMOTER_REPO")
+        scp = None if "://" in location else _SCP_LIKE.match(location)
+        if scp:
+            # user:password@host:path: ssh takes no password from a URL; keep only the user.
+            user, _, password = scp["user"].partition(":")
+            register_secret(password)
+            return cls(url=f"{user}@{location[scp.end('user') + 1 :]}", token=token)
         parts = _split_url(location)
+        # Credentials never stay in the URL: it goes into the scratch repo's config, and git
+        # and promoter echo it in messages.
+        register_secret(urllib.parse.unquote(parts.password or ""))
+        host_port = parts.netloc.rpartition("@")[2]
         if parts.scheme in ("http", "https"):
             username = urllib.parse.unquote(parts.username or "") or "x-access-token"
             password = urllib.parse.unquote(parts.password or "")
             if parts.username and not parts.password and not token:
                 # https://TOKEN@host/... is how some people embed a token.
                 username, password = "x-access-token", urllib.parse.unquote(parts.username)
-            host = parts.hostname or ""
-            netloc = f"{host}:{parts.port}" if parts.port else host
-            clean = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+            clean = urllib.parse.urlunsplit((parts.scheme, host_port, parts.path, "", ""))
             return cls(url=clean, token=token or password or None, username=username)
-        if parts.scheme in ("ssh", "git", "file") or _SCP_LIKE.match(location):
-            return cls(url=location, token=token)
+        if parts.scheme in ("ssh", "git", "file"):
+            # ssh keeps its user (`git@`, not a secret); git:// and file:// take none.
+            user = parts.username if parts.scheme == "ssh" else None
+            netloc = f"{user}@{host_port}" if user else host_port
+            clean = urllib.parse.urlunsplit(
+                (parts.scheme, netloc, parts.path, parts.query, parts.fragment)
+            )
+            return cls(url=clean, token=token)
         if parts.scheme and len(parts.scheme) > 1:
             raise UsageError(f"unsupported repository URL scheme {parts.scheme!r} in --repo")
         path = Path(location).expanduser().resolve()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import subprocess
 
@@ -80,6 +81,49 @@ def test_remote_parse_lifts_credentials_out_of_urls():
     assert Remote.parse("git@github.com:acme/envs.git").host == "github.com"
     with pytest.raises(UsageError):
         Remote.parse("ftp://example.com/envs.git")
+
+
+SECRET = "pw-4f8e2b7c-not-the-test-token"
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:  # bound, never listening: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("location", "clean"),
+    [
+        ("git://u:{secret}@127.0.0.1:{port}/acme/envs.git", "git://127.0.0.1:{port}/acme/envs.git"),
+        (
+            "file://u:{secret}@localhost/nonexistent/envs.git",
+            "file://localhost/nonexistent/envs.git",
+        ),
+        (
+            "ssh://git:{secret}@127.0.0.1:{port}/acme/envs.git",
+            "ssh://git@127.0.0.1:{port}/acme/envs.git",
+        ),
+        ("ssh://git:{secret}@[::1]:{port}/acme/envs.git", "ssh://git@[::1]:{port}/acme/envs.git"),
+        ("git:{secret}@127.0.0.1:acme/envs.git", "git@127.0.0.1:acme/envs.git"),
+    ],
+)
+def test_credentials_in_non_http_remotes_never_reach_git_config_or_output(
+    tmp_path, capsys, location, clean
+):
+    port = _closed_port()
+    location = location.format(secret=SECRET, port=port)
+    remote = Remote.parse(location)
+    assert remote.url == clean.format(port=port)
+    scratch = GitRepo(remote, tmp_path / "scratch.git")
+    assert SECRET not in (scratch.path / "config").read_text()
+    with pytest.raises(GitError) as caught:
+        scratch.fetch("env/dev")
+    assert SECRET not in str(caught.value)
+    run = run_cli(capsys, "--repo", location, "update", "dev", "--image", "web=2.0")
+    assert run.code == 1, run.err
+    assert run.err.startswith("promoter: error: ") and run.err.count("\n") == 1, run.err
+    assert SECRET not in run.output
 
 
 def test_git_error_text_is_scrubbed(tmp_path):
