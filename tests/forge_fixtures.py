@@ -113,6 +113,11 @@ class ForgeHarness(Protocol):
         """Write forge-native statuses/checks on sha; return context -> expected normalised state."""
         ...
 
+    def seed_untimed_success(self, sha: str) -> str:
+        """A successful status or check on sha that carries no time (as the API description
+        allows); returns its context."""
+        ...
+
     def view_pull(self, number: int) -> PullView: ...
 
     def label_by_hand(self, number: int, label: str) -> None:
@@ -223,6 +228,14 @@ class GitHubHarness:
             "deploy": "error",
             "docs": "success",
         }
+
+    def seed_untimed_success(self, sha: str) -> str:
+        # A check run's started_at and completed_at are nullable in the description (a status's
+        # updated_at is required, so the double always sends one).
+        self.api.add_check_run(
+            self.repo.name, sha, "deploy/untimed", started_at=None, completed_at=None
+        )
+        return "deploy/untimed"
 
     def view_pull(self, number: int) -> PullView:
         pull = next(p for p in self.api.pulls(self.repo.name) if p.number == number)
@@ -346,6 +359,11 @@ class GitLabHarness:
             "argocd/worker": "error",
             "build": "pending",
         }
+
+    def seed_untimed_success(self, sha: str) -> str:
+        # No time field of a commit status is required by GitLab's description.
+        self.api.add_status(self.repo.name, sha, "deploy/untimed", "success", timed=False)
+        return "deploy/untimed"
 
     def view_pull(self, number: int) -> PullView:
         mr = self.api.project(self.repo.name).mrs[number]

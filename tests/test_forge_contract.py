@@ -13,6 +13,7 @@ import pytest
 pytest.register_assert_rewrite("tests.forge_fixtures")
 
 from promoter.forge.base import ForgeAuthError, ForgeError, NeedsForge, PullRequestSpec  # noqa: E402
+from promoter.gates import Verdict, evaluate_commit  # noqa: E402
 from tests.forge_fixtures import ForgeHarness, api_calls, git  # noqa: E402
 
 pytest_plugins = ["tests.forge_fixtures"]
@@ -234,6 +235,21 @@ def test_statuses_are_normalised(forge_harness: ForgeHarness) -> None:
         assert status.updated_at.utcoffset() == timedelta(0)
         assert abs(datetime.now(UTC) - status.updated_at) < timedelta(hours=1)
     assert latest == expected
+
+
+def test_a_status_without_a_time_counts_as_just_reported(forge_harness: ForgeHarness) -> None:
+    """A status of unknown age must not pass a soak at once (it was epoch 0 on GitLab)."""
+    h = forge_harness
+    sha = h.repo.sha(h.base)
+    context = h.seed_untimed_success(sha)
+    before = datetime.now(UTC)
+    mine = [s for s in h.forge.statuses(sha) if s.context == context]
+    after = datetime.now(UTC)
+    assert [s.state for s in mine] == ["success"]
+    assert before <= mine[0].updated_at <= after
+    verdict = evaluate_commit(sha, [context], mine, after, soak=timedelta(minutes=5))
+    assert verdict.verdict is Verdict.PENDING
+    assert verdict.soak_left > timedelta(minutes=4)
 
 
 def test_set_status_on_this_and_another_repository(forge_harness: ForgeHarness) -> None:

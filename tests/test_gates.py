@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from promoter.forge.base import CommitStatus
+from promoter.forge.base import CommitStatus, status_time
 from promoter.gates import Verdict, evaluate, evaluate_commit, expand, latest_by_context
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -144,3 +144,26 @@ def test_unrelated_app_failure_does_not_block():
     ]
     required = expand(["continuous-delivery/{app}"], ["web"])
     assert verdict(required, statuses).verdict is Verdict.PASS
+
+
+@pytest.mark.parametrize(
+    ("stamps", "expected"),
+    [
+        (("2026-11-28T11:50:00Z",), NOW - timedelta(minutes=10)),
+        (("2026-11-28T12:50:00+01:00",), NOW - timedelta(minutes=10)),
+        (("2026-11-28T11:50:00",), NOW - timedelta(minutes=10)),  # naive: UTC
+        ((None, "", "2026-11-28T11:50:00.000Z"), NOW - timedelta(minutes=10)),  # first one set
+        ((), NOW),  # missing: just reported
+        ((None,), NOW),
+        (("yesterday",), NOW),  # unparseable: just reported
+        ((12345,), NOW),
+        (("yesterday", "2026-11-28T11:50:00Z"), NOW),  # no falling back to an older field
+    ],
+)
+def test_status_time_counts_missing_or_unparseable_times_as_just_reported(stamps, expected):
+    assert status_time(*stamps, now=NOW) == expected
+
+
+def test_a_status_of_unknown_age_does_not_pass_a_soak():
+    untimed = CommitStatus("argocd/web", "success", status_time(None, now=NOW))
+    assert verdict(["argocd/web"], [untimed], soak=timedelta(minutes=5)).verdict is Verdict.PENDING

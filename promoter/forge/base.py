@@ -7,7 +7,7 @@ nothing above this module knows which forge it talks to.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal, Protocol
 
 from promoter.errors import PromoterError, UsageError
@@ -63,10 +63,27 @@ class CommitStatus:
 
     context: str
     state: State
-    updated_at: datetime  # timezone-aware, UTC
+    updated_at: datetime  # timezone-aware, UTC; unknown → when it was read (status_time)
     description: str = ""
     target_url: str | None = None
     kind: Literal["status", "check"] = "status"
+
+
+def status_time(*stamps: object, now: datetime | None = None) -> datetime:
+    """When a status last changed, from the first of `stamps` that is set, as aware UTC.
+
+    Missing or unparseable counts as `now` (default: the wall clock), i.e. just reported: a
+    status of unknown age must never pass a soak at once, on any forge. Both adapters read
+    their timestamps through here."""
+    current = now or datetime.now(UTC)
+    value = next((stamp for stamp in stamps if stamp not in (None, "")), None)
+    if not isinstance(value, str):
+        return current
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return current
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ import dataclasses
 import time
 import urllib.parse
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from promoter.errors import register_secret, scrub
@@ -31,6 +30,7 @@ from promoter.forge.base import (
     PullRequest,
     PullRequestSpec,
     State,
+    status_time,
 )
 
 if TYPE_CHECKING:
@@ -76,18 +76,6 @@ def _next_link(header: str) -> str | None:
         if 'rel="next"' in part:
             return part.split(";", 1)[0].strip().strip("<>")
     return None
-
-
-def _parse_time(text: Any) -> datetime:
-    if not text:
-        return datetime.now(UTC)
-    return _utc(datetime.fromisoformat(str(text).replace("Z", "+00:00")))
-
-
-def _utc(when: datetime | None) -> datetime:
-    if when is None:
-        return datetime.now(UTC)
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 # Requests kept back when the quota runs low, for the writes that follow a wait.
@@ -358,7 +346,7 @@ class GitHubForge:
             CommitStatus(
                 context=str(s["context"]),
                 state=_STATUS_STATES.get(str(s["state"]), "error"),
-                updated_at=_parse_time(s.get("updated_at")),
+                updated_at=status_time(s.get("updated_at")),
                 description=str(s.get("description") or ""),
                 target_url=s.get("target_url"),
             )
@@ -370,7 +358,7 @@ class GitHubForge:
                 CommitStatus(
                     context=str(run["name"]),
                     state=check_run_state(str(run["status"]), run.get("conclusion")),
-                    updated_at=_parse_time(run.get("completed_at") or run.get("started_at")),
+                    updated_at=status_time(run.get("completed_at"), run.get("started_at")),
                     description=str(output.get("title") or output.get("summary") or ""),
                     target_url=run.get("details_url") or run.get("html_url"),
                     kind="check",

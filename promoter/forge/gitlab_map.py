@@ -7,11 +7,17 @@ returned and sends what they build.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from promoter.errors import UsageError
-from promoter.forge.base import CommitStatus, MergeMethod, PullRequest, PullState, State
+from promoter.forge.base import (
+    CommitStatus,
+    MergeMethod,
+    PullRequest,
+    PullState,
+    State,
+    status_time,
+)
 
 DRAFT_PREFIX = "Draft: "
 _DRAFT = re.compile(r"\s*(\[draft\]|\(draft\)|draft:)\s*", re.IGNORECASE)
@@ -86,17 +92,12 @@ def commit_status(attrs: dict[str, Any]) -> CommitStatus | None:
         return None
     # The description gives statuses created/started/finished times but no updated_at: the
     # last of them that is set is when the status last changed (what a soak is measured from).
+    # None of them is required by the description: with none set, it counts as just reported.
     stamps = [attrs.get(k) for k in ("updated_at", "finished_at", "started_at", "created_at")]
-    when = next((parse_time(s) for s in stamps if s), datetime.fromtimestamp(0, UTC))
     return CommitStatus(
         context=str(attrs.get("name") or "default"),
         state=state,
-        updated_at=when,
+        updated_at=status_time(*stamps),
         description=str(attrs.get("description") or ""),
         target_url=attrs.get("target_url") or None,
     )
-
-
-def parse_time(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)

@@ -86,7 +86,7 @@ class StatusRecord:
     ref: str
     name: str
     status: str
-    created_at: datetime
+    created_at: datetime | None  # None: served without it (the description requires no field)
     pipeline_id: int
     description: str | None = None
     target_url: str | None = None
