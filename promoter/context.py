@@ -74,7 +74,7 @@ def read_config(options: Options, repo: GitRepo | None) -> Config:
         return load_config(text, source=options.config)
     if repo is None:
         raise UsageError("no configuration: pass --config PATH or --repo URL")
-    head = repo.fetch("HEAD")
+    head = repo.fetch_default()
     data = repo.read_files(head, [CONFIG_FILE])[CONFIG_FILE]
     if data is None:
         raise ConfigError(

@@ -284,50 +284,77 @@ class GitRepo:
 
     # ---------------------------------------------------------------- reading
 
-    def _fetch_args(self, ref: str) -> list[str]:
-        source = ref if ref == "HEAD" else f"refs/heads/{ref}"
+    def _fetch_args(self, source: str, local: str) -> list[str]:
         return [
             "fetch", "--quiet", "--no-tags", "--depth=1", "--filter=blob:none",
             "--no-write-fetch-head", "--recurse-submodules=no",
-            "origin", f"+{source}:refs/promoter/fetched/{ref}",
+            "origin", f"+{source}:{local}",
         ]  # fmt: skip
 
-    def fetch(self, ref: str) -> str:
-        """Fetch the tip of `ref` (a branch name or HEAD) shallow and blobless; return its SHA.
+    @staticmethod
+    def _refs(branch: str | None) -> tuple[str, str]:
+        """(remote ref, local ref) of `branch`, or of the remote's default branch (None).
 
-        When a background fetch of `ref` was started (`start_fetch`), its result is used.
+        Only the internal default-branch read asks for the remote's HEAD: a branch argument
+        is always qualified as refs/heads/<branch>, and one called HEAD is refused.
         """
-        proc = self._pending.pop(ref, None)
+        if branch is None:
+            return "HEAD", "refs/promoter/default"
+        _check_branch(branch)
+        return f"refs/heads/{branch}", f"refs/promoter/fetched/{branch}"
+
+    def fetch(self, branch: str) -> str:
+        """Fetch the tip of `branch` shallow and blobless; return its SHA.
+
+        When a background fetch of it was started (`start_fetch`), its result is used.
+        """
+        return self._fetch(branch)
+
+    def fetch_default(self) -> str:
+        """Like `fetch`, for the remote's default branch (where its HEAD points)."""
+        return self._fetch(None)
+
+    def _fetch(self, branch: str | None) -> str:
+        source, local = self._refs(branch)
+        proc = self._pending.pop(local, None)
         if proc is not None:
             raw_out, raw_err = proc.communicate()
             status, out = proc.returncode, raw_out
             err = scrub(raw_err.decode(errors="replace"), self.remote.secrets)
         else:
-            status, out, err = self._exec(*self._fetch_args(ref))
+            status, out, err = self._exec(*self._fetch_args(source, local))
         if status != 0:
             error = self._translate("fetch", err, out.decode(errors="replace"), network=True)
-            if "couldn't find remote ref" in str(error) and ref == "HEAD":
+            if "couldn't find remote ref" in str(error) and branch is None:
                 raise UsageError(
                     f"the default branch (HEAD) of {self.remote.url} has no commits: push "
                     "promoter.yaml to it, or pass --config PATH"
                 ) from None
             if "couldn't find remote ref" in str(error):
                 raise UsageError(
-                    f"branch {ref!r} does not exist in {self.remote.url}: create it, "
+                    f"branch {branch!r} does not exist in {self.remote.url}: create it, "
                     "or fix the environment's `branch:` in promoter.yaml"
                 ) from None
             raise error
         if b"filtering not recognized" in out or "filtering not recognized" in err:
             self._partial = False
-        return self.rev_parse(f"refs/promoter/fetched/{ref}")
+        return self.rev_parse(local)
 
-    def start_fetch(self, ref: str) -> None:
-        """Start fetching `ref` in the background; the next `fetch(ref)` waits for it."""
-        if ref in self._pending:
+    def start_fetch(self, branch: str) -> None:
+        """Start fetching `branch` in the background; the next `fetch(branch)` waits for it."""
+        self._start_fetch(branch)
+
+    def start_fetch_default(self) -> None:
+        """Start fetching the default branch; the next `fetch_default()` waits for it."""
+        self._start_fetch(None)
+
+    def _start_fetch(self, branch: str | None) -> None:
+        source, local = self._refs(branch)
+        if local in self._pending:
             return
         try:
-            self._pending[ref] = subprocess.Popen(
-                ["git", *self._fetch_args(ref)],
+            self._pending[local] = subprocess.Popen(
+                ["git", *self._fetch_args(source, local)],
                 cwd=self.path,
                 env=self._env,
                 stdin=subprocess.DEVNULL,
@@ -337,20 +364,21 @@ class GitRepo:
         except FileNotFoundError:
             raise GitError("git is not installed or not on PATH") from None
 
-    def prefetch(self, ref: str) -> GitRepo:
-        """A second scratch repo beside this one, already fetching `ref` in the background.
+    def prefetch(self, branch: str) -> GitRepo:
+        """A second scratch repo beside this one, already fetching `branch` in the background.
 
         Two repos, so this fetch and whatever this repo fetches meanwhile never share a
         shallow file or a lock. Closed with this one.
         """
+        _check_branch(branch)
         other = GitRepo(self.remote, self.path.with_name(f"{self.path.name}-{len(self._others)}"))
         self._others.append(other)
-        other.start_fetch(ref)
+        other.start_fetch(branch)
         return other
 
-    def discard(self, ref: str) -> None:
-        """Abandon a background fetch of `ref`, if there is one."""
-        proc = self._pending.pop(ref, None)
+    def discard(self, branch: str) -> None:
+        """Abandon a background fetch of `branch`, if there is one."""
+        proc = self._pending.pop(self._refs(branch)[1], None)
         if proc is not None:
             _stop(proc)
 
@@ -424,6 +452,7 @@ class GitRepo:
 
     def push(self, sha: str, branch: str) -> bool:
         """Fast-forward `branch` to `sha`. False when the branch moved meanwhile (a lost race)."""
+        _check_branch(branch)
         _check_sha(sha)
         status, out, err = self._exec("push", "--porcelain", "origin", f"{sha}:refs/heads/{branch}")
         if status == 0:
@@ -447,6 +476,7 @@ class GitRepo:
     def lineage(self, branch: str, target: str | None = None, limit: int = 200) -> list[str]:
         """`target` (default: the tip), then the commits after it on `branch` that contain it,
         oldest first. Only commits are fetched (no trees, no blobs), deepening until found."""
+        _check_branch(branch)
         local = f"refs/promoter/history/{branch}"
         depth = 1 if target is None else 32
         while True:
@@ -481,6 +511,7 @@ class GitRepo:
         """The first-parent history of `branch`, newest first, fetched `depth` commits deep
         (commits and trees, no blobs), with the blob id of each of `paths` in each commit (None
         where absent); and whether that is the branch's whole history."""
+        _check_branch(branch)
         local = f"refs/promoter/trees/{branch}"
         self._run(
             "fetch", "--quiet", "--no-tags", f"--depth={depth}", "--filter=blob:none",
@@ -541,6 +572,7 @@ class GitRepo:
 
     def remote_tip(self, branch: str) -> str | None:
         """The SHA `branch` points at on the remote now, or None if it does not exist."""
+        _check_branch(branch)
         out = self._run("ls-remote", "origin", f"refs/heads/{branch}", network=True)
         for line in out.decode().splitlines():
             sha, _, ref = line.partition("\t")
@@ -565,6 +597,7 @@ class GitRepo:
         """Point a promoter-owned branch (`promoter/...`) at `sha`, replacing what is there, but
         only if it is still at `expected` (None: must not exist). False when someone moved it
         meanwhile. Environment branches never go through here: they only fast-forward."""
+        _check_branch(branch)
         _check_sha(sha)
         if expected is not None:
             _check_sha(expected)
@@ -604,6 +637,7 @@ def land(
     `tip`: the branch tip the caller has just fetched, used for the first attempt.
     Returns (pushed SHA or None, attempts used).
     """
+    _check_branch(branch)
     rng = rng or random.Random()
     start = clock()
     for attempt in range(1, policy.attempts + 1):
@@ -686,6 +720,21 @@ def _check_sha(sha: str) -> None:
     # An empty source in a refspec deletes the branch: never let anything but a SHA through.
     if not _SHA_RE.match(sha):
         raise GitError(f"internal error: {sha!r} is not a commit id; refusing to push")
+
+
+# What `git check-ref-format --branch` refuses, and more: HEAD and the other pseudo-refs (git
+# reads them as something else than a branch) and full ref names (qualified twice otherwise).
+_NOT_A_BRANCH = re.compile(
+    r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|^[-/.]|/\.|[/.]$|\.lock(?:/|$)|^@$|^refs/|^[A-Z_]*HEAD$"
+)
+
+
+def _check_branch(branch: str) -> None:
+    if not branch or _NOT_A_BRANCH.search(branch):
+        raise UsageError(
+            f"{branch!r} is not a branch name git accepts for an environment (nor HEAD or a "
+            "full refs/... name): fix the environment's `branch:` in promoter.yaml"
+        )
 
 
 def _last_fatal(lines: list[str]) -> str:

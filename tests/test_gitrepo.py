@@ -10,9 +10,9 @@ import subprocess
 import pytest
 
 from promoter.errors import GitError, UsageError
-from promoter.gitrepo import GitRepo, Identity, Remote
+from promoter.gitrepo import GitRepo, Identity, Remote, land
 from promoter.testing import TEST_TOKEN
-from promoter.testing.envrepo import git_env, seed_repo
+from promoter.testing.envrepo import git_env, list_branches, seed_repo
 from tests.helpers import run_cli
 
 FILES = {
@@ -134,6 +134,35 @@ def test_git_error_text_is_scrubbed(tmp_path):
         scratch.fetch("env/dev")
     assert TEST_TOKEN not in str(caught.value)
     assert "***" in str(caught.value) or "cannot reach" in str(caught.value)
+
+
+@pytest.mark.parametrize("branch", ["HEAD", "FETCH_HEAD", "refs/heads/env/dev", "-x", "a..b", ""])
+def test_a_branch_argument_that_is_not_a_branch_name_is_refused_by_the_git_layer(
+    env_repo, tmp_path, branch
+):
+    # `HEAD` used to fetch the remote's default branch and push to a new refs/heads/HEAD.
+    repo = env_repo({"main": FILES, "env/dev": FILES})
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    assert scratch.fetch_default() == repo.shas["main"]
+    tip = scratch.fetch("env/dev")
+    ident = Identity("a", "a@example.com")
+    sha = scratch.commit(tip, {"a.txt": b"x\n"}, "m\n", ident, ident)
+    calls = {
+        "fetch": lambda: scratch.fetch(branch),
+        "start_fetch": lambda: scratch.start_fetch(branch),
+        "prefetch": lambda: scratch.prefetch(branch),
+        "push": lambda: scratch.push(sha, branch),
+        "land": lambda: land(scratch, branch, lambda tip: sha),
+        "lineage": lambda: scratch.lineage(branch),
+        "history": lambda: scratch.history(branch, ["a.txt"], 1),
+        "remote_tip": lambda: scratch.remote_tip(branch),
+    }
+    for name, call in calls.items():
+        with pytest.raises(UsageError, match="is not a branch name") as caught:
+            call()
+        assert repr(branch) in str(caught.value), name
+    scratch.close()
+    assert list_branches(repo.path) == repo.shas  # no refs/heads/HEAD, main untouched
 
 
 def test_never_pushes_an_empty_or_bogus_sha(env_repo, tmp_path):

@@ -64,7 +64,7 @@ def promote(
     run = run or RunContext.from_env()
     with scratch_repo(options) as repo:
         if not options.config:
-            repo.start_fetch("HEAD")
+            repo.start_fetch_default()
         config = read_config(options, repo)
         to_env = config.environment(target)
         source = source or to_env.source

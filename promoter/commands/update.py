@@ -75,7 +75,7 @@ def update(
         guess = f"env/{environment}"
         speculative = None
         if not options.config:
-            repo.start_fetch("HEAD")
+            repo.start_fetch_default()
             speculative = repo.prefetch(guess)
         from promoter import plan as planning
 
