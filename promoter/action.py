@@ -9,8 +9,10 @@ The exit code is promoter's own, so the CI contract (0, 2, 3, 4, 5) holds throug
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -19,6 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from promoter.errors import register_secret, scrub
+from promoter.sinks import (
+    command_data,
+    command_property,
+    dotenv_line,
+    guard_text,
+    md_code,
+    md_text,
+    output_lines,
+)
 
 # Action input → promoter's environment variable (click reads PROMOTER_<OPTION>).
 _GLOBAL_INPUTS = {
@@ -64,28 +75,39 @@ def outputs(result: Mapping[str, Any]) -> dict[str, str]:
 
 
 def summary(command: str, result: Mapping[str, Any]) -> str:
-    lines = [f"### promoter {command}", ""]
+    """The job summary (Markdown): every value from the result escaped (sinks.md_*)."""
+    lines = [f"### promoter {md_text(command)}", ""]
     if "changes" in result:
         head = "changed" if result.get("changed") else "nothing to change"
-        commit = f" `{str(result.get('commit') or '')[:12]}`" if result.get("commit") else ""
-        lines += [f"**{result.get('environment')}** ({result.get('branch')}): {head}{commit}", ""]
+        commit = f" {md_code(str(result.get('commit'))[:12])}" if result.get("commit") else ""
+        where = f"**{md_text(result.get('environment'))}** ({md_text(result.get('branch'))})"
+        lines += [f"{where}: {head}{commit}", ""]
         if result["changes"]:
             lines += ["| pin | file | key | from | to |", "|---|---|---|---|---|"]
             for c in result["changes"]:
-                moved = f"{c['old'] or '—'} | {c['new'] or '—'}"
-                lines.append(f"| {c['pin']} | {c['file']} | `{c['key']}` | {moved} |")
+                cells = [md_text(c["pin"]), md_code(c["file"]), md_code(c["key"])]
+                cells += [md_code(c["old"]) if c["old"] else "—", md_code(c["new"]) or "—"]
+                lines.append("| " + " | ".join(cells) + " |")
     elif "verdict" in result:
-        lines += [
-            f"gate **{result['verdict']}** on `{str(result.get('deciding_commit') or '')[:12]}`"
-        ]
+        deciding = str(result.get("deciding_commit") or "")[:12]
+        lines += [f"gate **{md_text(result['verdict'])}** on {md_code(deciding)}"]
         lines += ["", "| context | state | link |", "|---|---|---|"]
         for pattern in result.get("contexts", []):
             for ctx in pattern["contexts"] or [{"context": pattern["pattern"], "state": "absent"}]:
-                link = f"[details]({ctx['target_url']})" if ctx.get("target_url") else ""
-                lines.append(f"| {ctx['context']} | {ctx['state']} | {link} |")
+                link = _link("details", ctx.get("target_url"))
+                lines.append(f"| {md_code(ctx['context'])} | {md_text(ctx['state'])} | {link} |")
     else:
-        lines.append("```json\n" + json.dumps(result, indent=2) + "\n```")
+        body = html.escape(json.dumps(result, indent=2))
+        lines.append(f"<pre>{body}</pre>")
     return "\n".join(lines) + "\n"
+
+
+def _link(text: str, url: object) -> str:
+    """A Markdown link to an http(s) URL from outside, or nothing: no other scheme, and the
+    URL percent-encoded where Markdown or HTML would read it."""
+    if not isinstance(url, str) or not re.fullmatch(r"https?://[^\s<>()\[\]`\\]+", url):
+        return ""
+    return f"[{md_text(text)}]({url})"
 
 
 def _relay(proc: subprocess.Popen[str]) -> tuple[str, str]:
@@ -123,7 +145,7 @@ def main() -> None:
     try:
         argv, child_env = command_line(env)
     except ValueError as err:
-        print(f"::error title=promoter::{err}")
+        print(f"::error title=promoter::{command_data(str(err))}")
         sys.exit(2)
     proc = subprocess.Popen(argv, env=child_env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -133,21 +155,22 @@ def main() -> None:
         result = json.loads(stdout) if stdout.strip() else {}
     except ValueError:
         result = {}
-        sys.stdout.write(scrub(stdout))
+        sys.stdout.write(guard_text(stdout))
     if result:
         values = outputs(result)
-        _append(env.get("GITHUB_OUTPUT"), "".join(f"{k}={v}\n" for k, v in values.items()))
+        _append(env.get("GITHUB_OUTPUT"), "".join(output_lines(k, v) for k, v in values.items()))
         _append(env.get("GITHUB_STEP_SUMMARY"), scrub(summary(command, result)))
         if env.get("GITLAB_CI") == "true":
             dotenv = env.get("PROMOTER_DOTENV", "promoter.env")
             lines = "".join(
-                f"PROMOTER_{k.upper()}={v}\n" for k, v in values.items() if k != "result"
+                dotenv_line(f"PROMOTER_{k.upper()}", v) for k, v in values.items() if k != "result"
             )
             _append(dotenv, lines)
-        print(scrub(json.dumps(result, indent=2)))
+        print(guard_text(json.dumps(result, indent=2)))
     if proc.returncode != 0:
         message = last_error.removeprefix("promoter: error: ") or "failed"
-        print(f"::error title=promoter {command} (exit {proc.returncode})::{scrub(message)}")
+        title = f"promoter {command} (exit {proc.returncode})"
+        print(f"::error title={command_property(title)}::{command_data(message)}")
     sys.exit(proc.returncode)
 
 

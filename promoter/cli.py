@@ -13,8 +13,9 @@ from typing import Any
 import click
 
 from promoter import __version__
-from promoter.errors import PromoterError, Terminated, scrub
+from promoter.errors import PromoterError, Terminated, register_secret, scrub
 from promoter.options import Options
+from promoter.sinks import GuardedStream
 
 
 @click.group(
@@ -197,13 +198,35 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise Terminated
 
 
+# Where a token may come from, registered before click parses anything, so that even a usage
+# error that echoes a misplaced word (`update dev "$TOKEN"`) is scrubbed.
+_TOKEN_VARIABLES = ("PROMOTER_TOKEN", "GITHUB_TOKEN", "GITLAB_TOKEN", "CI_JOB_TOKEN")
+
+
+def _register_tokens(argv: list[str]) -> None:
+    for name in _TOKEN_VARIABLES:
+        register_secret(os.environ.get(name))
+    for i, word in enumerate(argv):
+        if word == "--token" and i + 1 < len(argv):
+            register_secret(argv[i + 1])
+        elif word.startswith("--token="):
+            register_secret(word.removeprefix("--token="))
+
+
 def main(argv: list[str] | None = None) -> None:
+    _register_tokens(sys.argv[1:] if argv is None else argv)
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)
+    # Every line promoter prints goes through the log guard (secrets, workflow commands).
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = GuardedStream(stdout), GuardedStream(stderr)
     try:
         _run(argv)
     finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        sys.stdout, sys.stderr = stdout, stderr
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
 
@@ -212,7 +235,9 @@ def _run(argv: list[str] | None) -> None:
     try:
         cli.main(args=argv, prog_name="promoter", standalone_mode=False)
     except PromoterError as err:
-        click.echo(f"promoter: error: {scrub(str(err))}", err=True)
+        # One line, whatever the message quotes (a flag's value may hold a line break).
+        one_line = str(err).replace("\r", "\\r").replace("\n", "\\n")
+        click.echo(f"promoter: error: {scrub(one_line)}", err=True)
         sys.exit(err.exit_code)
     except click.exceptions.Abort as err:  # click turns Ctrl-C (and so SIGTERM) into Abort
         if isinstance(err.__cause__, Terminated):

@@ -81,6 +81,32 @@ def _image_problem(text: str) -> str:
     return f"{text!r} is not a valid image reference (expected [REGISTRY/]PATH[:TAG][@DIGEST])"
 
 
+REPOSITORY_RE = re.compile(rf"^{_NAME}$")
+# What a chart version field may hold besides a SemVer: a Helm/Flux constraint (`~1.2.0`,
+# `>=1.0.0 <2.0.0`, `1.2.x`, `*`).
+_CHART_CONSTRAINT_RE = re.compile(r"^[0-9A-Za-z.+~^<>=*|,-]+(?: [0-9A-Za-z.+~^<>=*|,-]+)*$")
+_FIELD_GRAMMAR = {
+    "tag": ("an image tag", TAG_RE),
+    "digest": ("an image digest (sha256:<64 hex>)", DIGEST_RE),
+    "repository": ("an image repository", REPOSITORY_RE),
+    "ref": ("an image reference", REFERENCE_RE),
+    "version": ("a chart version or constraint", _CHART_CONSTRAINT_RE),
+}
+
+
+def pinned_value_problem(field: str, value: str) -> str | None:
+    """Why a value read from the environment repo cannot be a pin's `field` (tag, digest,
+    repository, ref, version), or None. "" (null: a cleared digest, say) is always fine.
+    Values read from the repo are checked with the command line's grammar before they are
+    copied elsewhere or written into a message."""
+    if not value:
+        return None
+    what, grammar = _FIELD_GRAMMAR[field]
+    if len(value) > 512 or not grammar.match(value):
+        return f"{show_value(value[:100])} is not {what}"
+    return None
+
+
 def parse_chart_version(text: str) -> str:
     """A Helm chart version must be SemVer 2 (`1.2.3`, `1.2.3-rc.1+build.5`)."""
     if not SEMVER_RE.match(text):

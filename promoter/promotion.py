@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from promoter.config import Config, file_for
 from promoter.errors import EditError, GateFailed, GateTimeout
-from promoter.model import Change, show_value
+from promoter.model import Change, pinned_value_problem, show_value
 from promoter.plan import Edit
+from promoter.sinks import md_code, md_text
 from promoter.yamledit import DocSelector, KeyPath, format_key_path, locate
 
 if TYPE_CHECKING:
@@ -82,6 +83,12 @@ def values_in(
             value = locate(text, key.key, key.doc).value
         except EditError as err:
             raise EditError(f"{path} on {branch}: {err} (pin {key.pin}, {env})") from None
+        problem = pinned_value_problem(key.field, value or "")
+        if problem:
+            raise EditError(
+                f"{path} on {branch}: {key.where} holds {problem}; fix it on {branch} before "
+                f"promoting (pin {key.pin}, {env})"
+            )
         values[key] = value or ""
     return values
 
@@ -138,10 +145,6 @@ def read_value(text: str, key: PinKey) -> object:
         return Missing
 
 
-def _cell(text: str | None) -> str:
-    return f"`{show_value(text)}`".replace("|", "\\|")
-
-
 def pull_request_body(
     source: str,
     source_branch: str,
@@ -151,15 +154,16 @@ def pull_request_body(
     gate_line: str,
 ) -> str:
     rows = [
-        f"| {c.app} | {c.pin} | `{c.file}` | `{c.key}` | {_cell(c.old)} | {_cell(c.new)} |"
+        f"| {md_text(c.app)} | {md_text(c.pin)} | {md_code(c.file)} | {md_code(c.key)} "
+        f"| {md_code(c.old)} | {md_code(c.new)} |"
         for c in changes
     ]
     return "\n".join(
         [
-            f"Promotes **{source}** → **{target}**: the versions on `{source_branch}` at "
-            f"`{origin_sha[:12]}`.",
+            f"Promotes **{md_text(source)}** → **{md_text(target)}**: the versions on "
+            f"{md_code(source_branch)} at {md_code(origin_sha[:12])}.",
             "",
-            f"| App | Pin | File | Key | {target} now | after |",
+            f"| App | Pin | File | Key | {md_text(target)} now | after |",
             "|---|---|---|---|---|---|",
             *rows,
             "",
@@ -251,10 +255,10 @@ def gate_line(
         return f"skipped (`--no-gate`); {source}'s gate was not checked."
     if gate is None or not required:
         return f"{source} requires no statuses."
-    where = f"`{(gate.deciding or origin)[:12]}`"
+    where = md_code((gate.deciding or origin)[:12])
     if gate.deciding and gate.deciding != origin:
-        where += f", the first deployment that included `{origin[:12]}`"
-    contexts = ", ".join(f"`{p}`" for p in required)
+        where += f", the first deployment that included {md_code(origin[:12])}"
+    contexts = ", ".join(md_code(p) for p in required)
     return f"{source} passed on {where} ({contexts})."
 
 

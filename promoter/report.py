@@ -64,10 +64,11 @@ def render_wait(result: WaitResult) -> str:
     now = datetime.now(UTC)
     for context in latest.contexts if latest else ():
         if not context.statuses:
-            rows.append((context.pattern, "absent", "", context.reason))
+            rows.append((show_value(context.pattern), "absent", "", context.reason))
         for status in context.statuses:
             age = f"{int((now - status.updated_at).total_seconds())}s ago"
-            rows.append((status.context, status.state, age, status.target_url or ""))
+            link = show_value(status.target_url) if status.target_url else ""
+            rows.append((show_value(status.context), status.state, age, link))
     if not rows:
         return head
     widths = [max(len(row[i]) for row in rows) for i in range(3)]

@@ -55,7 +55,7 @@ def test_update_sets_outputs_and_a_summary(env_repo, tmp_path):
     assert out["changed"] == "true"
     assert out["commit"] == repo.sha("env/dev")
     summary = (tmp_path / "summary").read_text()
-    assert "| web/web | values.yaml | `image.tag` | 1.0.0 | 1.1.0 |" in summary
+    assert "| web/web | `values.yaml` | `image.tag` | `1.0.0` | `1.1.0` |" in summary
 
 
 def test_failure_keeps_the_exit_code_and_annotates(env_repo, tmp_path):
