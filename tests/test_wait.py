@@ -4,6 +4,8 @@ the GitHub double, and wait reading them with the real PyGithub client."""
 from __future__ import annotations
 
 import json
+import signal
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -18,7 +20,7 @@ from promoter.testing import TEST_TOKEN
 from promoter.testing.envrepo import EnvRepo
 from promoter.testing.github_api import GitHubApiDouble
 from promoter.testing.operator import OperatorSimulator
-from tests.helpers import run_cli
+from tests.helpers import finish, run_cli, spawn
 
 pytest_plugins = ["tests.forge_fixtures"]
 
@@ -178,6 +180,49 @@ def test_report_back_status_and_deployment(w, env_repo, capsys):
     assert [(d.environment, d.sha, [s.state for s in d.statuses]) for d in deployments] == [
         ("dev", app_sha, ["pending", "success"])
     ]
+
+
+def _reports(w, app):
+    """(statuses, deployment states) the application commit has been given, oldest first."""
+    repo = w.api.repository(app.name)
+    statuses = [(s.context, s.state) for s in repo.statuses if s.sha == app.sha("main")]
+    deployments = [[s.state for s in d.statuses] for d in repo.deployments.values()]
+    return statuses, deployments
+
+
+def test_an_error_after_the_first_report_ends_in_error_on_the_app_commit(w, env_repo, capsys):
+    app = env_repo({"main": {"src.txt": "app\n"}})
+    w.api.fail("GET /repos/*/commits/*/statuses", [404])  # the env repo's statuses, once
+    report = ("--report-to", f"{app.name}@{app.sha('main')}", "--deployment")
+    run = run_cli(capsys, *cli(w.options, "wait", "dev", *report))
+    assert run.code == 1 and "404" in run.err, run.output
+    assert _reports(w, app) == (
+        [("promoter/dev", "pending"), ("promoter/dev", "error")],
+        [["pending", "error"]],
+    )
+
+
+def test_sigterm_while_waiting_ends_in_error_on_the_app_commit(w, env_repo):
+    app = env_repo({"main": {"src.txt": "app\n"}})
+    report = ("--report-to", f"{app.name}@{app.sha('main')}", "--deployment")
+    proc = spawn(*cli(w.options, "wait", "dev", "--timeout", "10m", *report))
+    try:
+        # A separate process has its own clock: watch the double for the first report.
+        deadline = time.monotonic() + 60
+        while _reports(w, app)[0] != [("promoter/dev", "pending")]:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no pending report within 60 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        run = finish(proc, timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert run.code == 143, run.output
+    assert _reports(w, app) == (
+        [("promoter/dev", "pending"), ("promoter/dev", "error")],
+        [["pending", "error"]],
+    )
 
 
 def test_deployment_needs_report_to(w, capsys):

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from promoter.config import parse_duration
 from promoter.context import read_config, resolve_token, scratch_repo
-from promoter.errors import GateFailed, GateTimeout, UsageError
+from promoter.errors import GateFailed, GateTimeout, Terminated, UsageError, scrub
 from promoter.forge import detect, open_forge
 from promoter.forge.base import CommitStatus, Forge, State
 from promoter.gates import PRESETS, GateResult, Verdict, evaluate, expand
@@ -112,36 +112,37 @@ def wait(
         target = repo.lineage(env.branch, sha)[0]
         start = now()
         reporter = _Reporter(forge, *report, env.name, deployment) if report else None
-        if reporter:
-            reporter("pending", f"waiting for {env.name}")
-        seen: dict[str, str] = {}
-        polls = 0
-        while True:
-            lineage = repo.lineage(env.branch, target)
-            statuses = {commit: forge.statuses(commit) for commit in lineage}
-            polls += 1
-            result = evaluate(required, lineage, statuses, now(), soak_for)
-            _log_changes(log, statuses, required, seen, start, now())
-            elapsed = now() - start
-            if result.verdict is not Verdict.PENDING or elapsed >= limit:
-                break
-            pause = backoff.delay(polls - 1)
-            soaking = [c.soak_left for c in result.commits if c.soak_left > timedelta(0)]
-            if soaking:
-                pause = min(pause, max(1.0, min(soaking).total_seconds()))
-            # The quota outranks our pace: hold off as long as the forge says it must last.
-            pause = max(pause, forge.rate_limit_wait())
-            pause = min(pause, max(0.0, (limit - elapsed).total_seconds())) or 0.01
-            _progress(log, result, elapsed, pause)
-            sleep(pause)
-    print(_clear(log), end="", file=log, flush=True)
-    outcome = WaitResult(env.name, env.branch, required, result, polls, now() - start)
-    if reporter:
-        final: dict[Verdict, State] = {Verdict.PASS: "success", Verdict.FAIL: "failure"}
-        state = final.get(result.verdict, "error")
-        words = {"success": "live and healthy", "failure": "failed", "error": "timed out"}[state]
-        reporter(state, f"{env.name}: {words}")
-    return outcome
+        try:
+            if reporter:
+                reporter("pending", f"waiting for {env.name}")
+            seen: dict[str, str] = {}
+            polls = 0
+            while True:
+                lineage = repo.lineage(env.branch, target)
+                statuses = {commit: forge.statuses(commit) for commit in lineage}
+                polls += 1
+                result = evaluate(required, lineage, statuses, now(), soak_for)
+                _log_changes(log, statuses, required, seen, start, now())
+                elapsed = now() - start
+                if result.verdict is not Verdict.PENDING or elapsed >= limit:
+                    break
+                pause = backoff.delay(polls - 1)
+                soaking = [c.soak_left for c in result.commits if c.soak_left > timedelta(0)]
+                if soaking:
+                    pause = min(pause, max(1.0, min(soaking).total_seconds()))
+                # The quota outranks our pace: hold off as long as the forge says it must last.
+                pause = max(pause, forge.rate_limit_wait())
+                pause = min(pause, max(0.0, (limit - elapsed).total_seconds())) or 0.01
+                _progress(log, result, elapsed, pause)
+                sleep(pause)
+            print(_clear(log), end="", file=log, flush=True)
+            if reporter:
+                reporter.finish(result.verdict)
+        except BaseException as err:  # Ctrl-C and SIGTERM (errors.Terminated) included
+            if reporter:
+                reporter.abandon(err, log)
+            raise
+    return WaitResult(env.name, env.branch, required, result, polls, now() - start)
 
 
 def raise_for(result: WaitResult) -> None:
@@ -173,7 +174,12 @@ def _parse_report_to(text: str) -> tuple[str, str]:
 
 @dataclass
 class _Reporter:
-    """Tells the application commit where it is: a status, and on GitHub a Deployment."""
+    """Tells the application commit where it is: a status, and on GitHub a Deployment.
+
+    Once anything is written, the wait ends with a final state on every way out: the verdict,
+    or `error` when promoter stops for any other reason (an exception, Ctrl-C, SIGTERM), so the
+    application commit is never left pending.
+    """
 
     forge: Forge
     repository: str
@@ -181,6 +187,8 @@ class _Reporter:
     env: str
     deployment: bool
     deployment_id: str | None = None
+    started: bool = False  # something was written to the application commit
+    done: bool = False  # its final state was written
 
     def __call__(self, state: State, text: str) -> None:
         # The deployment first: on a forge without deployments this refuses before anything
@@ -189,12 +197,41 @@ class _Reporter:
             self.deployment_id = self.forge.create_deployment(
                 self.sha, self.env, state, repository=self.repository
             )
+            self.started = True
         elif self.deployment_id is not None:
             self.forge.set_deployment_status(
                 self.deployment_id, self.env, state, repository=self.repository
             )
         context = f"promoter/{self.env}"
         self.forge.set_status(self.sha, state, context, text, repository=self.repository)
+        self.started = True
+        self.done = state != "pending"
+
+    def finish(self, verdict: Verdict) -> None:
+        final: dict[Verdict, State] = {Verdict.PASS: "success", Verdict.FAIL: "failure"}
+        state = final.get(verdict, "error")
+        words = {"success": "live and healthy", "failure": "failed", "error": "timed out"}[state]
+        self(state, f"{self.env}: {words}")
+
+    def abandon(self, why: BaseException, log: TextIO) -> None:
+        """Best effort `error` after a failure: never masks what stopped the wait."""
+        if not self.started or self.done:
+            return
+        self.done = True
+        try:
+            self("error", f"{self.env}: {_stopped(why)}")
+        except Exception as err:  # a second Ctrl-C or SIGTERM still stops promoter
+            where = f"{self.repository}@{self.sha[:12]}"
+            print(f"promoter: could not report error to {where}: {scrub(str(err))}", file=log)
+
+
+def _stopped(why: BaseException) -> str:
+    if isinstance(why, Terminated):
+        return "wait cancelled (SIGTERM)"
+    if isinstance(why, KeyboardInterrupt):
+        return "wait interrupted"
+    detail = str(why).splitlines()[0] if str(why) else type(why).__name__
+    return f"wait failed: {scrub(detail)}"
 
 
 def _progress(log: TextIO, result: GateResult, elapsed: timedelta, pause: float) -> None:
