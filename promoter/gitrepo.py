@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from promoter import fastimport
-from promoter.errors import GitError, RaceLost, UsageError, register_secret, scrub
+from promoter.errors import EditError, GitError, RaceLost, UsageError, register_secret, scrub
 from promoter.fastimport import Identity
 
 # git's scp-like syntax, user@host:path (the user part may carry a `:password` to drop).
@@ -192,7 +192,7 @@ class GitRepo:
         self._commits = 0
         self._partial = True
         self._pending: dict[str, subprocess.Popen[bytes]] = {}
-        self._listed: dict[tuple[str, tuple[str, ...]], dict[str, tuple[str, str]]] = {}
+        self._listed: dict[tuple[str, tuple[str, ...]], dict[str, tuple[str, str, str]]] = {}
         self._others: list[GitRepo] = []
         path.mkdir(parents=True, exist_ok=True)
         # No template (hooks, info/exclude, description): nothing in it is used here.
@@ -387,6 +387,11 @@ class GitRepo:
 
     def list_files(self, commit: str, paths: Iterable[str]) -> dict[str, tuple[str, str]]:
         """path → (mode, blob id) for those of `paths` that exist as files in `commit`."""
+        entries = self._entries(commit, paths)
+        return {path: (mode, oid) for path, (mode, kind, oid) in entries.items() if kind == "blob"}
+
+    def _entries(self, commit: str, paths: Iterable[str]) -> dict[str, tuple[str, str, str]]:
+        """path → (mode, type, object id) for those of `paths` that `commit`'s tree names."""
         wanted = sorted(set(paths))
         if not wanted:
             return {}
@@ -394,24 +399,35 @@ class GitRepo:
         if key in self._listed:
             return dict(self._listed[key])
         out = self._run("ls-tree", "-z", "--full-tree", commit, "--", *wanted)
-        found: dict[str, tuple[str, str]] = {}
+        found: dict[str, tuple[str, str, str]] = {}
         for entry in out.decode().split("\0"):
             if not entry:
                 continue
             meta, path = entry.split("\t", 1)
             mode, kind, oid = meta.split()
-            if kind == "blob" and path in wanted:
-                found[path] = (mode, oid)
+            if path in wanted:
+                found[path] = (mode, kind, oid)
         self._listed[key] = dict(found)
         return found
 
     def read_files(self, commit: str, paths: Iterable[str]) -> dict[str, bytes | None]:
-        """Contents of `paths` at `commit` (None where absent), fetching missing blobs at once."""
+        """Contents of `paths` at `commit` (None where absent), fetching missing blobs at once.
+
+        Only regular files are read: a symbolic link, a submodule or a directory at one of
+        `paths` is refused (its text is not the file's, and a commit would keep its mode).
+        """
         wanted = sorted(set(paths))
-        entries = self.list_files(commit, wanted)
-        blobs = self.read_blobs(oid for _, oid in entries.values())
+        entries = self._entries(commit, wanted)
+        for path, (mode, _, _) in entries.items():
+            if mode not in _REGULAR_FILE_MODES:
+                what = _ENTRY_KINDS.get(mode, f"an entry of mode {mode}")
+                raise EditError(
+                    f"{path} must be a regular file, but it is {what} in commit {commit[:12]}: "
+                    "pin the file itself"
+                )
+        blobs = self.read_blobs(oid for _, _, oid in entries.values())
         contents: dict[str, bytes | None] = dict.fromkeys(wanted)
-        for path, (_, oid) in entries.items():
+        for path, (_, _, oid) in entries.items():
             contents[path] = blobs[oid]
         return contents
 
@@ -712,6 +728,10 @@ def _parse_batch(out: bytes) -> dict[str, bytes]:
         pos = start + int(size) + 1
     return blobs
 
+
+# The only modes promoter edits; anything else at a pinned path is refused (read_files).
+_REGULAR_FILE_MODES = frozenset({"100644", "100755"})
+_ENTRY_KINDS = {"120000": "a symbolic link", "160000": "a submodule", "040000": "a directory"}
 
 _SHA_RE = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import UTC, datetime
 
 import pytest
@@ -12,7 +13,14 @@ from promoter.errors import RaceLost
 from promoter.gitrepo import RetryPolicy
 from promoter.options import Options
 from promoter.testing import TEST_TOKEN
-from promoter.testing.envrepo import commit_message, is_linear, log, rev_list_parents
+from promoter.testing.envrepo import (
+    commit_message,
+    git_env,
+    is_linear,
+    list_branches,
+    log,
+    rev_list_parents,
+)
 from tests.helpers import finish, run_cli, spawn
 
 CONFIG = """\
@@ -248,6 +256,56 @@ def test_new_tag_without_digest_clears_a_pinned_digest(repo, capsys):
     assert (
         repo.read_file("env/dev", "apps/api/values.yaml") == 'image:\n  tag: 2.2.0\n  digest: ""\n'
     )
+
+
+def _set_entry(repo, branch, path, mode, content):
+    """One commit on `branch` that puts a non-regular entry (or an executable file) at `path`."""
+    parent = repo.sha(branch)
+    if mode == "040000":  # a directory: the path holds another file
+        entry = f"D {path}\nM 100644 inline {path}/inner.yaml\ndata {len(content)}\n{content}\n"
+    elif mode == "160000":  # a submodule: a gitlink to a commit
+        entry = f"M 160000 {parent} {path}\n"
+    else:
+        entry = f"M {mode} inline {path}\ndata {len(content)}\n{content}\n"
+    stream = (
+        f"commit refs/heads/{branch}\ncommitter t <t@example.com> 0 +0000\ndata 4\nedit\n"
+        f"from {parent}\n{entry}done\n"
+    )
+    subprocess.run(
+        ["git", "--git-dir", str(repo.path), "fast-import", "--quiet", "--done"],
+        input=stream.encode(),
+        check=True,
+        env=git_env(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "what"),
+    [("120000", "a symbolic link"), ("160000", "a submodule"), ("040000", "a directory")],
+)
+def test_a_pinned_path_that_is_not_a_regular_file_is_refused(repo, capsys, mode, what):
+    # The link's target text is YAML-like on purpose: it used to be edited and committed.
+    _set_entry(repo, "env/dev", "apps/web/values.yaml", mode, "image:\n  tag: 1.4.1\n")
+    before = list_branches(repo.path)
+    run = run_cli(capsys, *cli(repo, "update", "dev", "--image", "web=1.4.2"))
+    assert run.code == 2, run.output
+    assert "apps/web/values.yaml must be a regular file" in run.err, run.err
+    assert what in run.err and run.err.count("\n") == 1, run.err
+    assert list_branches(repo.path) == before
+
+
+def test_an_executable_pinned_file_is_edited_and_keeps_its_mode(repo, capsys):
+    _set_entry(repo, "env/dev", "apps/web/values.yaml", "100755", WEB_VALUES)
+    run = run_cli(capsys, *cli(repo, "update", "dev", "--image", "web=1.4.2"))
+    assert run.code == 0, run.err
+    assert 'tag: "1.4.2"' in repo.read_file("env/dev", "apps/web/values.yaml")
+    ls = subprocess.run(
+        ["git", "--git-dir", str(repo.path), "ls-tree", "env/dev", "apps/web/values.yaml"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert ls.startswith("100755 blob "), ls
 
 
 def _moving_clock(repo, files_by_call):
