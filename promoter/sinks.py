@@ -13,7 +13,6 @@ messages and trailers: promoter.message). One place per sink:
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from typing import TextIO
@@ -95,14 +94,16 @@ def md_text(value: str | None) -> str:
 
 def md_code(value: str | None) -> str:
     """A foreign value as inline code: in backticks when it holds no backtick, `|`, line
-    break or control character; else `<code>` with HTML escaping (no backtick can end it),
-    `|` as an entity so a table cell holds, control characters and breaks made visible."""
+    break or control character; else `<code>` with every Markdown or HTML character as a
+    numeric entity (nothing can end it or open a link or cell), breaks made visible."""
     if not value:
         return '`""`'
     if not _needs_json(value) and "`" not in value and "|" not in value:
         return f"`{value}`"
     text = json.dumps(value)[1:-1] if _needs_json(value) else value
-    escaped = html.escape(text, quote=True).replace("|", "&#124;")
+    # Between HTML tags Markdown still applies: every character that could open syntax
+    # (link, image, emphasis, code, HTML, entity, cell, autolink) becomes a numeric entity.
+    escaped = re.sub(r"[\\`*_\[\](){}<>|!~&#:\"']", lambda m: f"&#{ord(m.group())};", text)
     return f"<code>{escaped}</code>"
 
 
@@ -139,11 +140,10 @@ def output_lines(name: str, value: str) -> str:
 
 
 def dotenv_line(name: str, value: str) -> str:
-    """`NAME=value` for a GitLab dotenv report: one line; a value with anything but plain
-    characters is double-quoted with its escapes."""
+    """`NAME=value` for a GitLab dotenv report. GitLab reads one line per variable and keeps
+    quotes as they are (no escapes, no multi-line values), so control characters and line
+    breaks become spaces: the value can never start a second variable."""
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise ValueError(f"dotenv name {name!r}")
-    value = scrub(value)
-    if re.fullmatch(r"[A-Za-z0-9_./:@+,=-]*", value):
-        return f"{name}={value}\n"
-    return f"{name}={json.dumps(value)}\n"
+    value = re.sub(r"[\x00-\x1f\x7f\x85\u2028\u2029]", " ", scrub(value))
+    return f"{name}={value}\n"

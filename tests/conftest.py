@@ -157,6 +157,7 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    _check_workflow_commands(report)
     leaky = [title for title, content in report.sections if any(f in content for f in _FORMS)]
     if leaky:
         # Later phases carry earlier phases' sections too (and -rP prints passed ones): redact
@@ -179,6 +180,25 @@ def pytest_runtest_makereport(
         del report.wasxfail
     report.sections.append((_LEAK_SECTION, ", ".join(where)))
     return report
+
+
+# GitHub runs lines that start with `::` as workflow commands. promoter never prints one; the
+# action prints `::error title=promoter ...` (its own, values escaped). Anything else in any
+# test's captured output came from a value that slipped past the log guard.
+_OWN_COMMAND = re.compile(r"^::error title=promoter[^:]*::")
+
+
+def _check_workflow_commands(report: pytest.TestReport) -> None:
+    found = [
+        line
+        for title, content in report.sections
+        if title.endswith(f" {report.when}")
+        for line in content.splitlines()
+        if (line.strip().startswith("::") and not _OWN_COMMAND.match(line)) or "##[" in line
+    ]
+    if found and report.outcome != "failed":
+        report.outcome = "failed"
+        report.longrepr = "a workflow command reached the output: " + repr(found[0])
 
 
 _session_leaks: list[str] = []

@@ -57,6 +57,14 @@ def finish(proc: subprocess.Popen[str], timeout: float = 120) -> Run:
 
 
 def assert_clean(run: Run) -> None:
-    """No token and no traceback, whatever the outcome."""
+    """No token, no traceback and no workflow command, whatever the outcome."""
     assert TEST_TOKEN not in run.output
     assert "Traceback" not in run.output
+    assert workflow_commands(run.output) == []
+
+
+def workflow_commands(text: str) -> list[str]:
+    """Lines GitHub's runner would execute as workflow commands (`::` after whitespace, or
+    the legacy `##[` anywhere). promoter itself never prints one; its action prints only
+    `::error title=promoter ...` lines of its own."""
+    return [line for line in text.splitlines() if line.strip().startswith("::") or "##[" in line]

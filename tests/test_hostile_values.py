@@ -14,7 +14,7 @@ import pytest
 
 from promoter.testing import TEST_TOKEN
 from promoter.testing.envrepo import commit_message, list_files, log
-from tests.helpers import run_cli
+from tests.helpers import run_cli, workflow_commands
 
 CONFIG = """\
 environments:
@@ -55,11 +55,6 @@ def trailers(repo, ref):
         check=True,
     ).stdout
     return [line.split(": ", 1) for line in out.splitlines()]
-
-
-def workflow_commands(text):
-    """Lines GitHub's runner would execute as workflow commands."""
-    return [line for line in text.splitlines() if line.strip().startswith("::") or "##[" in line]
 
 
 # --- 1: the author/committer identity in the fast-import stream ------------------------------
@@ -272,3 +267,37 @@ def test_update_and_promote_subjects_keep_values_whole(repo, capsys):
     run = run_cli(capsys, *cli(repo, "--forge", "none", "promote", "--to", "staging"))
     assert run.code == 0, run.output
     assert log(repo.path, "env/staging")[0] == f"promote(staging): web {long_tag}, api 2.1.0"
+
+
+# --- the action's sinks: job summary, step outputs, its own ::error line ------------------------
+
+
+def test_the_action_escapes_repo_values_in_its_summary_and_log(env_repo, tmp_path):
+    from tests.test_action import run_action
+
+    hostile = {
+        **FILES,
+        "apps/web/values.yaml": HOSTILE_WEB.replace("1.4.1", "![x](https://e/x.png)"),
+    }
+    repo = env_repo({"main": FILES, "env/dev": hostile, "env/staging": FILES})
+    proc = run_action(
+        tmp_path, command="update", args="dev --image web=1.4.2", repo=repo.url, token=TEST_TOKEN
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert workflow_commands(proc.stdout + proc.stderr) == []
+    summary = (tmp_path / "summary").read_text()
+    assert workflow_commands(summary) == []
+    assert "![x]" not in summary and "<code>" in summary
+    row = next(line for line in summary.splitlines() if line.startswith("| web/web"))
+    assert row.count(" | ") == 4  # five cells: the value did not add or split one
+
+
+def test_the_actions_error_annotation_is_one_command(tmp_path):
+    from tests.test_action import run_action
+
+    proc = run_action(tmp_path, command="update", args="dev --image 'web=1\n::warning::x'",
+                      repo=str(tmp_path / "nowhere"))  # fmt: skip
+    assert proc.returncode == 2
+    commands = workflow_commands(proc.stdout + proc.stderr)
+    assert len(commands) == 1 and commands[0].startswith("::error title=promoter update")
+    assert "%0A::warning::x" in commands[0] or "\\n::warning::x" in commands[0]
