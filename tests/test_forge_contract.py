@@ -203,8 +203,9 @@ def test_enable_auto_merge(forge_harness: ForgeHarness) -> None:
     h.forge.set_status(h.repo.sha(h.head), "pending", "ci/test")
     base_before = h.repo.sha(h.base)
     with api_calls(h.api) as calls:
-        h.forge.enable_auto_merge(pr.number, method="squash")
+        armed = h.forge.enable_auto_merge(pr.number, method="squash")
     assert len(calls) <= h.budgets["auto_merge"]
+    assert (armed.merged, armed.sha) == (False, None)  # armed, not merged
     view = h.view_pull(pr.number)
     assert view.auto_merge and view.state == "open"
     assert h.repo.sha(h.base) == base_before, "nothing merges while a check is pending"

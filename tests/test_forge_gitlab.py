@@ -39,6 +39,7 @@ from promoter.testing.envrepo import (
     rev_list_parents,
 )
 from promoter.testing.gitlab_api import GitLabApiDouble
+from tests.helpers import run_cli
 
 pytest_plugins = ["tests.forge_fixtures"]
 HEAD, BASE = "promoter/staging-to-prod", "env/prod"
@@ -296,8 +297,9 @@ def test_auto_merge_waits_for_the_pipeline_then_merges(bed: Bed) -> None:
     pr = bed.forge.open_or_update_pull_request(_spec())
     bed.forge.set_status(bed.head_sha, "pending", "ci/test")
     mark = bed.mark()
-    bed.forge.enable_auto_merge(pr.number, method="squash")
+    armed = bed.forge.enable_auto_merge(pr.number, method="squash")
     assert [(m, s) for m, _, s in bed.calls(mark)] == [("PUT", 200)]
+    assert (armed.merged, armed.sha) == (False, None)
     mr = bed.api.project(bed.repo.name).mrs[1]
     assert (mr.state, mr.auto_merge, mr.squash) == ("opened", True, True)
     bed.forge.set_status(bed.head_sha, "success", "ci/test")
@@ -307,8 +309,50 @@ def test_auto_merge_waits_for_the_pipeline_then_merges(bed: Bed) -> None:
 
 def test_auto_merge_without_a_running_pipeline_merges_at_once(bed: Bed) -> None:
     pr = bed.forge.open_or_update_pull_request(_spec())
-    bed.forge.enable_auto_merge(pr.number)
-    assert bed.api.project(bed.repo.name).mrs[1].state == "merged"
+    result = bed.forge.enable_auto_merge(pr.number)
+    mr = bed.api.project(bed.repo.name).mrs[1]
+    assert mr.state == "merged"
+    assert (result.merged, result.sha) == (True, mr.merge_commit_sha)
+    assert result.sha == bed.repo.sha(BASE)
+
+
+PROMOTER_YAML = """\
+environments:
+  staging: {branch: env/staging}
+  prod: {branch: env/prod, from: staging, delivery: pull-request}
+apps:
+  web:
+    images:
+      web: {file: apps/web/values.yaml, tag: image.tag}
+"""
+
+
+def test_promote_auto_merge_reports_the_merge_gitlab_made_at_once(
+    gitlab_api: GitLabApiDouble, env_repo: EnvRepoFactory, token: str, capsys: Any
+) -> None:
+    """Nothing pending on the head: GitLab merges on the auto-merge call itself."""
+    seed = {"promoter.yaml": PROMOTER_YAML, VALUES: "image:\n  tag: 1.0.0\n"}
+    repo = env_repo({"main": seed, "env/staging": seed, "env/prod": seed})
+    repo.commit("env/staging", {VALUES: "image:\n  tag: 1.1.0\n"}, "web 1.1.0")
+    common = ("--repo", repo.url, "--token", token, "--forge", "gitlab")
+    common += ("--api-url", gitlab_api.api_url)
+    args = ("promote", "--to", "prod", "--auto-merge", "--no-gate")
+    run = run_cli(capsys, *common, "--output", "json", *args)
+    assert run.code == 0, run.err
+    data = json.loads(run.out)["pull_request"]
+    mr = gitlab_api.project(repo.name).mrs[data["number"]]
+    assert mr.state == "merged" and mr.merge_commit_sha == repo.sha("env/prod")
+    assert (data["merged"], data["merge_commit"], data["auto_merge"]) == (
+        True,
+        mr.merge_commit_sha,
+        False,
+    )
+    assert repo.read_file("env/prod", VALUES) == "image:\n  tag: 1.1.0\n"
+    # The text output says so too (a new change, so there is a new merge request).
+    repo.commit("env/staging", {VALUES: "image:\n  tag: 1.2.0\n"}, "web 1.2.0")
+    run = run_cli(capsys, *common, *args)
+    assert run.code == 0, run.err
+    assert ", merged)" in run.out and "auto-merge enabled" not in run.out
 
 
 def test_comment(bed: Bed) -> None:

@@ -340,7 +340,8 @@ def _by_pull_request(
             )
         merged, merge_commit = True, answer.sha
     elif auto_merge:
-        forge.enable_auto_merge(pull.number, "merge")
+        outcome = forge.enable_auto_merge(pull.number, "merge")  # GitLab may merge at once
+        merged, merge_commit, auto_merge = outcome.merged, outcome.sha, not outcome.merged
     return replace(
         result,
         changes=plan.changes,

@@ -88,6 +88,8 @@ def status_time(*stamps: object, now: datetime | None = None) -> datetime:
 
 @dataclass(frozen=True)
 class MergeResult:
+    """What a merge (or an auto-merge request) came to: merged with its commit, or not (yet)."""
+
     merged: bool
     sha: str | None = None
     message: str = ""
@@ -131,7 +133,12 @@ class Forge(Protocol):
         """Merge only if the PR head is still expected_head_sha (else merged=False)."""
         ...
 
-    def enable_auto_merge(self, number: int, method: MergeMethod = "merge") -> None: ...
+    def enable_auto_merge(self, number: int, method: MergeMethod = "merge") -> MergeResult:
+        """Merge once the head's checks pass; the outcome is read from the forge's answer.
+
+        merged=True with the merge commit when the forge merged at once (GitLab does when
+        nothing is pending on the head); merged=False when auto-merge is armed and waiting."""
+        ...
 
     def comment(self, number: int, body: str) -> None: ...
 

@@ -316,8 +316,9 @@ class GitHubForge:
             return MergeResult(merged=False, sha=None, message=f"{exc.status} {message}".strip())
         return MergeResult(merged=bool(result.merged), sha=result.sha, message=result.message)
 
-    def enable_auto_merge(self, number: int, method: MergeMethod = "merge") -> None:
+    def enable_auto_merge(self, number: int, method: MergeMethod = "merge") -> MergeResult:
         # Reading node_id completes the lazy PR (one GET); the mutation needs the GraphQL id.
+        # GitHub only ever arms auto-merge here (the mutation answers nothing about a merge).
         self._guard(
             f"enabling auto-merge on pull request #{number}",
             lambda: (
@@ -326,6 +327,7 @@ class GitHubForge:
                 .enable_automerge(merge_method=_GRAPHQL_METHODS[method])
             ),
         )
+        return MergeResult(merged=False, sha=None, message="auto-merge enabled")
 
     def comment(self, number: int, body: str) -> None:
         self._guard(

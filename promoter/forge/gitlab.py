@@ -301,11 +301,19 @@ class GitLabForge:
         sha = result.get("merge_commit_sha") or result.get("squash_commit_sha")
         return MergeResult(True, sha, f"merged !{number}")
 
-    def enable_auto_merge(self, number: int, method: MergeMethod = "merge") -> None:
+    def enable_auto_merge(self, number: int, method: MergeMethod = "merge") -> MergeResult:
         # auto_merge is the current name; merge_when_pipeline_succeeds is what GitLab before
         # 17.11 understands. Both are in the API description; each version ignores the other.
         data = {"auto_merge": True, "merge_when_pipeline_succeeds": True, **merge_options(method)}
-        self._call(f"enabling auto-merge on !{number}", lambda: self._merge_call(number, data))
+        what = f"enabling auto-merge on !{number}"
+        mr = self._call(what, lambda: self._merge_call(number, data))
+        # With nothing pending on the head, GitLab merges at once: the answer says which.
+        if mr.get("state") == "merged":
+            sha = mr.get("merge_commit_sha") or mr.get("squash_commit_sha")
+            return MergeResult(True, sha, f"merged !{number}")
+        if mr.get("state") == "opened" and mr.get("merge_when_pipeline_succeeds"):
+            return MergeResult(False, None, "auto-merge enabled")
+        raise ForgeError(f"{what}: GitLab neither merged nor armed it (it is {mr.get('state')})")
 
     def _merge_call(self, number: int, data: dict[str, Any]) -> dict[str, Any]:
         # Through http_put rather than ProjectMergeRequest.merge(): merge() sends extra options

@@ -44,7 +44,7 @@ class NoForge:
     ) -> MergeResult:
         self._needs("merging a pull request")
 
-    def enable_auto_merge(self, number: int, method: MergeMethod = "merge") -> None:
+    def enable_auto_merge(self, number: int, method: MergeMethod = "merge") -> MergeResult:
         self._needs("auto-merge")
 
     def comment(self, number: int, body: str) -> None:
