@@ -270,9 +270,7 @@ class GitRepo:
             or "returned error: 403" in lowered
             or "permission denied" in lowered
         ):
-            return GitError(
-                f"authentication failed for {host}: check the token (--token / PROMOTER_TOKEN)"
-            )
+            return GitError(f"authentication failed for {host}: {self._auth_advice()}")
         if network and any(
             marker in lowered
             for marker in ("could not resolve host", "failed to connect", "connection refused")
@@ -281,6 +279,17 @@ class GitRepo:
         if network and ("not found" in lowered or "does not appear to be a git" in lowered):
             return GitError(f"repository {self.remote.url} not found on {host} (check --repo)")
         return GitError(f"git {verb} failed: {_last_fatal(lines)}")
+
+    def _auth_advice(self) -> str:
+        url = self.remote.url
+        if url.startswith(("http://", "https://")):
+            return "check the token (--token / PROMOTER_TOKEN)"
+        if url.startswith("file://"):
+            return "check the file permissions of the repository"
+        return (
+            "check the SSH key git offers (ssh-agent, ~/.ssh, GIT_SSH_COMMAND) and its access "
+            "to the repository"
+        )
 
     # ---------------------------------------------------------------- reading
 
@@ -470,24 +479,13 @@ class GitRepo:
         """Fast-forward `branch` to `sha`. False when the branch moved meanwhile (a lost race)."""
         _check_branch(branch)
         _check_sha(sha)
-        status, out, err = self._exec("push", "--porcelain", "origin", f"{sha}:refs/heads/{branch}")
-        if status == 0:
+        refusal = self._push(branch, "origin", f"{sha}:refs/heads/{branch}")
+        if refusal is None:
             return True
-        text = f"{err}\n{out.decode(errors='replace')}"
-        lowered = text.lower()
-        if any(
-            marker in lowered
-            for marker in (
-                "fetch first",
-                "non-fast-forward",
-                "cannot lock ref",
-                "incorrect old value",
-                "failed to update ref",
-                "stale info",
-            )
-        ):
+        parents = self.read_commit(sha)[1]
+        if refusal.lost_race(lambda: self.remote_tip(branch) not in parents):
             return False
-        raise self._translate("push", err, out.decode(errors="replace"), network=True)
+        raise GitError(refusal.describe(branch, self.remote.host))
 
     def lineage(self, branch: str, target: str | None = None, limit: int = 200) -> list[str]:
         """`target` (default: the tip), then the commits after it on `branch` that contain it,
@@ -622,16 +620,72 @@ class GitRepo:
                 f"internal error: {branch!r} is not a promoter/ branch; refusing to replace it"
             )
         lease = f"--force-with-lease=refs/heads/{branch}:{expected or ''}"
-        status, out, err = self._exec(
-            "push", "--porcelain", lease, "origin", f"{sha}:refs/heads/{branch}"
-        )
-        if status == 0:
+        refusal = self._push(branch, lease, "origin", f"{sha}:refs/heads/{branch}")
+        if refusal is None:
             return True
-        text = f"{err}\n{out.decode(errors='replace')}".lower()
-        lost = ("stale info", "fetch first", "incorrect old value", "cannot lock ref")
-        if any(marker in text for marker in lost):
+        if refusal.lost_race(lambda: self.remote_tip(branch) != expected):
             return False
-        raise self._translate("push", err, out.decode(errors="replace"), network=True)
+        raise GitError(refusal.describe(branch, self.remote.host))
+
+    def _push(self, branch: str, *args: str) -> _Refusal | None:
+        """Run `git push --porcelain ARGS`: None when the ref was updated, else how the push of
+        `branch` was refused, from git's per-ref status line. A push that fails before any ref
+        is considered (authentication, network) raises."""
+        status, out, err = self._exec("push", "--porcelain", *args)
+        stdout = out.decode(errors="replace")
+        if status == 0:
+            return None
+        refusal = _Refusal.parse(stdout, err, f"refs/heads/{branch}")
+        if refusal is None:
+            raise self._translate("push", err, stdout, network=True)
+        return refusal
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """How the server (or git, before sending) refused the push of one ref."""
+
+    status: str  # "rejected" (by git itself), "remote rejected", "remote failure", ...
+    reason: str  # "fetch first", "pre-receive hook declined", "failed to update ref", ...
+    remote: tuple[str, ...]  # the server's own `remote:` lines
+
+    # Refused by git because the branch moved since it was fetched: another writer won.
+    _MOVED = frozenset({"fetch first", "non-fast-forward", "stale info"})
+
+    @classmethod
+    def parse(cls, stdout: str, stderr: str, ref: str) -> _Refusal | None:
+        """From `git push --porcelain`: `!<TAB>src:dst<TAB>[status] (reason)` for `ref`."""
+        for line in stdout.splitlines():
+            fields = line.split("\t")
+            if len(fields) < 3 or fields[0] != "!" or fields[1].rpartition(":")[2] != ref:
+                continue
+            match = re.match(r"^\[(?P<status>[^\]]+)\](?: \((?P<reason>.*)\))?$", fields[2])
+            status, reason = (match["status"], match["reason"] or "") if match else (fields[2], "")
+            remote = tuple(
+                text[:300]
+                for raw in stderr.splitlines()
+                if raw.startswith("remote:") and (text := raw.removeprefix("remote:").strip())
+            )
+            return cls(status, reason, remote[:6])
+        return None
+
+    def lost_race(self, moved: Callable[[], bool]) -> bool:
+        """Whether another writer won: git saw the branch moved, or the server's ref update
+        failed (`failed to update ref`, `cannot lock ref`) and the branch did move meanwhile.
+        A ref update that fails while the branch stays put is the server's own failure (a
+        stale lock, say): it would fail again, so it is not retried."""
+        if self.status == "rejected":
+            return self.reason in self._MOVED
+        text = " ".join((self.reason, *self.remote)).lower()
+        updating = any(
+            marker in text
+            for marker in ("failed to update ref", "cannot lock ref", "incorrect old value")
+        )
+        return self.status == "remote rejected" and updating and moved()
+
+    def describe(self, branch: str, host: str) -> str:
+        said = f"; the server said: {' '.join(self.remote)}" if self.remote else ""
+        return f"push to {branch} refused by {host}: {self.reason or self.status}{said}"
 
 
 DEFAULT_RETRY = RetryPolicy()
@@ -664,6 +718,8 @@ def land(
             return None, attempt
         if repo.push(sha, branch):
             return sha, attempt
+        if attempt == policy.attempts:
+            break  # no sleeping before giving up
         delay = policy.delay(attempt, rng, cycle=clock() - began)
         if clock() + delay - start > policy.budget:
             break

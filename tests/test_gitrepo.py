@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
-from promoter.errors import GitError, UsageError
-from promoter.gitrepo import GitRepo, Identity, Remote, land
+from promoter.errors import GitError, RaceLost, UsageError
+from promoter.gitrepo import GitRepo, Identity, Remote, RetryPolicy, land
 from promoter.testing import TEST_TOKEN
 from promoter.testing.envrepo import git_env, list_branches, seed_repo
 from tests.helpers import run_cli
@@ -222,3 +222,118 @@ def test_lineage_of_a_commit_is_it_and_its_descendants_oldest_first(env_repo, tm
     assert not any(" tree " in line or " blob " in line for line in objects)
     with pytest.raises(UsageError, match="is not on env/dev"):
         scratch.lineage("env/dev", "f" * 40)
+
+
+# --- pushes the server refuses, and lost races --------------------------------------------------
+
+
+class FakeClock:
+    """A monotonic clock that only sleeping moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def _pushes(git_server, repo) -> int:
+    """How many pushes began (ref advertisements; a push git refuses itself sends no more)."""
+    assert git_server.wait_idle()
+    begin = f"/{repo.name}.git/info/refs?service=git-receive-pack"
+    return sum(1 for r in git_server.requests if r.method == "GET" and r.path == begin)
+
+
+def _edit(scratch: GitRepo, n: list[int]):
+    def make_commit(tip: str) -> str:
+        n[0] += 1
+        ident = Identity("a", "a@example.com")
+        return scratch.commit(tip, {"ours.txt": f"{n[0]}\n".encode()}, "ours\n", ident, ident)
+
+    return make_commit
+
+
+def test_a_push_declined_by_a_server_hook_fails_at_once_with_the_servers_reason(
+    env_repo, git_server, capsys
+):
+    repo = env_repo({"main": FILES, "env/dev": FILES})
+    git_server.install_hook(
+        repo.name,
+        "pre-receive",
+        "#!/bin/sh\necho 'policy: env/dev is protected, open a pull request' >&2\nexit 1\n",
+    )
+    run = run_cli(capsys, "--repo", repo.url, "--token", TEST_TOKEN,
+                  "update", "dev", "--image", "web=1.1.0")  # fmt: skip
+    assert run.code == 1, run.err
+    assert run.err.count("\n") == 1, run.err
+    assert "push to env/dev refused by 127.0.0.1: pre-receive hook declined" in run.err, run.err
+    assert "policy: env/dev is protected, open a pull request" in run.err
+    assert _pushes(git_server, repo) == 1
+    assert repo.sha("env/dev") == repo.shas["env/dev"]
+
+
+def test_cannot_lock_ref_on_the_server_is_not_a_lost_race(env_repo, git_server, tmp_path):
+    # A lock file left behind by a crashed server process: every push fails the same way.
+    repo = env_repo({"env/dev": FILES})
+    (repo.path / "refs" / "heads" / "env" / "dev.lock").write_text("")
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    clock = FakeClock()
+    with pytest.raises(GitError) as caught:
+        land(scratch, "env/dev", _edit(scratch, [0]), sleep=clock.sleep, clock=clock)
+    assert "push to env/dev refused by 127.0.0.1: failed to update ref" in str(caught.value)
+    assert "cannot lock ref 'refs/heads/env/dev'" in str(caught.value)
+    assert (clock.sleeps, _pushes(git_server, repo)) == ([], 1)
+
+
+def test_a_branch_moved_while_the_server_updates_it_is_a_lost_race(env_repo, git_server, tmp_path):
+    # The other writer lands after our push was accepted, before the ref is updated: the
+    # server's compare-and-swap fails ("failed to update ref"), and the branch has moved.
+    repo = env_repo({"env/dev": FILES})
+    git_server.install_hook(
+        repo.name,
+        "pre-receive",
+        '#!/bin/sh\nrm -f "$0"\n'
+        "unset GIT_QUARANTINE_PATH GIT_OBJECT_DIRECTORY GIT_ALTERNATE_OBJECT_DIRECTORIES\n"
+        "export GIT_AUTHOR_NAME=o GIT_AUTHOR_EMAIL=o@example.com\n"
+        "export GIT_COMMITTER_NAME=o GIT_COMMITTER_EMAIL=o@example.com\n"
+        "tree=$(git rev-parse refs/heads/env/dev^{tree})\n"
+        "c=$(git commit-tree -p refs/heads/env/dev -m 'someone else' $tree)\n"
+        "git update-ref refs/heads/env/dev $c\n",
+    )
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    clock = FakeClock()
+    sha, attempts = land(scratch, "env/dev", _edit(scratch, [0]), sleep=clock.sleep, clock=clock)
+    assert (sha, attempts, len(clock.sleeps)) == (repo.sha("env/dev"), 2, 1)
+    assert repo.log("env/dev")[:2] == ["ours", "someone else"]
+
+
+def test_land_never_sleeps_after_its_last_attempt(env_repo, git_server, tmp_path):
+    repo = env_repo({"env/dev": FILES})
+    n = iter(range(100))
+    git_server.before_push(
+        repo.name, lambda: repo.commit("env/dev", {"theirs.txt": f"{next(n)}\n"}, "theirs")
+    )
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    clock = FakeClock()
+    policy = RetryPolicy(attempts=3, base=1.0, cap=10.0)
+    with pytest.raises(RaceLost, match="gave up after 3 attempts"):
+        land(scratch, "env/dev", _edit(scratch, [0]), policy, sleep=clock.sleep, clock=clock)
+    assert (len(clock.sleeps), _pushes(git_server, repo)) == (2, 3)
+
+
+def test_ssh_permission_denied_is_about_the_ssh_key_not_the_token(tmp_path, capsys, monkeypatch):
+    fake_ssh = tmp_path / "fake-ssh"
+    fake_ssh.write_text("#!/bin/sh\necho 'git@envs.example: Permission denied (publickey).' >&2\n"
+                        "exit 255\n")  # fmt: skip
+    fake_ssh.chmod(0o755)
+    monkeypatch.setenv("GIT_SSH_COMMAND", str(fake_ssh))
+    run = run_cli(capsys, "--repo", "git@envs.example:acme/envs.git", "--token", TEST_TOKEN,
+                  "update", "dev", "--image", "web=1.2.0")  # fmt: skip
+    assert run.code == 1
+    assert "authentication failed for envs.example" in run.err
+    assert "SSH key" in run.err and "token" not in run.err, run.err

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -100,6 +100,7 @@ class GitHttpServer(LoopbackServer):
         self._fail_status = 503
         self._latency = 0.0
         self._procs: set[subprocess.Popen[bytes]] = set()
+        self._push_writers: dict[str, Callable[[], None]] = {}
         # Snapshot now: handler threads must not iterate os.environ while tests monkeypatch it.
         self._cgi_base_env = {
             "PATH": os.environ.get("PATH", os.defpath),
@@ -144,6 +145,25 @@ class GitHttpServer(LoopbackServer):
         with (path / "config").open("a", encoding="utf-8") as config:
             config.write(_REPO_CONFIG)
         return path
+
+    def install_hook(self, name: str, hook: str, script: str) -> Path:
+        """Write git hook `hook` (pre-receive, update, ...) of repo `name`: git runs it on push,
+        and what it prints reaches the client as `remote:` lines."""
+        path = self.repo_path(name) / "hooks" / hook
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(script, encoding="utf-8")
+        path.chmod(0o755)
+        return path
+
+    def before_push(self, name: str, writer: Callable[[], None] | None) -> None:
+        """Run `writer` whenever a push to repo `name` begins, before the server advertises its
+        refs: a concurrent writer whose commit lands between the client's fetch and its push,
+        so the client finds the branch moved (a real lost race). None removes it."""
+        with self._lock:
+            if writer is None:
+                self._push_writers.pop(_check_name(name), None)
+            else:
+                self._push_writers[_check_name(name)] = writer
 
     # fault injection -----------------------------------------------------------------------
 
@@ -239,6 +259,9 @@ class _Handler(LoopbackHandler["GitHttpServer"]):
                     {"WWW-Authenticate": f'Basic realm="{_REALM}"'},
                 )
                 return
+            writer = self._push_writer()
+            if writer is not None:
+                writer()
             status, stderr = self._run_cgi(user, chunked)
         finally:
             owner._record(
@@ -254,6 +277,14 @@ class _Handler(LoopbackHandler["GitHttpServer"]):
                     stderr=stderr,
                 )
             )
+
+    def _push_writer(self) -> Callable[[], None] | None:
+        url = urlsplit(self.path)
+        if self.command != "GET" or "service=git-receive-pack" not in url.query:
+            return None
+        name = unquote(url.path).strip("/").removesuffix("/info/refs").removesuffix(".git")
+        with self.owner._lock:
+            return self.owner._push_writers.get(name)
 
     def _authenticate(self) -> str | None:
         """The user name for a valid token, else None. Basic password or Bearer value."""
