@@ -631,9 +631,10 @@ def test_a_lost_race_on_the_target_is_replanned_on_its_new_tip(bed):
     bed.repo.commit("env/dev", web("1.1.0"), "update web")
     calls = {"n": 0}
 
-    def now() -> datetime:  # read just before each commit: move staging on the first
-        calls["n"] += 1
-        if calls["n"] == 1:
+    def hotfix() -> None:  # another writer: lands on staging as promoter's first push begins
+        pushes["n"] += 1
+        if pushes["n"] == 1:
+    git_server.before_push(bed.repo.name, hotfix)
             bed.repo.commit("env/staging", api("2.0.1"), "hotfix api on staging")
         return datetime.now(UTC)
 

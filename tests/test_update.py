@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from datetime import UTC, datetime
 
 import pytest
 
@@ -308,26 +307,28 @@ def test_an_executable_pinned_file_is_edited_and_keeps_its_mode(repo, capsys):
     assert ls.startswith("100755 blob "), ls
 
 
-def _moving_clock(repo, files_by_call):
-    """A clock that, while promoter is between fetch and push, lands someone else's commit."""
-    calls = {"n": 0}
+def _second_writer(git_server, repo, files_for_push):
+    """Another writer on env/dev: as promoter's push `n` begins (1, 2, ...), after promoter has
+    fetched and committed, it lands `files_for_push(n)` (if any) on the branch."""
+    pushes = {"n": 0}
 
-    def now():
-        calls["n"] += 1
-        files = files_by_call(calls["n"])
+    def write() -> None:
+        pushes["n"] += 1
+        files = files_for_push(pushes["n"])
         if files:
-            repo.commit("env/dev", files, f"someone else {calls['n']}")
-        return datetime.now(UTC)
+            repo.commit("env/dev", files, f"someone else {pushes['n']}")
 
-    return now
+    git_server.before_push(repo.name, write)
+    return pushes
 
 
-def test_lost_race_is_reapplied_on_the_new_tip(repo):
+def test_lost_race_is_reapplied_on_the_new_tip(repo, git_server):
     other = WEB_VALUES.replace("replicas: 2", "replicas: 3")
-    # The clock is read once per attempt, just before the commit: move the branch on the first.
-    now = _moving_clock(repo, lambda n: {"apps/web/values.yaml": other} if n == 1 else None)
-    result = update(Options(repo=repo.url, token=TEST_TOKEN), "dev", images=["web=1.4.2"], now=now)
-    assert result.attempts == 2
+    pushes = _second_writer(
+        git_server, repo, lambda n: {"apps/web/values.yaml": other} if n == 1 else None
+    )
+    result = update(Options(repo=repo.url, token=TEST_TOKEN), "dev", images=["web=1.4.2"])
+    assert (result.attempts, pushes["n"]) == (2, 2)
     assert result.commit == repo.sha("env/dev")
     text = repo.read_file("env/dev", "apps/web/values.yaml")
     assert 'tag: "1.4.2"' in text and "replicas: 3" in text
@@ -335,18 +336,17 @@ def test_lost_race_is_reapplied_on_the_new_tip(repo):
     assert is_linear(repo.path, "env/dev")
 
 
-def test_race_lost_after_all_retries_leaves_nothing(repo):
-    counter = iter(range(1000))
-    now = _moving_clock(repo, lambda n: {"noise.txt": f"{next(counter)}\n"})
+def test_race_lost_after_all_retries_leaves_nothing(repo, git_server):
+    pushes = _second_writer(git_server, repo, lambda n: {"noise.txt": f"{n}\n"})
     with pytest.raises(RaceLost) as caught:
         update(
             Options(repo=repo.url, token=TEST_TOKEN),
             "dev",
             images=["web=1.4.2"],
             policy=RetryPolicy(attempts=3, base=0.001, cap=0.01),
-            now=now,
         )
     assert caught.value.exit_code == 5
+    assert pushes["n"] == 3
     assert not any(subject.startswith("update(") for subject in log(repo.path, "env/dev"))
 
 
