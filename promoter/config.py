@@ -13,9 +13,10 @@ from datetime import timedelta
 from typing import Any, Literal, NoReturn
 
 from promoter.errors import ConfigError
-from promoter.yamledit import DocSelector, KeyPath, parse_key_path
+from promoter.yamledit import DocSelector, KeyPath, LimitError, check_limits, parse_key_path
 
 CONFIG_FILE = "promoter.yaml"
+MAX_CONFIG_BYTES = 2 * 1024 * 1024  # ~20,000 apps; parsing that much takes about 2 s
 _HAS_CLIB = importlib.util.find_spec("_ruamel_yaml") is not None
 Delivery = Literal["push", "pull-request"]
 
@@ -113,6 +114,12 @@ class _Doc:
 
         self.source = source
         self.lines: dict[str, int] = {}
+        try:
+            # Before composing: an alias bomb expands in _value, deep nesting recurses there.
+            check_limits(text, MAX_CONFIG_BYTES, aliases=False, libyaml=_HAS_CLIB)
+        except LimitError as err:
+            where = f"{source} line {err.line}" if err.line else source
+            raise ConfigError(f"{where}: {err.problem}") from None
         try:
             # libyaml through ruamel.yaml.clib when installed: ~9x faster than the pure-Python
             # parser on a large promoter.yaml (it dominated `update` on a 1,000-app repo).

@@ -25,6 +25,7 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from promoter.errors import EditError
+from promoter.yamledit import LimitError, check_limits
 
 # pkg/chart/dependency.go, struct order; only name and repository lack omitempty.
 _FIELDS: tuple[str, ...] = ("name", "version", "repository", "condition", "tags", "enabled")
@@ -90,6 +91,10 @@ def _py(node: Node) -> Any:
 
 
 def _load(text: str, what: str) -> dict[str, Any]:
+    try:
+        check_limits(text)  # before _py, which expands aliases
+    except LimitError as e:
+        raise EditError(f"{what}: {e}") from None
     try:
         # The pure-Python composer on purpose: the conversions below follow its node styles
         # and tags, and libyaml (picked by default when ruamel.yaml.clib is installed) differs.

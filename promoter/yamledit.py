@@ -8,14 +8,27 @@ composes the file once (about 0.17 s for a 200 KB values.yaml).
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
+import importlib.util
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.events import (
+    AliasEvent,
+    DocumentStartEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+)
 from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from promoter.errors import EditError
@@ -131,6 +144,106 @@ def _quote_key(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+# ---- limits -------------------------------------------------------------------------------
+
+# What promoter agrees to read from the environment repo. Checked before composing, on the
+# event stream, so that a hostile file is refused quickly and in bounded memory. The depth
+# limit keeps well inside Python's recursion limit (the composer and the code walking its
+# nodes recurse, two or three frames per level).
+MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_DEPTH = 200
+MAX_ALIAS_NODES = 100_000
+_HAS_CLIB = importlib.util.find_spec("_ruamel_yaml") is not None
+
+
+class LimitError(EditError):
+    """A file is too large, too deep or expands too far through aliases to be read."""
+
+    def __init__(self, problem: str, line: int | None = None) -> None:
+        super().__init__(problem if line is None else f"{problem} at line {line}")
+        self.problem = problem
+        self.line = line
+
+
+def check_limits(
+    text: str, max_bytes: int = MAX_FILE_BYTES, *, aliases: bool = True, libyaml: bool = True
+) -> None:
+    """Raise LimitError if `text` is over a limit; `aliases=False` refuses any anchor or alias.
+
+    Syntax errors are left to the composer: what comes before one has been checked here, and
+    the composer stops there too. libyaml reads the events when installed (about 30 times
+    faster than the pure-Python parser); `libyaml=False` or a file it refuses uses the latter.
+    """
+    size = len(text)
+    if size <= max_bytes:
+        size = len(text.encode("utf-8", "surrogatepass"))
+    if size > max_bytes:
+        raise LimitError(f"file size {size:,} bytes is over the {_mib(max_bytes)} limit")
+    if libyaml and _HAS_CLIB:
+        try:
+            _check_events(_libyaml_events(text), aliases)
+            return
+        except YAMLError:
+            pass
+    with contextlib.suppress(YAMLError):
+        _check_events(YAML(typ="safe", pure=True).parse(text), aliases)
+
+
+def _mib(size: int) -> str:
+    return f"{size // (1024 * 1024)} MiB" if size % (1024 * 1024) == 0 else f"{size:,} bytes"
+
+
+def _libyaml_events(text: str) -> Iterator[Any]:
+    parser = importlib.import_module("_ruamel_yaml").CParser(text)
+    while (event := parser.get_event()) is not None:
+        yield event
+
+
+def _check_events(events: Iterable[Any], aliases: bool) -> None:
+    sizes: list[int] = []  # open collections: nodes so far, aliases expanded
+    open_anchors: list[str | None] = []
+    done: dict[str, int] = {}  # anchor -> its node's size, aliases expanded
+    expanded = 0
+    for event in events:
+        line = event.start_mark.line + 1
+        anchor: str | None = getattr(event, "anchor", None)
+        if not aliases and anchor is not None:
+            what = f"alias *{anchor}" if isinstance(event, AliasEvent) else f"anchor &{anchor}"
+            raise LimitError(
+                f"{what}: anchors and aliases are not allowed in this file; write the values out",
+                line,
+            )
+        if isinstance(event, AliasEvent):
+            if anchor in open_anchors:
+                raise LimitError(f"alias *{anchor} refers to a node that contains it", line)
+            size = done.get(str(anchor), 0)  # an undefined alias is the composer's to report
+            expanded += size
+            if expanded > MAX_ALIAS_NODES:
+                raise LimitError(
+                    f"aliases expand to more than the limit of {MAX_ALIAS_NODES:,} nodes", line
+                )
+        elif isinstance(event, MappingStartEvent | SequenceStartEvent):
+            if len(sizes) >= MAX_DEPTH:
+                raise LimitError(f"nested deeper than the limit of {MAX_DEPTH} levels", line)
+            sizes.append(1)
+            open_anchors.append(anchor)
+            continue
+        elif isinstance(event, MappingEndEvent | SequenceEndEvent):
+            size = sizes.pop()
+            if (name := open_anchors.pop()) is not None:
+                done[name] = size
+        elif isinstance(event, ScalarEvent):
+            size = 1
+            if anchor is not None:
+                done[anchor] = size
+        else:
+            if isinstance(event, DocumentStartEvent):
+                done.clear()  # anchors are local to their document
+            continue
+        if sizes:
+            sizes[-1] += size
+
+
 # ---- finding the scalar -------------------------------------------------------------------
 
 _NULL = "tag:yaml.org,2002:null"
@@ -204,6 +317,7 @@ def locate(text: str, path: KeyPath | str, doc: DocSelector | None = None) -> Lo
 def _compose_text(text: str) -> tuple[Any, ...]:
     # Cached: reading a pin and then setting it (or several pins of one file) composes once.
     # Callers only read the nodes.
+    check_limits(text)
     yaml = YAML(typ="safe", pure=True)
     # Re-using an anchor name is legal YAML; ruamel would print a warning for it.
     yaml.composer.warn_double_anchors = False
@@ -213,6 +327,8 @@ def _compose_text(text: str) -> tuple[Any, ...]:
 def _compose(text: str, where: str) -> list[Any]:
     try:
         return list(_compose_text(text))
+    except LimitError as exc:
+        raise EditError(f"{where}: {exc}") from None
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]

@@ -264,3 +264,42 @@ def test_good_branch_names(branch):
 @pytest.mark.parametrize("path", ["apps/web/values.yaml", "envs/{env}/v.yaml", "Chart.yaml"])
 def test_good_files(path):
     assert file_problem(path) is None
+
+
+# ---- hostile files: refused before composing -----------------------------------------------
+
+
+def test_anchors_and_aliases_are_refused_naming_the_line():
+    text = "environments:\n  dev: &gate {gate: {soak: 5m}}\n  prod: *gate\napps: {}\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(text)
+    assert str(caught.value) == (
+        "promoter.yaml line 2: anchor &gate: anchors and aliases are not allowed in this file; "
+        "write the values out"
+    )
+
+
+def test_nesting_up_to_the_limit_reaches_validation_and_past_it_is_refused():
+    from promoter.yamledit import MAX_DEPTH
+
+    def config(levels):  # 4 mappings (top, environments, dev, gate), then lists
+        return "environments:\n  dev:\n    gate:\n      require: " + "[" * levels + "]" * levels
+
+    with pytest.raises(ConfigError, match=r"line 4: environments.dev.gate.require\[0\]: expected"):
+        load_config(config(MAX_DEPTH - 4))
+    with pytest.raises(
+        ConfigError,
+        match=f"^promoter.yaml line 4: nested deeper than the limit of {MAX_DEPTH} levels$",
+    ):
+        load_config(config(MAX_DEPTH - 3))
+
+
+def test_size_limit():
+    from promoter.config import MAX_CONFIG_BYTES
+
+    text = GOOD + "#" * (MAX_CONFIG_BYTES - len(GOOD) - 1) + "\n"
+    assert load_config(text).apps.keys() == {"web", "api"}
+    with pytest.raises(
+        ConfigError, match=r"^x.yaml: file size 2,097,153 bytes is over the 2 MiB limit$"
+    ):
+        load_config(text + "\n", source="x.yaml")

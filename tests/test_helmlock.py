@@ -439,3 +439,31 @@ def test_full_cycle_with_yamledit() -> None:
             new_lock = yamledit.set_scalar(new_lock, yamledit.parse_key_path(path), value)
         assert check_lock(after, new_lock) is None, pair
         assert new_lock == splice(lock_text, edits), pair  # byte-exact: only those scalars moved
+
+
+# ---- hostile files --------------------------------------------------------------------------
+
+
+def test_nesting_up_to_the_yaml_limit_is_hashed_without_recursion_trouble():
+    from promoter.yamledit import MAX_DEPTH
+
+    # Chart.yaml's top mapping, `dependencies` and the entry: 3 levels before import-values.
+    deep = "[" * (MAX_DEPTH - 3) + "]" * (MAX_DEPTH - 3)
+    chart = f"dependencies:\n- name: a\n  version: 1.0.0\n  import-values: {deep}\n"
+    lock = "dependencies:\n- name: a\n  version: 1.0.0\n  repository: ''\ndigest: x\n"
+    assert "out of sync" in (check_lock(chart, lock) or "")
+    deeper = chart.replace(deep, f"[{deep}]")
+    assert check_lock(deeper, lock) == (
+        "Chart.lock cannot be checked: Chart.yaml: "
+        f"nested deeper than the limit of {MAX_DEPTH} levels at line 4"
+    )
+
+
+def test_an_alias_bomb_in_chart_lock_is_refused_before_it_expands():
+    bomb = "".join(
+        f"l{n}: &l{n} [{', '.join([f'*l{n - 1}' if n else 'x'] * 9)}]\n" for n in range(9)
+    )
+    lock = "dependencies:\n- name: a\n  version: 1.0.0\n" + bomb
+    chart = "dependencies:\n- name: a\n  version: 1.0.0\n"
+    with pytest.raises(EditError, match=r"^Chart.lock: aliases expand to more than the limit"):
+        lock_updates(chart, lock, datetime.now(UTC))

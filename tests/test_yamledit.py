@@ -11,9 +11,14 @@ from ruamel.yaml import YAML
 
 from promoter.errors import EditError, UsageError
 from promoter.yamledit import (
+    MAX_ALIAS_NODES,
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
     DocSelector,
     KeyPath,
+    LimitError,
     Selector,
+    check_limits,
     format_key_path,
     get_scalar,
     locate,
@@ -498,8 +503,13 @@ def test_key_merged_in_with_merge_key_is_refused() -> None:
 
 
 def test_recursive_alias_is_refused_without_hanging() -> None:
+    # Refused before composing, like yaml.v2 ("anchor 'a' value contains itself"): code that
+    # walks the whole document (helmlock) would otherwise recurse forever.
     text = "a: &a\n  v: 1\n  self: *a\n"
-    assert edit_error(text, "a.self.v").endswith("instead: a.v")
+    assert (
+        edit_error(text, "a.self.v")
+        == "a.self.v: alias *a refers to a node that contains it at line 3"
+    )
 
 
 # ---- multi-document files -----------------------------------------------------------------
@@ -604,3 +614,97 @@ def test_setting_the_current_value_returns_the_same_text(text: str) -> None:
 def test_current_value_that_is_not_a_string_is_quoted_rather_than_kept() -> None:
     # `tag: 1.10` reads back as the float 1.1; the pin wants the string "1.10".
     assert edit("tag: 1.10\n", "tag", "1.10") == 'tag: "1.10"\n'
+
+
+# ---- limits -------------------------------------------------------------------------------
+
+
+def nested(levels: int) -> str:
+    """`levels` collections deep: the top-level mapping, then lists in lists."""
+    return "tag: v1\ndeep: " + "[" * (levels - 1) + "]" * (levels - 1) + "\n"
+
+
+def test_nesting_up_to_the_limit_is_read() -> None:
+    assert edit(nested(MAX_DEPTH), "tag", "v2") == nested(MAX_DEPTH).replace("v1", "v2")
+    text = "tag: v1\n" + "".join(f"{' ' * n}k:\n" for n in range(MAX_DEPTH))
+    assert get_scalar(text, "tag") == "v1"
+
+
+@pytest.mark.parametrize("libyaml", [True, False])
+def test_nesting_past_the_limit_is_refused(libyaml: bool) -> None:
+    with pytest.raises(LimitError, match=f"deeper than the limit of {MAX_DEPTH} levels at line 2"):
+        check_limits(nested(MAX_DEPTH + 1), libyaml=libyaml)
+    text = "tag: v1\n" + "".join(f"{' ' * n}k:\n" for n in range(MAX_DEPTH + 1))
+    with pytest.raises(LimitError, match=f"at line {MAX_DEPTH + 2}$"):
+        check_limits(text, libyaml=libyaml)
+
+
+def test_size_is_counted_in_utf8_bytes_before_parsing() -> None:
+    check_limits("#" * MAX_FILE_BYTES)
+    with pytest.raises(LimitError, match=r"file size 10,485,761 bytes is over the 10 MiB limit$"):
+        check_limits("#" * (MAX_FILE_BYTES + 1))
+    with pytest.raises(LimitError, match="over the 10 MiB limit"):
+        check_limits("# " + "é" * (MAX_FILE_BYTES // 2))  # fewer characters than bytes
+    with pytest.raises(LimitError, match=r"file size 101 bytes is over the 100 bytes limit"):
+        check_limits("[" * 101, max_bytes=100)  # refused on size, whatever the content
+
+
+def laughs(levels: int, width: int, name: str = "l") -> str:
+    lines = [f"{name}0: &{name}0 [{', '.join(['x'] * width)}]"]
+    for n in range(1, levels):
+        aliases = ", ".join([f"*{name}{n - 1}"] * width)
+        lines.append(f"{name}{n}: &{name}{n} [{aliases}]")
+    return "tag: v1\n" + "\n".join(lines) + "\n"
+
+
+def test_alias_expansion_up_to_the_limit_is_read() -> None:
+    # One list of MAX_ALIAS_NODES - 1 scalars, aliased once: the alias reaches the limit exactly.
+    items = ", ".join(["x"] * (MAX_ALIAS_NODES - 1))
+    text = f"tag: v1\nbig: &big [{items}]\ncopy: *big\n"
+    assert get_scalar(text, "tag") == "v1"
+    with pytest.raises(LimitError, match=f"more than the limit of {MAX_ALIAS_NODES:,} nodes"):
+        check_limits(text + "again: *big\n")
+
+
+@pytest.mark.parametrize("libyaml", [True, False])
+def test_alias_bomb_is_refused_where_it_crosses_the_limit(libyaml: bool) -> None:
+    # 9 x 9: 387 million nodes once expanded. Level 6 (9**6 > 100,000) is on line 7.
+    with pytest.raises(
+        LimitError, match="expand to more than the limit of 100,000 nodes at line 7"
+    ):
+        check_limits(laughs(9, 9), libyaml=libyaml)
+
+
+def test_alias_bomb_that_libyaml_cannot_parse_is_still_refused() -> None:
+    # libyaml refuses non-ASCII anchor names that YAML 1.2 (and the composer used here) allows.
+    text = laughs(9, 9, name="é")
+    with pytest.raises(EditError, match="tag: aliases expand to more than the limit"):
+        get_scalar(text, "tag")
+
+
+def test_anchors_are_per_document_and_the_alias_limit_per_file() -> None:
+    assert "undefined alias" in edit_error("a: &x 1\n---\nb: *x\n", "b", doc=DocSelector(index=1))
+    doc = laughs(5, 9)  # aliases reach 74,718 nodes: under the limit once, not twice
+    assert get_scalar(doc, "tag") == "v1"
+    with pytest.raises(LimitError, match=r"more than the limit of 100,000 nodes at line 13$"):
+        check_limits(doc + "---\n" + doc)
+
+
+def test_limit_errors_name_the_key_path() -> None:
+    assert edit_error(nested(MAX_DEPTH + 1), "tag") == (
+        f"tag: nested deeper than the limit of {MAX_DEPTH} levels at line 2"
+    )
+
+
+def test_anchors_and_aliases_can_be_refused_altogether() -> None:
+    check_limits("a: 1\n", aliases=False)
+    with pytest.raises(LimitError, match=r"^anchor &a: anchors and aliases are not allowed") as e:
+        check_limits("x: 1\na: &a 1\nb: *a\n", aliases=False)
+    assert e.value.line == 2
+    with pytest.raises(LimitError, match=r"^alias \*nowhere: .* at line 1$"):
+        check_limits("a: *nowhere\n", aliases=False)
+
+
+def test_a_syntax_error_is_left_to_the_composer() -> None:
+    check_limits("a: [1\n")
+    assert "not valid YAML" in edit_error("a: [1\n", "a")
