@@ -18,33 +18,29 @@ if TYPE_CHECKING:
 
 
 def resolve_token(options: Options, repo_url: str = "") -> str | None:
-    """--token / PROMOTER_TOKEN, else GITHUB_TOKEN or GITLAB_TOKEN by forge."""
+    """--token / PROMOTER_TOKEN, else the token of the forge `forge.detect` picks for this
+    remote (GITHUB_TOKEN or GITLAB_TOKEN; either when --forge auto finds none): the token and
+    the forge are chosen by the same rule, so they cannot disagree."""
+    from promoter.forge import detect
+
     token = options.token
     if not token:
-        forge = options.forge
-        if forge == "auto":
-            forge = _guess_forge(repo_url)
+        kind = detect(options.forge, options.api_url, repo_url).kind
         names = {"github": ["GITHUB_TOKEN"], "gitlab": ["GITLAB_TOKEN"]}.get(
-            forge, ["GITHUB_TOKEN", "GITLAB_TOKEN"] if forge == "auto" else []
+            kind, ["GITHUB_TOKEN", "GITLAB_TOKEN"] if options.forge == "auto" else []
         )
         token = next((os.environ[n] for n in names if os.environ.get(n)), None)
     register_secret(token)
     return token
 
 
-def _guess_forge(repo_url: str) -> str:
-    if os.environ.get("GITHUB_ACTIONS") == "true" or "github" in repo_url:
-        return "github"
-    if os.environ.get("GITLAB_CI") == "true" or "gitlab" in repo_url:
-        return "gitlab"
-    return "auto"
-
-
 def remote_for(options: Options) -> Remote:
     location = options.repo or ""
     if not location:
         raise UsageError("no environment repository given: pass --repo URL or set PROMOTER_REPO")
-    return Remote.parse(location, resolve_token(options, location))
+    # Parsed once without a token first: that checks the URL and gives it without credentials,
+    # which is what forge detection looks at.
+    return Remote.parse(location, resolve_token(options, Remote.parse(location).url))
 
 
 @contextmanager

@@ -404,3 +404,21 @@ def test_config_from_local_file(repo, capsys, tmp_path):
     )
     assert run.code == 0, run.err
     assert 'tag: "9.9.9"' in repo.read_file("env/prod", "apps/web/values.yaml")
+
+
+def test_the_token_follows_the_forge_that_detection_picks(env_repo, capsys, monkeypatch):
+    # "github" in the path, a GitLab API: the forge is GitLab, so the token is GITLAB_TOKEN
+    # (it used to be GITHUB_TOKEN, chosen by the substring, and the push failed to authenticate).
+    from promoter.context import resolve_token
+    from promoter.forge import detect
+
+    repo = env_repo({"main": FILES, "env/dev": FILES}, name="github-mirror/envs")
+    monkeypatch.setenv("GITHUB_TOKEN", "not-the-token")
+    monkeypatch.setenv("GITLAB_TOKEN", TEST_TOKEN)
+    api = "--api-url", "http://127.0.0.1:9/api/v4"
+    run = run_cli(capsys, "--repo", repo.url, *api, "update", "dev", "--image", "web=1.4.2")
+    assert run.code == 0, run.err
+    assert 'tag: "1.4.2"' in repo.read_file("env/dev", "apps/web/values.yaml")
+    url = "https://gitlab.example.com/github-mirror/envs.git"
+    assert detect("auto", None, url).kind == "gitlab"
+    assert resolve_token(Options(repo=url), url) == TEST_TOKEN
