@@ -204,44 +204,60 @@ def _check_events(events: Iterable[Any], aliases: bool) -> None:
     open_anchors: list[str | None] = []
     done: dict[str, int] = {}  # anchor -> its node's size, aliases expanded
     expanded = 0
-    for event in events:
-        line = event.start_mark.line + 1
-        anchor: str | None = getattr(event, "anchor", None)
-        if not aliases and anchor is not None:
-            what = f"alias *{anchor}" if isinstance(event, AliasEvent) else f"anchor &{anchor}"
-            raise LimitError(
-                f"{what}: anchors and aliases are not allowed in this file; write the values out",
-                line,
-            )
-        if isinstance(event, AliasEvent):
-            if anchor in open_anchors:
-                raise LimitError(f"alias *{anchor} refers to a node that contains it", line)
-            size = done.get(str(anchor), 0)  # an undefined alias is the composer's to report
-            expanded += size
-            if expanded > MAX_ALIAS_NODES:
-                raise LimitError(
-                    f"aliases expand to more than the limit of {MAX_ALIAS_NODES:,} nodes", line
-                )
-        elif isinstance(event, MappingStartEvent | SequenceStartEvent):
-            if len(sizes) >= MAX_DEPTH:
-                raise LimitError(f"nested deeper than the limit of {MAX_DEPTH} levels", line)
-            sizes.append(1)
-            open_anchors.append(anchor)
-            continue
+    for event in events:  # the commonest events first: this loop runs on every file read
+        if isinstance(event, ScalarEvent):
+            if event.anchor is not None:
+                _no_anchor(event, aliases)
+                done[event.anchor] = 1
+            if sizes:
+                sizes[-1] += 1
         elif isinstance(event, MappingEndEvent | SequenceEndEvent):
             size = sizes.pop()
             if (name := open_anchors.pop()) is not None:
                 done[name] = size
-        elif isinstance(event, ScalarEvent):
-            size = 1
-            if anchor is not None:
-                done[anchor] = size
-        else:
-            if isinstance(event, DocumentStartEvent):
-                done.clear()  # anchors are local to their document
-            continue
-        if sizes:
-            sizes[-1] += size
+            if sizes:
+                sizes[-1] += size
+        elif isinstance(event, MappingStartEvent | SequenceStartEvent):
+            if event.anchor is not None:
+                _no_anchor(event, aliases)
+            if len(sizes) >= MAX_DEPTH:
+                raise LimitError(
+                    f"nested deeper than the limit of {MAX_DEPTH} levels", _line(event)
+                )
+            sizes.append(1)
+            open_anchors.append(event.anchor)
+        elif isinstance(event, AliasEvent):
+            _no_anchor(event, aliases)
+            if event.anchor in open_anchors:
+                raise LimitError(
+                    f"alias *{event.anchor} refers to a node that contains it", _line(event)
+                )
+            size = done.get(event.anchor, 0)  # an undefined alias is the composer's to report
+            expanded += size
+            if expanded > MAX_ALIAS_NODES:
+                raise LimitError(
+                    f"aliases expand to more than the limit of {MAX_ALIAS_NODES:,} nodes",
+                    _line(event),
+                )
+            if sizes:
+                sizes[-1] += size
+        elif isinstance(event, DocumentStartEvent):
+            done.clear()  # anchors are local to their document
+
+
+def _no_anchor(event: Any, aliases: bool) -> None:
+    if not aliases:
+        what = (
+            f"alias *{event.anchor}" if isinstance(event, AliasEvent) else f"anchor &{event.anchor}"
+        )
+        raise LimitError(
+            f"{what}: anchors and aliases are not allowed in this file; write the values out",
+            _line(event),
+        )
+
+
+def _line(event: Any) -> int:
+    return int(event.start_mark.line) + 1
 
 
 # ---- finding the scalar -------------------------------------------------------------------
