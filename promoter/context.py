@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,12 +48,71 @@ def remote_for(options: Options) -> Remote:
 @contextmanager
 def scratch_repo(options: Options) -> Iterator[GitRepo]:
     remote = remote_for(options)
-    with tempfile.TemporaryDirectory(prefix="promoter-") as tmp:
-        repo = GitRepo(remote, Path(tmp) / "repo.git")
+    with scratch_dir() as tmp:
+        repo = GitRepo(remote, tmp / "repo.git")
         try:
             yield repo
         finally:
             repo.close()
+
+
+# Scratch directories: `promoter-*` under the CI's own temp folder when there is one (cleaned
+# with the job), else the system's. Each holds a lock file that its run keeps locked (flock)
+# while it lives; the kernel drops the lock when the process dies, even by SIGKILL, so the next
+# run can tell a dead run's directory from a live one's and reclaim it.
+_SCRATCH_PREFIX = "promoter-"
+_LOCK_NAME = ".promoter-lock"
+
+
+def scratch_base() -> Path:
+    for name in ("RUNNER_TEMP", "CI_BUILDS_DIR"):
+        value = os.environ.get(name)
+        if value and os.path.isdir(value):
+            return Path(value)
+    return Path(tempfile.gettempdir())
+
+
+@contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A fresh `promoter-*` directory, locked for this run, removed afterwards."""
+    base = scratch_base()
+    reclaim_stale(base)
+    path = Path(tempfile.mkdtemp(prefix=_SCRATCH_PREFIX, dir=base))
+    lock = -1
+    try:
+        # Locked before it gets its name, so no other run ever sees it unlocked.
+        pending = path / f"{_LOCK_NAME}.new"
+        lock = os.open(pending, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(pending, path / _LOCK_NAME)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        if lock >= 0:
+            os.close(lock)
+
+
+def reclaim_stale(base: Path) -> None:
+    """Remove the `promoter-*` directories under `base` whose run is gone (lock not held).
+    A directory without a lock file is never touched: it is not ours, or not ready yet."""
+    try:
+        candidates = [e for e in os.scandir(base) if e.name.startswith(_SCRATCH_PREFIX)]
+    except OSError:
+        return
+    for entry in candidates:
+        try:
+            lock = os.open(os.path.join(entry.path, _LOCK_NAME), os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(lock)  # held: a live run
+            continue
+        try:
+            shutil.rmtree(entry.path, ignore_errors=True)
+        finally:
+            os.close(lock)
 
 
 def read_config(options: Options, repo: GitRepo | None) -> Config:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import time
 
 import pytest
 
@@ -422,3 +424,77 @@ def test_the_token_follows_the_forge_that_detection_picks(env_repo, capsys, monk
     url = "https://gitlab.example.com/github-mirror/envs.git"
     assert detect("auto", None, url).kind == "gitlab"
     assert resolve_token(Options(repo=url), url) == TEST_TOKEN
+
+
+# --- scratch directories: SIGTERM, SIGKILL ------------------------------------------------------
+
+HOLD_HOOK = """#!/bin/sh
+# Holds the first push mid-way (the client waits for the server's answer) until released.
+if mkdir "{hold}/taken" 2>/dev/null; then
+  touch "{hold}/held"
+  i=0
+  while [ ! -e "{hold}/release" ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done
+fi
+"""
+
+
+def _hold_first_push(git_server, repo, hold):
+    hold.mkdir()
+    git_server.install_hook(repo.name, "pre-receive", HOLD_HOOK.format(hold=hold))
+
+
+def _wait_for(path, proc, seconds=60.0):
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert proc.poll() is None, finish(proc).err
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def _scratch_dirs(base):
+    return sorted(p.name for p in base.iterdir() if p.name.startswith("promoter-"))
+
+
+def test_sigterm_mid_push_leaves_no_scratch_dir(repo, git_server, tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    _hold_first_push(git_server, repo, tmp_path / "hold")
+    proc = spawn(*cli(repo, "update", "dev", "--image", "web=1.4.2"), env={"TMPDIR": str(tmp)})
+    try:
+        _wait_for(tmp_path / "hold" / "held", proc)
+        assert _scratch_dirs(tmp), "the run keeps its scratch repo elsewhere than TMPDIR"
+        proc.send_signal(signal.SIGTERM)
+        run = finish(proc)
+    finally:
+        (tmp_path / "hold" / "release").touch()
+    assert run.code == 143, run.err
+    assert run.err.strip() == "promoter: terminated", run.err
+    assert _scratch_dirs(tmp) == []
+
+
+def test_a_killed_runs_scratch_dir_is_reclaimed_by_the_next_run_never_a_live_ones(
+    repo, git_server, tmp_path, capsys, monkeypatch
+):
+    runner_temp, tmp = tmp_path / "runner-temp", tmp_path / "tmp"
+    runner_temp.mkdir()
+    tmp.mkdir()
+    monkeypatch.setenv("RUNNER_TEMP", str(runner_temp))
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    _hold_first_push(git_server, repo, tmp_path / "hold")
+    held = spawn(*cli(repo, "update", "dev", "--image", "web=1.4.2"))
+    try:
+        _wait_for(tmp_path / "hold" / "held", held)
+        live = _scratch_dirs(runner_temp)
+        assert len(live) == 1 and _scratch_dirs(tmp) == [], (live, _scratch_dirs(tmp))
+        # Another run while the first is alive: it must leave the live run's directory alone.
+        assert run_cli(capsys, *cli(repo, "update", "dev", "--image", "api=2.1.0")).code == 0
+        assert _scratch_dirs(runner_temp) == live
+        held.kill()  # SIGKILL: no cleanup runs
+        held.wait(timeout=30)
+    finally:
+        (tmp_path / "hold" / "release").touch()
+    assert _scratch_dirs(runner_temp) == live
+    # The next run finds the dead run's directory and reclaims it.
+    assert run_cli(capsys, *cli(repo, "update", "dev", "--image", "web=1.4.3")).code == 0
+    assert _scratch_dirs(runner_temp) == []
+    assert _scratch_dirs(tmp) == []
