@@ -54,7 +54,7 @@ class Remote:
             user, _, password = scp["user"].partition(":")
             register_secret(password)
             return cls(url=f"{user}@{location[scp.end('user') + 1 :]}", token=token)
-        parts = _split_url(location)
+        parts = split_url(location)
         # Credentials never stay in the URL: it goes into the scratch repo's config, and git
         # and promoter echo it in messages.
         register_secret(urllib.parse.unquote(parts.password or ""))
@@ -119,27 +119,24 @@ class Remote:
         return env
 
 
-def _split_url(location: str) -> urllib.parse.SplitResult:
-    """urlsplit, with a malformed host or port reported as bad --repo input."""
+def split_url(location: str, option: str = "--repo") -> urllib.parse.SplitResult:
+    """urlsplit, with a malformed host or port reported as bad input to `option`."""
     try:
         parts = urllib.parse.urlsplit(location)
-        port = parts.port  # urlsplit checks the port only when asked for it
+        problem = None if parts.port != 0 else "port 0"  # .port checks the port when asked
     except ValueError as err:
-        if "IPv6" in str(err) and "[" in location and "]" not in location:
-            reason = "unclosed '[' in the host (an IPv6 host is written [::1])"
-        elif "IPv6" in str(err):
-            reason = "unbalanced '[' or ']' in the host"
-        elif "Port" in str(err):
-            reason = "the port must be a number from 1 to 65535"
-        else:
-            reason = str(err)
-        raise UsageError(f"--repo {redact_url(location)!r} is not a valid URL: {reason}") from None
-    if port == 0:
-        raise UsageError(
-            f"--repo {redact_url(location)!r} is not a valid URL: "
-            "the port must be a number from 1 to 65535"
-        )
-    return parts
+        problem = str(err)
+    if problem is None:
+        return parts
+    if "IPv6" in problem and "[" in location and "]" not in location:
+        reason = "unclosed '[' in the host (an IPv6 host is written [::1])"
+    elif "IPv6" in problem:
+        reason = "unbalanced '[' or ']' in the host"
+    elif "port" in problem.lower():
+        reason = "the port must be a number from 1 to 65535"
+    else:
+        reason = problem
+    raise UsageError(f"{option} {redact_url(location)!r} is not a valid URL: {reason}")
 
 
 _USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][\w+.-]*://)(?P<userinfo>[^/?#]*)@")

@@ -239,3 +239,20 @@ def test_bad_flags_are_reported_before_the_repository_is_contacted(capsys):
         "web=Bad Tag",
     )
     assert run.code == 2 and "not a valid image tag" in run.err
+
+
+@pytest.mark.parametrize(
+    ("api_url", "text"),
+    [
+        ("http://h:abc/api/v3", "--api-url 'http://h:abc/api/v3' is not a valid URL: the port"),
+        ("http://[::1/api/v4", "--api-url 'http://[::1/api/v4' is not a valid URL: unclosed '['"),
+        ("https://h:99999/api/v3", "is not a valid URL: the port must be a number"),
+        ("ftp://h/api/v3", "--api-url 'ftp://h/api/v3' is not a valid URL: expected http(s)://"),
+    ],
+)
+@pytest.mark.parametrize("forge", ["github", "gitlab", "auto"])
+def test_malformed_api_url(repo, capsys, api_url, text, forge):
+    args = ("--repo", repo.url, "--token", TEST_TOKEN, "--forge", forge, "--api-url", api_url)
+    run = run_cli(capsys, *args, "wait", "dev", "--require", "ci/*", "--timeout", "1s")
+    assert run.code == 2, run.err
+    assert text in run.err and run.err.count("\n") == 1, run.err

@@ -43,6 +43,8 @@ def detect(
 ) -> ForgeInfo:
     """--forge auto: GitHub Actions / GitLab CI variables, then the remote's host, else none."""
     env = os.environ if env is None else env
+    if api_url:
+        _check_api_url(api_url)
     repository = repository_path(repo_url)
     host = _host(repo_url)
     kind = _auto_kind(api_url, host, env) if forge == "auto" else forge
@@ -55,6 +57,18 @@ def detect(
         api = api_url or env.get("CI_API_V4_URL") or _default_api("gitlab", host)
         return ForgeInfo("gitlab", api, repository, host)
     raise UsageError(f"--forge {forge!r}: expected auto, github, gitlab or none")
+
+
+def _check_api_url(api_url: str) -> None:
+    # Imported here: gitrepo is the one place URLs given to promoter are taken apart.
+    from promoter.gitrepo import redact_url, split_url
+
+    parts = split_url(api_url, "--api-url")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            f"--api-url {redact_url(api_url)!r} is not a valid URL: expected "
+            "http(s)://host[:port]/path (e.g. https://github.example.com/api/v3)"
+        )
 
 
 def _auto_kind(api_url: str | None, host: str, env: Mapping[str, str]) -> str:
