@@ -25,9 +25,10 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x85\u2028\u2029]")
 _LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
 
 
-def guard_line(line: str) -> str:
-    """One line (no line break in it) made safe for a CI log: see the module docstring."""
-    line = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", scrub(line))
+def guard_line(line: str, secrets: bool = True) -> str:
+    """One line (no line break in it) made safe for a CI log: see the module docstring.
+    `secrets=False` leaves registered secrets in (only for `disclose`)."""
+    line = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", scrub(line) if secrets else line)
     line = _COMMAND.sub(lambda m: f"{m.group(1)}\\::", line)
     return line.replace(_LEGACY_COMMAND, "#\\#[")
 
@@ -78,6 +79,18 @@ class GuardedStream:
     @property
     def errors(self) -> str:
         return getattr(self.inner, "errors", None) or "strict"
+
+
+def disclose(stream: TextIO, text: str) -> None:
+    """Write `text` and a line break with every guard but the secret scrubber: for the one
+    secret promoter means to show, the sandbox's own throwaway token."""
+    inner = stream.inner if isinstance(stream, GuardedStream) else stream
+    if isinstance(stream, GuardedStream):
+        stream.flush()
+    lines = _LINE_BREAK.split(text)
+    inner.write("".join(p if i % 2 else guard_line(p, secrets=False) for i, p in enumerate(lines)))
+    inner.write("\n")
+    inner.flush()
 
 
 # --------------------------------------------------------------------------- Markdown

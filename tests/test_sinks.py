@@ -166,3 +166,12 @@ def test_the_trailer_block_is_always_what_git_reads():
 def test_a_message_that_would_hide_the_trailers_is_refused(text):
     with pytest.raises(UsageError):
         check_message(text)
+
+
+def test_disclose_shows_the_sandbox_token_and_still_guards_the_line():
+    register_secret("sbx_disclosed-token")
+    inner = io.StringIO()
+    stream = sinks.GuardedStream(inner)  # type: ignore[arg-type]
+    stream.write("before ")
+    sinks.disclose(stream, '{"token": "sbx_disclosed-token"}\n::warning::x')  # type: ignore[arg-type]
+    assert inner.getvalue() == 'before {"token": "sbx_disclosed-token"}\n\\::warning::x\n'

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from promoter.config import CONFIG_FILE, load_config
 from promoter.errors import UsageError
 from promoter.forge.base import ForgeInfo
+from promoter.sinks import disclose
 
 REPOSITORY = "acme/envs"
 Forge = Literal["github", "gitlab"]
@@ -165,8 +166,9 @@ def sandbox(
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         with running_sandbox(seed, forge, operator, port, delay) as info:
-            print(json.dumps(info), flush=True)
-            print(hint(info), file=sys.stderr, flush=True)
+            # The token is the sandbox's own and meant to be seen: past the scrubber.
+            disclose(sys.stdout, json.dumps(info))
+            disclose(sys.stderr, hint(info))
             while not stop.wait(0.5):
                 pass
     finally:
