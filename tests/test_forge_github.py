@@ -321,6 +321,20 @@ def test_labels_people_added_stay_and_reviewers_are_not_pinged_again(gh: GitHubH
     assert gh.view_pull(pr.number).labels == ("promotion", "hold", "web")
 
 
+def test_a_label_a_person_adds_during_an_update_survives_it(gh: GitHubHarness) -> None:
+    """Between the adapter's lookup and its writes, someone labels the PR "hold": labels are
+    only ever added (POST), never written as a whole set (which would drop "hold")."""
+    pr = gh.forge.open_or_update_pull_request(spec(gh, labels=("promotion",)))
+
+    def someone_labels_it() -> None:
+        gh.label_by_hand(pr.number, "hold")
+
+    for route in ("PATCH /repos/*/issues/*", "POST /repos/*/issues/*/labels"):
+        gh.api.before(route, someone_labels_it)
+    gh.forge.open_or_update_pull_request(spec(gh, body="new", labels=("promotion", "web")))
+    assert set(gh.view_pull(pr.number).labels) == {"promotion", "hold", "web"}
+
+
 def test_rebase_merge_replays_the_commits(gh: GitHubHarness) -> None:
     pr = gh.forge.open_or_update_pull_request(spec(gh))
     base_before = gh.repo.sha(gh.base)

@@ -5,9 +5,11 @@ Imported only by `open_forge`, so `promoter --help` and plain-git runs never loa
 Choices the official REST description imposed (a strict double holds us to it):
 - statuses are read from `GET /repos/{o}/{r}/commits/{ref}/statuses`, not PyGithub's
   `Commit.get_statuses()`, which calls the undocumented legacy `/statuses/{sha}`;
-- title, body and labels are updated in one `PATCH /issues/{n}` (every PR is an issue): the
-  labels endpoint PyGithub's `add_to_labels` uses takes an object `{"labels": [...]}`, not the
-  bare array PyGithub sends, and the pulls endpoint has no `labels` (nor `draft`) field;
+- title and body are updated with `PATCH /issues/{n}` (every PR is an issue); labels are only
+  ever added, with `POST /issues/{n}/labels` and the object `{"labels": [...]}` the
+  description gives (PyGithub's `add_to_labels` sends a bare array it does not describe), so a
+  label a person adds meanwhile is never lost; the pulls endpoint has no `labels` (nor
+  `draft`) field;
 - draft state changes through the GraphQL mutations, as REST has no field for it.
 """
 
@@ -229,9 +231,7 @@ class GitHubForge:
             return self._update(existing, spec)
         out = self._to_pull(created)
         if spec.labels:
-            issue = self._repo().get_issue(created.number)
-            issue.edit(labels=list(spec.labels))
-            out = dataclasses.replace(out, labels=tuple(label.name for label in issue.labels))
+            out = dataclasses.replace(out, labels=self._add_labels(created, list(spec.labels)))
         self._request_reviewers(created, spec.reviewers, already=())
         return out
 
@@ -246,13 +246,10 @@ class GitHubForge:
         content_changed = pr.title != spec.title or (pr.body or "") != spec.body
         missing_labels = [name for name in spec.labels if name not in current.labels]
         labels = current.labels + tuple(missing_labels)
-        if content_changed or missing_labels:
-            changes: dict[str, Any] = {}
-            if content_changed:
-                changes.update(title=spec.title, body=spec.body)
-            if missing_labels:
-                changes["labels"] = list(labels)  # the issue API sets labels: send them all
-            self._repo().get_issue(pr.number).edit(**changes)
+        if content_changed:
+            self._repo().get_issue(pr.number).edit(title=spec.title, body=spec.body)
+        if missing_labels:
+            labels = self._add_labels(pr, missing_labels)
         if content_changed:
             self._request_reviewers(pr, spec.reviewers, already=self._requested(pr))
         if spec.draft != current.draft:
@@ -263,6 +260,14 @@ class GitHubForge:
         return dataclasses.replace(
             current, title=spec.title, body=spec.body, labels=labels, draft=spec.draft
         )
+
+    def _add_labels(self, pr: GhPullRequest, names: list[str]) -> tuple[str, ...]:
+        """Add labels (`POST .../issues/{n}/labels`, which only adds: a label someone sets
+        meanwhile survives, as it would not a PATCH of the whole set); the PR's labels after."""
+        _, data = self._gh.requester.requestJsonAndCheck(
+            "POST", f"{pr.issue_url}/labels", input={"labels": names}
+        )
+        return tuple(label["name"] for label in data or () if isinstance(label, dict))
 
     def _requested(self, pr: GhPullRequest) -> tuple[str, ...]:
         users = tuple(user.login for user in pr.requested_reviewers)
