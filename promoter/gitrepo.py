@@ -811,7 +811,13 @@ def _check_branch(branch: str) -> None:
 
 
 def _last_fatal(lines: list[str]) -> str:
-    for line in reversed(lines):
+    """git's last `fatal:`/`error:` line, with the line after it when it ends in a colon
+    (`unable to connect to host:` is followed by the reason, e.g. `errno=Connection refused`)."""
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i]
         if line.lower().startswith(("fatal:", "error:")):
-            return line.split(":", 1)[1].strip()
+            text = line.split(":", 1)[1].strip()
+            if text.endswith(":") and i + 1 < len(lines):
+                text = f"{text} {lines[i + 1]}"
+            return text
     return lines[-1] if lines else "no output"

@@ -62,6 +62,28 @@ def _git_server_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gi
     # Session scope is per xdist worker, so workers never share a server or its repos.
     with GitHttpServer(tmp_path_factory.mktemp("git-server"), TEST_TOKEN) as server:
         yield server
+        _check_commit_messages(server.root)
+
+
+def _check_commit_messages(root: Path) -> None:
+    """Every commit message any test left in any repo of the session's server: no line of
+    one may read as a workflow command (trailers and subjects are built from foreign values)."""
+    import subprocess
+
+    found = []
+    for bare in sorted(root.glob("**/*.git")):
+        out = subprocess.run(
+            ["git", "--git-dir", str(bare), "log", "--all", "--format=%B%x00"],
+            capture_output=True,
+            text=True,
+            errors="replace",
+        ).stdout
+        found += [
+            f"{bare.name}: {line!r}"
+            for line in out.splitlines()
+            if line.strip().startswith("::") or "##[" in line
+        ]
+    assert not found, "a commit message holds a workflow command: " + "; ".join(found[:3])
 
 
 @pytest.fixture

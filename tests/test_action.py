@@ -12,6 +12,7 @@ from ruamel.yaml import YAML
 
 from promoter import action
 from promoter.testing import TEST_TOKEN
+from tests.helpers import workflow_commands
 
 ROOT = Path(__file__).parent.parent
 FILES = {
@@ -36,7 +37,10 @@ def run_action(tmp_path, **inputs):
     for path in (tmp_path / "output", tmp_path / "summary"):
         if path.exists():
             assert TEST_TOKEN not in path.read_text()
+            assert workflow_commands(path.read_text()) == []
     assert TEST_TOKEN not in proc.stdout + proc.stderr
+    own = re.compile(r"^::error title=promoter( [a-z]+ \(exit \d+\))?::")
+    assert all(own.match(line) for line in workflow_commands(proc.stdout + proc.stderr))
     return proc
 
 

@@ -256,3 +256,14 @@ def test_malformed_api_url(repo, capsys, api_url, text, forge):
     run = run_cli(capsys, *args, "wait", "dev", "--require", "ci/*", "--timeout", "1s")
     assert run.code == 2, run.err
     assert text in run.err and run.err.count("\n") == 1, run.err
+
+
+def test_unreachable_git_protocol_repo_says_why(capsys):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    run = run_cli(capsys, "--repo", f"git://127.0.0.1:{port}/x.git", "update", "dev",
+                  "--image", "web=2.0")  # fmt: skip
+    assert run.code == 1
+    assert "cannot reach 127.0.0.1" in run.err and "Connection refused" in run.err
+    assert run.err.count("\n") == 1
