@@ -86,7 +86,7 @@ def values_in(
         problem = pinned_value_problem(key.field, value or "")
         if problem:
             raise EditError(
-                f"{path} on {branch}: {key.where} holds {problem}; fix it on {branch} before "
+                f"{path} on {branch}: {key.where}: {problem}; fix it on {branch} before "
                 f"promoting (pin {key.pin}, {env})"
             )
         values[key] = value or ""
