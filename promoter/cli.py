@@ -56,9 +56,13 @@ def cli(ctx: click.Context, /, **options: Any) -> None:
 @click.option("--message", metavar="TEXT", help="Commit subject (trailers are always added).")
 @click.option("--source-commit", metavar="SHA", help="Commit of the app repo that was built.")
 @click.option("--source-url", metavar="URL", help="Link to the build or source.")
+@click.option("--merge", is_flag=True, help="Merge the pull request (delivery: pull-request).")
+@click.option("--auto-merge", is_flag=True, help="Enable the forge's auto-merge on the PR.")
+@click.option("--draft", is_flag=True, help="Open the pull request as a draft.")
 @click.pass_obj
 def update(options: Options, /, environment: str, **kwargs: Any) -> None:
-    """Pin image tags and chart versions on ENVIRONMENT's branch in one commit."""
+    """Pin image tags and chart versions on ENVIRONMENT's branch in one commit (or in one
+    accumulating pull request, where ENVIRONMENT has delivery: pull-request)."""
     from promoter.commands.update import update as run_update
     from promoter.report import render_update
 
@@ -105,7 +109,13 @@ def wait(options: Options, /, environment: str, **kwargs: Any) -> None:
 
 @cli.command()
 @click.option("--from", "source", metavar="ENV", help="Source (default: the target's `from:`).")
-@click.option("--to", "target", required=True, metavar="ENV", help="Environment to promote to.")
+@click.option(
+    "--to",
+    "targets",
+    multiple=True,
+    metavar="ENV",
+    help="Target (repeatable); none: every environment whose `from:` is --from.",
+)
 @click.option("--app", "apps", multiple=True, metavar="APP", help="Only these apps (repeatable).")
 @click.option("--merge", is_flag=True, help="Merge the pull request (guarded by its head SHA).")
 @click.option("--auto-merge", is_flag=True, help="Enable the forge's auto-merge on the PR.")
@@ -113,13 +123,13 @@ def wait(options: Options, /, environment: str, **kwargs: Any) -> None:
 @click.option("--no-gate", is_flag=True, help="Skip the source environment's gate.")
 @click.pass_obj
 def promote(options: Options, /, **kwargs: Any) -> None:
-    """Move the source environment's versions to --to, once the source's gate passes."""
+    """Move the source environment's versions to each --to, once the source's gate passes."""
     from promoter.commands.promote import promote as run_promote
-    from promoter.promotion import raise_for, render
+    from promoter.promotion import raise_for_all, render_all
 
-    result = run_promote(options, **kwargs)
-    _emit(options, result.as_dict(), render(result))
-    raise_for(result)
+    results = run_promote(options, **kwargs)
+    _emit(options, results.as_json(), render_all(results))
+    raise_for_all(results)
 
 
 @cli.command()
@@ -185,7 +195,7 @@ def demo(options: Options) -> None:
     run_demo(options)
 
 
-def _emit(options: Options, data: dict[str, Any], text: str) -> None:
+def _emit(options: Options, data: dict[str, Any] | list[dict[str, Any]], text: str) -> None:
     if options.output == "json":
         click.echo(scrub(json.dumps(data, indent=None, sort_keys=False)))
     else:

@@ -17,6 +17,7 @@ from promoter.options import Options
 
 if TYPE_CHECKING:
     from promoter.config import Config
+    from promoter.forge.base import Forge
 
 
 def resolve_token(options: Options, repo_url: str = "") -> str | None:
@@ -143,3 +144,26 @@ def read_config(options: Options, repo: GitRepo | None) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(f"{CONFIG_FILE} is not UTF-8 text") from None
     return load_config(text)
+
+
+class ForgeOpener:
+    """Opens the forge once, when something needs it; says clearly when there is none."""
+
+    def __init__(self, options: Options, repo: GitRepo, forge: Forge | None = None) -> None:
+        self._options = options
+        self._repo = repo
+        self._forge = forge
+
+    def require(self, what: str, hint: str = "") -> Forge:
+        if self._forge is None:
+            from promoter.forge import detect, open_forge
+
+            url = self._repo.remote.url
+            info = detect(self._options.forge, self._options.api_url, url)
+            if info.kind == "none":
+                raise UsageError(
+                    f"{what} needs a forge API: pass --forge github|gitlab (and --api-url for "
+                    f"GitHub Enterprise or self-managed GitLab){hint}"
+                )
+            self._forge = open_forge(info, resolve_token(self._options, url))
+        return self._forge

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import os
-import random
 import re
 import subprocess
 import time
@@ -20,9 +19,10 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from promoter import fastimport
-from promoter.errors import EditError, GitError, RaceLost, UsageError, register_secret, scrub
+from promoter.errors import EditError, GitError, UsageError, register_secret, scrub
 from promoter.fastimport import Identity
 
 # git's scp-like syntax, user@host:path (the user part may carry a `:password` to drop).
@@ -157,27 +157,6 @@ def redact_url(location: str) -> str:
     return f"{match['scheme']}{shown}@{location[match.end() :]}"
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Lost races are retried after full-jitter exponential backoff, bounded in count and time.
-
-    The backoff's unit is how long the attempt just lost took (at least `base`): one
-    fetch-commit-push cycle on this repo and server. The window starts at four cycles and
-    doubles with every loss in a row (up to `cap` seconds), so under contention the writers
-    spread out over about as many cycles as there are writers instead of colliding again on
-    the next tip; the budget bounds the whole in time, `attempts` in count.
-    """
-
-    attempts: int = 30
-    budget: float = 300.0  # seconds
-    base: float = 0.05
-    cap: float = 10.0
-
-    def delay(self, attempt: int, rng: random.Random, cycle: float = 0.0) -> float:
-        unit = max(self.base, cycle)
-        return rng.uniform(0, min(self.cap, unit * 2 ** (attempt + 1)))
-
-
 class GitRepo:
     """A scratch bare repository bound to one remote."""
 
@@ -290,9 +269,9 @@ class GitRepo:
 
     # ---------------------------------------------------------------- reading
 
-    def _fetch_args(self, source: str, local: str) -> list[str]:
+    def _fetch_args(self, source: str, local: str, depth: int = 1) -> list[str]:
         return [
-            "fetch", "--quiet", "--no-tags", "--depth=1", "--filter=blob:none",
+            "fetch", "--quiet", "--no-tags", f"--depth={depth}", "--filter=blob:none",
             "--no-write-fetch-head", "--recurse-submodules=no",
             "origin", f"+{source}:{local}",
         ]  # fmt: skip
@@ -309,26 +288,25 @@ class GitRepo:
         _check_branch(branch)
         return f"refs/heads/{branch}", f"refs/promoter/fetched/{branch}"
 
-    def fetch(self, branch: str) -> str:
-        """Fetch the tip of `branch` shallow and blobless; return its SHA.
-
-        When a background fetch of it was started (`start_fetch`), its result is used.
-        """
-        return self._fetch(branch)
+    def fetch(self, branch: str, depth: int = 1) -> str:
+        """Fetch the tip of `branch` (and `depth` - 1 commits before it) shallow and blobless;
+        return its SHA. When a background fetch of it was started (`start_fetch`), its result
+        is used."""
+        return self._fetch(branch, depth)
 
     def fetch_default(self) -> str:
         """Like `fetch`, for the remote's default branch (where its HEAD points)."""
         return self._fetch(None)
 
-    def _fetch(self, branch: str | None) -> str:
+    def _fetch(self, branch: str | None, depth: int = 1) -> str:
         source, local = self._refs(branch)
-        proc = self._pending.pop(local, None)
+        proc = self._pending.pop(local, None) if depth == 1 else None
         if proc is not None:
             raw_out, raw_err = proc.communicate()
             status, out = proc.returncode, raw_out
             err = scrub(raw_err.decode(errors="replace"), self.remote.secrets)
         else:
-            status, out, err = self._exec(*self._fetch_args(source, local))
+            status, out, err = self._exec(*self._fetch_args(source, local, depth))
         if status != 0:
             error = self._translate("fetch", err, out.decode(errors="replace"), network=True)
             if "couldn't find remote ref" in str(error) and branch is None:
@@ -591,18 +569,36 @@ class GitRepo:
                 return sha
         return None
 
-    def read_commit(self, sha: str) -> tuple[str, tuple[str, ...], str]:
-        """(tree, parents, message) of a commit that is present locally."""
+    def read_commit(self, sha: str) -> CommitInfo:
+        """Tree, parents, message and committer time of a commit that is present locally."""
         _check_sha(sha)
         raw = self._run("cat-file", "commit", sha).decode(errors="replace")
         header, _, message = raw.partition("\n\n")
-        tree, parents = "", []
+        tree, parents, when = "", [], 0
         for line in header.splitlines():
             if line.startswith("tree "):
                 tree = line[5:]
             elif line.startswith("parent "):
                 parents.append(line[7:])
-        return tree, tuple(parents), message
+            elif line.startswith("committer "):
+                stamp = line.rsplit(" ", 2)[-2]
+                when = int(stamp) if stamp.isdigit() else 0
+        return CommitInfo(tree, tuple(parents), message, when)
+
+    def delete_owned(self, branch: str, expected: str) -> bool:
+        """Delete a promoter-owned branch (`promoter/...`) if it is still at `expected`; False
+        when someone moved it meanwhile (it is then left alone)."""
+        _check_branch(branch)
+        _check_sha(expected)
+        if not branch.startswith("promoter/"):
+            raise GitError(f"internal error: {branch!r} is not a promoter/ branch; not deleting it")
+        lease = f"--force-with-lease=refs/heads/{branch}:{expected}"
+        refusal = self._push(branch, lease, "origin", f":refs/heads/{branch}")
+        if refusal is None:
+            return True
+        if refusal.lost_race(lambda: self.remote_tip(branch) != expected):
+            return False
+        raise GitError(refusal.describe(branch, self.remote.host))
 
     def push_owned(self, sha: str, branch: str, expected: str | None) -> bool:
         """Point a promoter-owned branch (`promoter/...`) at `sha`, replacing what is there, but
@@ -636,6 +632,13 @@ class GitRepo:
         if refusal is None:
             raise self._translate("push", err, stdout, network=True)
         return refusal
+
+
+class CommitInfo(NamedTuple):
+    tree: str
+    parents: tuple[str, ...]
+    message: str
+    committed: int  # committer time, seconds since the epoch
 
 
 @dataclass(frozen=True)
@@ -683,48 +686,6 @@ class _Refusal:
     def describe(self, branch: str, host: str) -> str:
         said = f"; the server said: {' '.join(self.remote)}" if self.remote else ""
         return f"push to {branch} refused by {host}: {self.reason or self.status}{said}"
-
-
-DEFAULT_RETRY = RetryPolicy()
-
-
-def land(
-    repo: GitRepo,
-    branch: str,
-    make_commit: Callable[[str], str | None],
-    policy: RetryPolicy = DEFAULT_RETRY,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-    rng: random.Random | None = None,
-    tip: str | None = None,
-) -> tuple[str | None, int]:
-    """Fetch the tip, build a commit on it, push; on a lost race rebuild on the new tip.
-
-    `make_commit(tip)` returns the new commit's SHA, or None when there is nothing to do.
-    `tip`: the branch tip the caller has just fetched, used for the first attempt.
-    Returns (pushed SHA or None, attempts used).
-    """
-    _check_branch(branch)
-    rng = rng or random.Random()
-    start = clock()
-    for attempt in range(1, policy.attempts + 1):
-        began = clock()
-        tip = tip if attempt == 1 and tip is not None else repo.fetch(branch)
-        sha = make_commit(tip)
-        if sha is None:
-            return None, attempt
-        if repo.push(sha, branch):
-            return sha, attempt
-        if attempt == policy.attempts:
-            break  # no sleeping before giving up
-        delay = policy.delay(attempt, rng, cycle=clock() - began)
-        if clock() + delay - start > policy.budget:
-            break
-        sleep(delay)
-    raise RaceLost(
-        f"{branch} kept moving: gave up after {attempt} attempts in "
-        f"{clock() - start:.0f}s; nothing was pushed, run again"
-    )
 
 
 # Written into every scratch repo's config: blobless fetches from a promisor remote, and

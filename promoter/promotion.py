@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from promoter.config import Config, file_for
-from promoter.errors import EditError, GateFailed, GateTimeout
+from promoter.errors import EditError, GateFailed, GateTimeout, PromoterError
 from promoter.model import Change, pinned_value_problem, show_value
 from promoter.plan import Edit
 from promoter.sinks import md_code, md_text
@@ -145,6 +145,20 @@ def read_value(text: str, key: PinKey) -> object:
         return Missing
 
 
+def changes_table(target: str, changes: Sequence[Change]) -> list[str]:
+    """The Markdown table of a pull request's changes: target now → after."""
+    rows = [
+        f"| {md_text(c.app)} | {md_text(c.pin)} | {md_code(c.file)} | {md_code(c.key)} "
+        f"| {md_code(c.old)} | {md_code(c.new)} |"
+        for c in changes
+    ]
+    return [
+        f"| App | Pin | File | Key | {md_text(target)} now | after |",
+        "|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def pull_request_body(
     source: str,
     source_branch: str,
@@ -153,24 +167,17 @@ def pull_request_body(
     changes: Sequence[Change],
     gate_line: str,
 ) -> str:
-    rows = [
-        f"| {md_text(c.app)} | {md_text(c.pin)} | {md_code(c.file)} | {md_code(c.key)} "
-        f"| {md_code(c.old)} | {md_code(c.new)} |"
-        for c in changes
-    ]
     return "\n".join(
         [
             f"Promotes **{md_text(source)}** → **{md_text(target)}**: the versions on "
             f"{md_code(source_branch)} at {md_code(origin_sha[:12])}.",
             "",
-            f"| App | Pin | File | Key | {md_text(target)} now | after |",
-            "|---|---|---|---|---|---|",
-            *rows,
+            *changes_table(target, changes),
             "",
             f"**Gate**: {gate_line}",
             "",
             "<sub>Opened by promoter. Its branch is promoter-owned: the next promotion of "
-            f"{source} to {target} replaces it.</sub>",
+            f"{md_text(source)} to {md_text(target)} replaces it.</sub>",
             "",
         ]
     )
@@ -202,6 +209,9 @@ class PromoteResult:
     history_searched: int = 0  # source commits examined for the origin
     history_complete: bool = True
     files: tuple[str, ...] = field(default=())
+    closed: PullRequest | None = None  # a stale pull request closed (nothing left to carry)
+    error: str | None = None  # this target failed (fan-out goes on with the others)
+    exit_code: int = 0
 
     @property
     def blocked(self) -> bool:
@@ -209,7 +219,16 @@ class PromoteResult:
 
     @property
     def changed(self) -> bool:
-        return bool(self.changes) and not self.blocked
+        return bool(self.changes) and not self.blocked and self.error is None
+
+    @property
+    def outcome(self) -> int:
+        """This target's exit code: its error's, the gate's (3 failed, 4 not reached), or 0."""
+        if self.error is not None:
+            return self.exit_code
+        if self.gate is not None and self.gate.verdict.value == "fail":
+            return 3
+        return 4 if self.blocked else 0
 
     def gate_dict(self) -> dict[str, Any]:
         base: dict[str, Any] = {"environment": self.source, "required": list(self.required)}
@@ -237,6 +256,11 @@ class PromoteResult:
                 "merge_commit": self.merge_commit,
                 "auto_merge": self.auto_merge,
             },
+            "closed_pull_request": None
+            if self.closed is None
+            else {"number": self.closed.number, "url": self.closed.url},
+            "error": self.error,
+            "exit_code": self.outcome,
             "gate": self.gate_dict(),
             "changes": [change.as_dict() for change in self.changes],
             "source_commit": self.origin,
@@ -262,8 +286,61 @@ def gate_line(
     return f"{source} passed on {where} ({contexts})."
 
 
+# Fan-out: the run's exit code is the most severe of its targets', in this order. Errors come
+# first (unexpected 1, bad input 2, lost race 5), then gates (failed 3, not reached 4), so one
+# target's gate failure never hides another's error.
+SEVERITY = (1, 2, 5, 3, 4, 0)
+
+
+@dataclass(frozen=True)
+class Promotions:
+    """The results of one `promote` run, one per target, in the order the targets came."""
+
+    results: tuple[PromoteResult, ...]
+
+    @property
+    def exit_code(self) -> int:
+        codes = {r.outcome for r in self.results}
+        return next((code for code in SEVERITY if code in codes), 1 if codes - {0} else 0)
+
+    def as_json(self) -> dict[str, Any] | list[dict[str, Any]]:
+        """One target: its object (as before fan-out); several: a list of them."""
+        if len(self.results) == 1:
+            return self.results[0].as_dict()
+        return [r.as_dict() for r in self.results]
+
+
+def raise_for_all(promotions: Promotions) -> None:
+    """One target: its own error (gate 3/4). Several: one line per target that did not end
+    at 0, and the most severe exit code (SEVERITY)."""
+    if len(promotions.results) == 1:
+        raise_for(promotions.results[0])
+        return
+    code = promotions.exit_code
+    if code == 0:
+        return
+    failing = [r for r in promotions.results if r.outcome != 0]
+    lines = []
+    for r in failing:
+        try:
+            raise_for(r)
+            lines.append(f"{r.target}: {r.error}")
+        except PromoterError as err:
+            lines.append(f"{r.target}: {err}")
+    error = PromoterError(
+        f"{len(failing)} of {len(promotions.results)} targets did not complete: "
+        + " | ".join(lines)
+    )
+    error.exit_code = code
+    raise error
+
+
 def raise_for(result: PromoteResult) -> None:
     """A gate that blocked the promotion: FAIL → 3, not reached (yet) → 4."""
+    if result.error is not None:
+        error = PromoterError(result.error)
+        error.exit_code = result.exit_code
+        raise error
     gate = result.gate
     if gate is None or gate.verdict.value == "pass":
         return
@@ -289,10 +366,19 @@ def raise_for(result: PromoteResult) -> None:
     )
 
 
+def render_all(promotions: Promotions) -> str:
+    return "\n".join(render(result) for result in promotions.results)
+
+
 def render(result: PromoteResult) -> str:
     move = f"{result.source} ({result.source_branch}) -> {result.target} ({result.target_branch})"
+    if result.error is not None:
+        return f"{move}: failed (exit {result.exit_code}): {result.error}"
     if not result.changes:
-        return f"{move}: nothing to promote, {result.target} already has {result.source}'s versions"
+        head = f"{move}: nothing to promote, {result.target} already has {result.source}'s versions"
+        if result.closed is not None:
+            head += f"; closed pull request #{result.closed.number} ({result.closed.url})"
+        return head
     count = f"{len(result.changes)} change{'s' if len(result.changes) != 1 else ''}"
     if result.blocked:
         head = f"{move}: {count} held back by the gate"

@@ -141,12 +141,13 @@ def test_unknown_environment(repo, capsys):
     _check(run, 2, "unknown environment 'qa' (promoter.yaml defines: dev, prod)", repo, before)
 
 
-def test_pull_request_delivery_is_refused_before_writing(repo, capsys):
+def test_pull_request_delivery_without_a_forge_is_refused_before_writing(repo, capsys):
     before = list_branches(repo.path)
     run = run_cli(
         capsys, "--repo", repo.url, "--token", TEST_TOKEN, "update", "prod", "--image", "web=2.0"
     )
-    _check(run, 2, "prod takes changes by pull request", repo, before)
+    _check(run, 2, "updating prod by pull request (delivery: pull-request) needs a forge API",
+           repo, before)  # fmt: skip
 
 
 def test_branch_missing_on_the_remote(env_repo, capsys):

@@ -9,8 +9,14 @@ import subprocess
 
 import pytest
 
+from promoter.ci import RunContext
+from promoter.config import Environment
+from promoter.delivery import DEFAULT_RETRY, Clock, Deliverer, RetryPolicy, Tip, Write
 from promoter.errors import GitError, RaceLost, UsageError
-from promoter.gitrepo import GitRepo, Identity, Remote, RetryPolicy, land
+from promoter.gitrepo import GitRepo, Identity, Remote
+from promoter.message import Provenance
+from promoter.model import Change
+from promoter.plan import Plan
 from promoter.testing import TEST_TOKEN
 from promoter.testing.envrepo import git_env, list_branches, seed_repo
 from tests.helpers import run_cli
@@ -157,7 +163,7 @@ def test_a_branch_argument_that_is_not_a_branch_name_is_refused_by_the_git_layer
         "start_fetch": lambda: scratch.start_fetch(branch),
         "prefetch": lambda: scratch.prefetch(branch),
         "push": lambda: scratch.push(sha, branch),
-        "land": lambda: land(scratch, branch, lambda tip: sha),
+        "land": lambda: land(scratch, branch),
         "lineage": lambda: scratch.lineage(branch),
         "history": lambda: scratch.history(branch, ["a.txt"], 1),
         "remote_tip": lambda: scratch.remote_tip(branch),
@@ -254,13 +260,28 @@ def _pushes(git_server, repo) -> int:
     return sum(1 for r in git_server.requests if r.method == "GET" and r.path == begin)
 
 
-def _edit(scratch: GitRepo, n: list[int]):
-    def make_commit(tip: str) -> str:
-        n[0] += 1
-        ident = Identity("a", "a@example.com")
-        return scratch.commit(tip, {"ours.txt": f"{n[0]}\n".encode()}, "ours\n", ident, ident)
+def land(scratch: GitRepo, branch: str, policy=DEFAULT_RETRY, clock: FakeClock | None = None):
+    """Push one change ("ours", a new ours.txt each attempt) through the delivery layer;
+    (pushed SHA, attempts)."""
+    clock = clock or FakeClock()
+    n = [0]
 
-    return make_commit
+    def replan(tip: Tip) -> Plan:
+        n[0] += 1
+        change = Change("web", "web/web", "ours.txt", "n", None, str(n[0]))
+        return Plan((change,), {"ours.txt": f"{n[0]}\n".encode()})
+
+    write = Write(Environment("dev", branch), "update", replan, Provenance(), "promoter/x",
+                  body=lambda changes: "", subject="ours")  # fmt: skip
+    run = RunContext(identity=Identity("a", "a@example.com"))
+    deliverer = Deliverer(scratch, run, _no_forge, policy,
+                          Clock(monotonic=clock, sleep=clock.sleep))  # fmt: skip
+    done = deliverer.deliver(write)
+    return done.commit, done.attempts
+
+
+def _no_forge(what: str):
+    raise AssertionError(f"no forge here: {what}")
 
 
 def test_a_push_declined_by_a_server_hook_fails_at_once_with_the_servers_reason(
@@ -289,7 +310,7 @@ def test_cannot_lock_ref_on_the_server_is_not_a_lost_race(env_repo, git_server, 
     scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
     clock = FakeClock()
     with pytest.raises(GitError) as caught:
-        land(scratch, "env/dev", _edit(scratch, [0]), sleep=clock.sleep, clock=clock)
+        land(scratch, "env/dev", clock=clock)
     assert "push to env/dev refused by 127.0.0.1: failed to update ref" in str(caught.value)
     assert "cannot lock ref 'refs/heads/env/dev'" in str(caught.value)
     assert (clock.sleeps, _pushes(git_server, repo)) == ([], 1)
@@ -312,12 +333,12 @@ def test_a_branch_moved_while_the_server_updates_it_is_a_lost_race(env_repo, git
     )
     scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
     clock = FakeClock()
-    sha, attempts = land(scratch, "env/dev", _edit(scratch, [0]), sleep=clock.sleep, clock=clock)
+    sha, attempts = land(scratch, "env/dev", clock=clock)
     assert (sha, attempts, len(clock.sleeps)) == (repo.sha("env/dev"), 2, 1)
     assert repo.log("env/dev")[:2] == ["ours", "someone else"]
 
 
-def test_land_never_sleeps_after_its_last_attempt(env_repo, git_server, tmp_path):
+def test_delivery_never_sleeps_after_its_last_attempt(env_repo, git_server, tmp_path):
     repo = env_repo({"env/dev": FILES})
     n = iter(range(100))
     git_server.before_push(
@@ -327,7 +348,7 @@ def test_land_never_sleeps_after_its_last_attempt(env_repo, git_server, tmp_path
     clock = FakeClock()
     policy = RetryPolicy(attempts=3, base=1.0, cap=10.0)
     with pytest.raises(RaceLost, match="gave up after 3 attempts"):
-        land(scratch, "env/dev", _edit(scratch, [0]), policy, sleep=clock.sleep, clock=clock)
+        land(scratch, "env/dev", policy, clock)
     assert (len(clock.sleeps), _pushes(git_server, repo)) == (2, 3)
 
 

@@ -637,7 +637,7 @@ def test_a_lost_race_on_the_target_is_replanned_on_its_new_tip(bed, git_server):
     git_server.before_push(bed.repo.name, hotfix)
     options = Options(repo=bed.repo.url, token=TEST_TOKEN, forge="github",
                       api_url=bed.api.api_url)  # fmt: skip
-    result = promote(options, "staging", apps=["web"], no_gate=True)
+    (result,) = promote(options, ["staging"], apps=["web"], no_gate=True).results
     assert (result.attempts, pushes["n"]) == (2, 2)
     assert result.commit == bed.repo.sha("env/staging")
     assert bed.repo.log("env/staging")[:2] == ["promote(staging): web 1.1.0",

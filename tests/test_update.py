@@ -10,8 +10,8 @@ import time
 import pytest
 
 from promoter.commands.update import update
+from promoter.delivery import RetryPolicy
 from promoter.errors import RaceLost
-from promoter.gitrepo import RetryPolicy
 from promoter.options import Options
 from promoter.testing import TEST_TOKEN
 from promoter.testing.envrepo import (

@@ -1,35 +1,34 @@
-"""`promoter promote [--from ENV] --to ENV`: move one environment's versions to the next.
+"""`promoter promote [--from ENV] [--to ENV ...]`: move one environment's versions to the next
+ones (fan-out: one commit or pull request per target).
 
 read (source history and values, target values, statuses) → decide (what differs, where those
-values began on the source branch, the source's gate) → write (a commit pushed to the target
-branch, or a commit on the promoter-owned branch `promoter/<from>-to-<to>` and a pull request)
-→ report. The pure parts are in promoter/promotion.py.
+values began on the source branch, the source's gate) → deliver (promoter.delivery: a commit
+pushed to the target branch, or one on `promoter/<from>-to-<to>` and a pull request) → report.
+The pure parts are in promoter/promotion.py.
 """
 
 from __future__ import annotations
 
-import random
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from promoter.ci import RunContext
-from promoter.context import read_config, resolve_token, scratch_repo
-from promoter.errors import PromoterError, RaceLost, UsageError
-from promoter.gitrepo import DEFAULT_RETRY, GitRepo, RetryPolicy, land
-from promoter.message import Provenance, build_message
+from promoter.context import ForgeOpener, read_config, scratch_repo
+from promoter.delivery import DEFAULT_RETRY, Clock, Deliverer, RetryPolicy, Strategy, Tip, Write
+from promoter.errors import PromoterError, UsageError
+from promoter.message import Provenance
 from promoter.options import Options
-from promoter.promotion import Delivery, PromoteResult, gate_line
+from promoter.promotion import PromoteResult, Promotions, gate_line
 
 if TYPE_CHECKING:
     from promoter import plan as planning
-    from promoter.config import Environment
+    from promoter.config import Config, Environment
     from promoter.forge.base import CommitStatus, Forge
     from promoter.gates import GateResult
-    from promoter.model import Change
+    from promoter.gitrepo import GitRepo
     from promoter.promotion import PinKey
 
 # How far back the source branch is searched for where the promoted values began: 32 commits,
@@ -38,13 +37,9 @@ if TYPE_CHECKING:
 HISTORY_DEPTHS = (32, 128, 512)
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def promote(
     options: Options,
-    target: str,
+    targets: Sequence[str] = (),
     source: str | None = None,
     apps: Sequence[str] = (),
     merge: bool = False,
@@ -54,117 +49,213 @@ def promote(
     forge: Forge | None = None,
     run: RunContext | None = None,
     policy: RetryPolicy = DEFAULT_RETRY,
-    now: Callable[[], datetime] = _utcnow,
-    sleep: Callable[[float], None] = time.sleep,
-) -> PromoteResult:
-    from promoter import promotion
-
+    clock: Clock | None = None,
+) -> Promotions:
+    """Promote to each target (`--to`, repeatable; none: every environment whose `from:` is
+    `source`). A target's own failure is recorded in its result and the others go on."""
     if merge and auto_merge:
         raise UsageError("--merge and --auto-merge exclude each other: pick one")
+    if not targets and not source:
+        raise UsageError("promote: pass --to ENV (repeatable), or --from ENV to promote to "
+                         "every environment whose `from:` is ENV")  # fmt: skip
     run = run or RunContext.from_env()
+    clock = clock or Clock()
     with scratch_repo(options) as repo:
         if not options.config:
             repo.start_fetch_default()
         config = read_config(options, repo)
+        pairs = _pairs(config, source, targets)
+        for app in apps:
+            config.app(app)
+        selected = list(dict.fromkeys(apps)) or list(config.apps)
+        opener = ForgeOpener(options, repo, forge)
+        deliverer = Deliverer(repo, run, opener.require, policy, clock)
+        sources: dict[str, _Source] = {}
+        results = []
+        for from_env, to_env in pairs:
+            one = _Promotion(options, config, deliverer, opener, from_env, to_env, selected, clock)
+            flags = _Flags(merge, auto_merge, draft, no_gate)
+            try:
+                if from_env.name not in sources:
+                    sources[from_env.name] = one.read_source()
+                results.append(one.run(sources[from_env.name], flags))
+            except PromoterError as err:
+                if len(pairs) == 1:
+                    raise
+                results.append(one.failed(err))
+    return Promotions(tuple(results))
+
+
+def _pairs(
+    config: Config, source: str | None, targets: Sequence[str]
+) -> list[tuple[Environment, Environment]]:
+    """(source, target) environments, checked before any write."""
+    if not targets:
+        assert source is not None
+        config.environment(source)
+        targets = [env.name for env in config.environments.values() if env.source == source]
+        if not targets:
+            raise UsageError(
+                f"promote --from {source}: no environment in promoter.yaml has `from: {source}`; "
+                "pass --to ENV"
+            )
+    pairs = []
+    for target in dict.fromkeys(targets):
         to_env = config.environment(target)
-        source = source or to_env.source
-        if source is None:
+        name = source or to_env.source
+        if name is None:
             raise UsageError(
                 f"promote --to {target}: no --from given, and environments.{target}.from is "
                 "not set in promoter.yaml"
             )
-        from_env = config.environment(source)
+        from_env = config.environment(name)
         if from_env.name == to_env.name:
             raise UsageError(f"promote: --from and --to are both {target!r}")
-        for app in apps:
-            config.app(app)
-        selected = list(dict.fromkeys(apps)) or list(config.apps)
-        keys = promotion.pin_keys(config, selected)
-        by_pull_request = to_env.delivery == "pull-request" or to_env.branch == from_env.branch
-        delivery: Delivery = "pull-request" if by_pull_request else "push"
-        auto_merge = auto_merge or (
-            by_pull_request and to_env.pull_request.auto_merge and not merge
-        )
-        if not by_pull_request and (merge or auto_merge or draft):
-            flags = [f for f, on in (("--merge", merge), ("--auto-merge", auto_merge),
-                                     ("--draft", draft)) if on]  # fmt: skip
-            _note(f"{' '.join(flags)}: {target} takes pushes (delivery: push); ignored")
-        opener = _ForgeOpener(options, repo, forge)
-        if by_pull_request and not options.dry_run:
-            opener.require(f"promoting to {target} by pull request")
+        pairs.append((from_env, to_env))
+    return pairs
 
-        # Read: the source's history (commits and trees) and its values at the tip.
-        source_paths = sorted({k.path(source) for k in keys})
-        history, complete = repo.history(from_env.branch, source_paths, HISTORY_DEPTHS[0])
-        source_values = promotion.values_in(
-            keys, source, from_env.branch, repo.read_files(history[0][0], source_paths)
+
+@dataclass(frozen=True)
+class _Flags:
+    merge: bool
+    auto_merge: bool
+    draft: bool
+    no_gate: bool
+
+
+@dataclass
+class _Source:
+    """A source environment's history (commits and trees) and its files at the tip."""
+
+    history: list[tuple[str, dict[str, str | None]]]
+    complete: bool
+    files: dict[str, bytes | None]
+
+
+class _Promotion:
+    """One source → target promotion: read, decide, deliver."""
+
+    def __init__(
+        self,
+        options: Options,
+        config: Config,
+        deliverer: Deliverer,
+        opener: ForgeOpener,
+        from_env: Environment,
+        to_env: Environment,
+        apps: Sequence[str],
+        clock: Clock,
+    ) -> None:
+        from promoter import promotion
+
+        self.options, self.config, self.deliverer, self.opener = options, config, deliverer, opener
+        self.repo = deliverer.repo
+        self.from_env, self.to_env, self.clock = from_env, to_env, clock
+        self.keys = promotion.pin_keys(config, apps)
+        self.source_paths = sorted({k.path(from_env.name) for k in self.keys})
+        by_pr = to_env.delivery == "pull-request" or to_env.branch == from_env.branch
+        self.strategy: Strategy = "pull-request" if by_pr else "push"
+        self.result = PromoteResult(source=from_env.name, target=to_env.name,
+                                    source_branch=from_env.branch, target_branch=to_env.branch,
+                                    delivery=self.strategy, changes=(), origin=None, gate=None,
+                                    gate_skipped=False, required=(),
+                                    dry_run=options.dry_run)  # fmt: skip
+
+    def read_source(self) -> _Source:
+        history, complete = self.repo.history(
+            self.from_env.branch, self.source_paths, HISTORY_DEPTHS[0]
         )
+        return _Source(history, complete, self.repo.read_files(history[0][0], self.source_paths))
+
+    def failed(self, err: PromoterError) -> PromoteResult:
+        return replace(self.result, error=str(err), exit_code=err.exit_code)
+
+    def run(self, src: _Source, flags: _Flags) -> PromoteResult:
+        from promoter import promotion
+
+        source, target = self.from_env.name, self.to_env.name
+        by_pr = self.strategy == "pull-request"
+        auto_merge = flags.auto_merge or (
+            by_pr and self.to_env.pull_request.auto_merge and not flags.merge
+        )
+        if not by_pr and (flags.merge or auto_merge or flags.draft):
+            used = [f for f, on in (("--merge", flags.merge), ("--auto-merge", auto_merge),
+                                    ("--draft", flags.draft)) if on]  # fmt: skip
+            _note(f"{' '.join(used)}: {target} takes pushes (delivery: push); ignored")
+        if by_pr and not self.options.dry_run:
+            self.opener.require(f"promoting to {target} by pull request")
+        values = promotion.values_in(self.keys, source, self.from_env.branch, src.files)
+        result = replace(self.result, gate_skipped=flags.no_gate)
+
+        run = self.deliverer.run
+
+        def write_for(keys: Sequence[PinKey], origin: str, gate_text: str) -> Write:
+            def replan(tip: Tip) -> planning.Plan:
+                return _plan(self.repo, tip, keys, values, target)
+
+            return Write(
+                environment=self.to_env,
+                verb="promote",
+                replan=replan,
+                provenance=Provenance(f"{source}@{origin}", None, run.pipeline_url, run.actor),
+                head=f"promoter/{source}-to-{target}",
+                body=lambda changes: promotion.pull_request_body(
+                    source, self.from_env.branch, target, origin, changes, gate_text
+                ),
+                strategy=self.strategy,
+                merge=flags.merge,
+                auto_merge=auto_merge,
+                draft=flags.draft,
+            )
+
         # Decide: what differs on the target now.
-        target_tip = repo.fetch(to_env.branch)
-        plan = _plan(repo, target_tip, keys, source_values, target, now)
-        result = PromoteResult(source=source, target=target, source_branch=from_env.branch,
-                               target_branch=to_env.branch, delivery=delivery, changes=(),
-                               origin=None, gate=None, gate_skipped=no_gate, required=(),
-                               dry_run=options.dry_run)  # fmt: skip
+        target_tip = self.repo.fetch(self.to_env.branch)
+        first = write_for(self.keys, src.history[0][0], "")
+        plan = self.deliverer.preview(replace(first, strategy="push"), target_tip)
         if not plan.changed:
+            if by_pr and not self.options.dry_run:
+                # A pull request still asking for what the target has is stale: closed.
+                done = self.deliverer.deliver(first)
+                return replace(result, closed=done.closed)
             return result
-        moving = promotion.moving(keys, target, plan.changes)
-        history, complete, index = _find_origin(repo, from_env.branch, source_paths, history,
-                                                complete, moving, source)  # fmt: skip
+        moving = promotion.moving(self.keys, target, plan.changes)
+        history, complete, index = _find_origin(self.repo, self.from_env.branch,
+                                                self.source_paths, src.history, src.complete,
+                                                moving, source)  # fmt: skip
+        src.history, src.complete = history, complete
         origin = history[index][0]
         lineage = [sha for sha, _ in reversed(history[: index + 1])]
         promoted_apps = list(dict.fromkeys(k.app for k in moving))
-        required, gate = _gate(from_env, promoted_apps, lineage, no_gate, opener, now)
+        required, gate = _gate(self.from_env, promoted_apps, lineage, flags.no_gate, self.opener,
+                               self.clock.now)  # fmt: skip
         result = replace(result, changes=plan.changes, origin=origin, gate=gate,
                          required=required, history_searched=len(history),
                          history_complete=complete, files=tuple(sorted(plan.files)))  # fmt: skip
-        if result.blocked or options.dry_run:
+        if result.blocked or self.options.dry_run:
             return result
-
-        # Write.
-        def make_plan(tip: str) -> planning.Plan:
-            # Re-planned on the tip of each attempt, moving only what was gated.
-            return _plan(repo, tip, moving, source_values, target, now)
-
-        def make_message(changes: Sequence[Change]) -> str:
-            provenance = Provenance(f"{source}@{origin}", None, run.pipeline_url, run.actor)
-            return build_message("promote", target, changes, provenance)
-
-        if not by_pull_request:
-            written: dict[str, planning.Plan] = {}
-
-            def make_commit(tip: str) -> str | None:
-                fresh = written["plan"] = make_plan(tip)
-                if not fresh.changed:
-                    return None
-                return repo.commit(tip, fresh.files, make_message(fresh.changes), run.identity,
-                                   run.identity, now().timestamp())  # fmt: skip
-
-            sha, attempts = land(repo, to_env.branch, make_commit, policy, sleep=sleep,
-                                 tip=target_tip)  # fmt: skip
-            final = written["plan"]
-            return replace(result, changes=final.changes, files=tuple(sorted(final.files)),
-                           commit=sha, attempts=attempts)  # fmt: skip
-        return _by_pull_request(
-            repo, opener.require(""), result, to_env, from_env, make_plan, make_message,
-            run, policy, now, sleep, merge=merge, auto_merge=auto_merge, draft=draft,
-            gate_line=gate_line(source, gate, required, no_gate, origin),
-        )  # fmt: skip
+        # Write: re-planned on the tip of each attempt, moving only what was gated.
+        gate_text = gate_line(source, gate, required, flags.no_gate, origin)
+        done = self.deliverer.deliver(write_for(moving, origin, gate_text), target_tip)
+        return replace(result, changes=done.changes, files=done.files, commit=done.commit,
+                       attempts=done.attempts, pull_request=done.pull_request,
+                       head_branch=done.head_branch, merged=done.merged,
+                       merge_commit=done.merge_commit, auto_merge=done.auto_merge,
+                       closed=done.closed)  # fmt: skip
 
 
 def _plan(
     repo: GitRepo,
-    tip: str,
+    tip: Tip,
     keys: Sequence[PinKey],
     source_values: Mapping[PinKey, str],
     target: str,
-    now: Callable[[], datetime],
 ) -> planning.Plan:
     from promoter import plan as planning
     from promoter.promotion import edits_for
 
     edits = edits_for(keys, source_values, target)
-    return planning.apply(edits, repo.read_files(tip, planning.files_needed(edits)), now)
+    files = repo.read_files(tip.sha, planning.files_needed(edits))
+    return planning.apply(edits, files, lambda: tip.time)
 
 
 def _find_origin(
@@ -227,7 +318,7 @@ def _gate(
     apps: Sequence[str],
     lineage: Sequence[str],
     no_gate: bool,
-    opener: _ForgeOpener,
+    opener: ForgeOpener,
     now: Callable[[], datetime],
 ) -> tuple[tuple[str, ...], GateResult | None]:
     from promoter.gates import evaluate, expand
@@ -242,125 +333,6 @@ def _gate(
         hint=" or pass --no-gate to promote without it",
     )
     return required, evaluate(required, lineage, _Statuses(forge, lineage), now(), env.gate.soak)
-
-
-class _ForgeOpener:
-    """Opens the forge once, when something needs it; says so early when there is none."""
-
-    def __init__(self, options: Options, repo: GitRepo, forge: Forge | None) -> None:
-        self._options = options
-        self._repo = repo
-        self._forge = forge
-
-    def require(self, what: str, hint: str = "") -> Forge:
-        if self._forge is None:
-            from promoter.forge import detect, open_forge
-
-            url = self._repo.remote.url
-            info = detect(self._options.forge, self._options.api_url, url)
-            if info.kind == "none":
-                raise UsageError(
-                    f"{what} needs a forge API: pass --forge github|gitlab (and --api-url for "
-                    f"GitHub Enterprise or self-managed GitLab){hint}"
-                )
-            self._forge = open_forge(info, resolve_token(self._options, url))
-        return self._forge
-
-
-def _by_pull_request(
-    repo: GitRepo,
-    forge: Forge,
-    result: PromoteResult,
-    to_env: Environment,
-    from_env: Environment,
-    make_plan: Callable[[str], planning.Plan],
-    make_message: Callable[[Sequence[Change]], str],
-    run: RunContext,
-    policy: RetryPolicy,
-    now: Callable[[], datetime],
-    sleep: Callable[[float], None],
-    *,
-    merge: bool,
-    auto_merge: bool,
-    draft: bool,
-    gate_line: str,
-) -> PromoteResult:
-    """Commit on the target's tip, put it on promoter/<from>-to-<to> (replacing that branch only
-    if nobody moved it since we looked), and open or update the pull request."""
-    from promoter.forge.base import PullRequestSpec
-    from promoter.message import title
-    from promoter.promotion import pull_request_body
-
-    head = f"promoter/{from_env.name}-to-{to_env.name}"
-    rng = random.Random()
-    start = time.monotonic()
-    attempt = 0
-    while True:
-        attempt += 1
-        began = time.monotonic()
-        tip = repo.fetch(to_env.branch)
-        plan = make_plan(tip)
-        if not plan.changed:  # someone else brought the target in line meanwhile
-            return replace(result, changes=(), files=(), attempts=attempt)
-        text = make_message(plan.changes)
-        sha = repo.commit(tip, plan.files, text, run.identity, run.identity, now().timestamp())
-        previous = repo.remote_tip(head)
-        if previous is not None and _same_commit(repo, head, previous, sha):
-            sha = previous  # the branch already holds exactly this: no push, no new CI run
-            break
-        if repo.push_owned(sha, head, previous):
-            break
-        delay = policy.delay(attempt, rng, cycle=time.monotonic() - began)
-        if attempt >= policy.attempts or time.monotonic() + delay - start > policy.budget:
-            raise RaceLost(
-                f"{head} kept moving: gave up after {attempt} attempts; nothing was changed "
-                "on it, run again"
-            )
-        sleep(delay)
-    pr_settings = to_env.pull_request
-    spec = PullRequestSpec(
-        head=head,
-        base=to_env.branch,
-        title=title("promote", to_env.name, plan.changes),
-        body=pull_request_body(
-            from_env.name, from_env.branch, to_env.name, str(result.origin), plan.changes, gate_line
-        ),
-        labels=pr_settings.labels,
-        reviewers=pr_settings.reviewers,
-        draft=draft or pr_settings.draft,
-    )
-    pull = forge.open_or_update_pull_request(spec)
-    merged, merge_commit = False, None
-    if merge:
-        answer = forge.merge_pull_request(pull.number, sha, "merge")
-        if not answer.merged:
-            raise PromoterError(
-                f"pull request #{pull.number} ({pull.url}) is open but was not merged: "
-                f"{answer.message or 'the forge refused'}"
-            )
-        merged, merge_commit = True, answer.sha
-    elif auto_merge:
-        outcome = forge.enable_auto_merge(pull.number, "merge")  # GitLab may merge at once
-        merged, merge_commit, auto_merge = outcome.merged, outcome.sha, not outcome.merged
-    return replace(
-        result,
-        changes=plan.changes,
-        files=tuple(sorted(plan.files)),
-        commit=sha,
-        attempts=attempt,
-        pull_request=pull,
-        head_branch=head,
-        merged=merged,
-        merge_commit=merge_commit,
-        auto_merge=auto_merge and not merge,
-    )
-
-
-def _same_commit(repo: GitRepo, head: str, previous: str, ours: str) -> bool:
-    """Does the head branch already hold our commit (same parent, tree and message)?"""
-    if repo.fetch(head) != previous:
-        return False
-    return repo.read_commit(previous) == repo.read_commit(ours)
 
 
 def _note(text: str) -> None:

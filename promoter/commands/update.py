@@ -1,23 +1,27 @@
-"""`promoter update ENV --image ... --chart ...`: one commit on the environment branch."""
+"""`promoter update ENV --image ... --chart ...`: one commit on the environment branch, or,
+where the environment takes pull requests, one accumulating PR into it (promoter.delivery)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from promoter.ci import RunContext
-from promoter.context import read_config, scratch_repo
+from promoter.context import ForgeOpener, read_config, scratch_repo
+from promoter.delivery import DEFAULT_RETRY, Clock, Delivered, Deliverer, RetryPolicy, Tip, Write
 from promoter.errors import UsageError
-from promoter.gitrepo import DEFAULT_RETRY, RetryPolicy, land
-from promoter.message import Provenance, build_message, check_message, check_sha, check_url
+from promoter.message import Provenance, check_message, check_sha, check_url
 from promoter.model import parse_chart_flag, parse_image_flag
 from promoter.options import Options
 
 if TYPE_CHECKING:
     from promoter import plan as planning
+    from promoter.forge.base import Forge
+    from promoter.gitrepo import GitRepo
     from promoter.model import Change
+    from promoter.plan import Edit
+    from promoter.promotion import PinKey
 
 
 @dataclass(frozen=True)
@@ -29,17 +33,26 @@ class UpdateResult:
     dry_run: bool
     attempts: int
     files: tuple[str, ...] = field(default=())
+    delivered: Delivered | None = None  # None in a dry run
 
     @property
     def changed(self) -> bool:
         return bool(self.changes)
 
+    @property
+    def delivery(self) -> str:
+        return self.delivered.strategy if self.delivered else "push"
+
     def as_dict(self) -> dict[str, Any]:
+        done = self.delivered
         return {
             "changed": self.changed,
             "commit": self.commit,
             "environment": self.environment,
             "branch": self.branch,
+            "delivery": self.delivery,
+            "pull_request": done.pull_request_dict() if done else None,
+            "closed_pull_request": done.closed.number if done and done.closed else None,
             "dry_run": self.dry_run,
             "attempts": self.attempts,
             "files": list(self.files),
@@ -55,12 +68,18 @@ def update(
     message: str | None = None,
     source_commit: str | None = None,
     source_url: str | None = None,
+    merge: bool = False,
+    auto_merge: bool = False,
+    draft: bool = False,
     run: RunContext | None = None,
     policy: RetryPolicy = DEFAULT_RETRY,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Clock | None = None,
+    forge: Forge | None = None,
 ) -> UpdateResult:
     if not images and not charts:
         raise UsageError("update: nothing to do; pass --image APP=TAG and/or --chart APP=VERSION")
+    if merge and auto_merge:
+        raise UsageError("--merge and --auto-merge exclude each other: pick one")
     # The flags are checked before any git I/O: a bad tag is reported even if the repo is down.
     requests = [parse_image_flag(i) for i in images] + [parse_chart_flag(c) for c in charts]
     run = run or RunContext.from_env()
@@ -78,6 +97,7 @@ def update(
             repo.start_fetch_default()
             speculative = repo.prefetch(guess)
         from promoter import plan as planning
+        from promoter.promotion import pin_keys
 
         config = read_config(options, repo)
         env = config.environment(environment)
@@ -87,35 +107,103 @@ def update(
             else:
                 speculative.discard(guess)
         edits = planning.resolve(config, environment, requests)
-        if env.delivery == "pull-request":
+        by_pull_request = env.delivery == "pull-request"
+        if not by_pull_request and (merge or auto_merge or draft):
             raise UsageError(
-                f"{env.name} takes changes by pull request (delivery: pull-request), and "
-                "update does not open pull requests yet: set delivery: push, or update an "
-                "upstream environment"
+                f"--merge, --auto-merge and --draft apply to pull requests, and {env.name} "
+                "takes pushes (delivery: push)"
             )
-        needed = planning.files_needed(edits)
-        outcome: dict[str, planning.Plan] = {}
+        auto_merge = auto_merge or (by_pull_request and env.pull_request.auto_merge and not merge)
+        keys = pin_keys(config, list(config.apps))
 
-        def make_commit(tip: str) -> str | None:
-            plan = planning.apply(edits, repo.read_files(tip, needed), now)
-            outcome["plan"] = plan
-            if not plan.changed or options.dry_run:
-                return None
-            text = build_message("update", environment, plan.changes, provenance, subject)
-            return repo.commit(tip, plan.files, text, run.identity, run.identity,
-                               now().timestamp())  # fmt: skip
+        def replan(tip: Tip) -> planning.Plan:
+            # Updates waiting in the pull request come first; this run's values win.
+            wanted = {(e.file, e.key): e for e in _pending(repo, keys, environment, tip)}
+            wanted.update({(e.file, e.key): e for e in edits})
+            todo = list(wanted.values())
+            files = repo.read_files(tip.sha, planning.files_needed(todo))
+            return planning.apply(todo, files, lambda: tip.time)
 
-        sha, attempts = land(repo, env.branch, make_commit, policy)
-    plan = outcome["plan"]
+        write = Write(
+            environment=env,
+            verb="update",
+            replan=replan,
+            provenance=provenance,
+            head=f"promoter/update-{env.name}",
+            body=lambda changes: update_body(env.name, env.branch, changes, provenance),
+            subject=subject,
+            strategy="pull-request" if by_pull_request else "push",
+            merge=merge,
+            auto_merge=auto_merge,
+            draft=draft,
+        )
+        opener = ForgeOpener(options, repo, forge)
+        if by_pull_request and not options.dry_run:
+            opener.require(f"updating {env.name} by pull request (delivery: pull-request)")
+        deliverer = Deliverer(repo, run, opener.require, policy, clock)
+        if options.dry_run:
+            plan = deliverer.preview(write)
+            return UpdateResult(environment, env.branch, plan.changes, None, True, 0,
+                                tuple(sorted(plan.files)))  # fmt: skip
+        done = deliverer.deliver(write)
     return UpdateResult(
         environment=environment,
         branch=env.branch,
-        changes=plan.changes,
-        commit=sha,
-        dry_run=options.dry_run,
-        attempts=attempts,
-        files=tuple(sorted(plan.files)),
+        changes=done.changes,
+        commit=done.commit,
+        dry_run=False,
+        attempts=done.attempts,
+        files=done.files,
+        delivered=done,
     )
+
+
+def _pending(repo: GitRepo, keys: Sequence[PinKey], env: str, tip: Tip) -> list[Edit]:
+    """The values a promoter/update-<env> pull request carries: every pin its commit sets to
+    something else than the tip it was built on had."""
+    from promoter.plan import Edit
+    from promoter.promotion import Missing, read_value
+
+    pending = tip.pending
+    if pending is None:
+        return []
+    paths = sorted({key.path(env) for key in keys})
+    now, before = repo.read_files(pending.sha, paths), repo.read_files(pending.base, paths)
+    edits = []
+    for key in keys:
+        path = key.path(env)
+        data = now.get(path)
+        if data is None or data == before.get(path):
+            continue
+        value = read_value(data.decode("utf-8", errors="replace"), key)
+        old = before.get(path)
+        was = read_value(old.decode("utf-8", errors="replace"), key) if old else Missing
+        if value is not Missing and value != was:
+            edits.append(Edit(key.app, key.pin, path, key.doc, key.key, str(value)))
+    return edits
+
+
+def update_body(env: str, branch: str, changes: Sequence[Change], source: Provenance) -> str:
+    from promoter.promotion import changes_table
+    from promoter.sinks import md_code, md_text
+
+    lines = [
+        f"Updates **{md_text(env)}** ({md_code(branch)}) with versions built by CI.",
+        "",
+        *changes_table(env, changes),
+        "",
+    ]
+    for label, value in (("Source", source.source), ("Build", source.source_url),
+                         ("Pipeline", source.pipeline_url)):  # fmt: skip
+        if value:
+            lines.append(f"- {label}: {md_code(value)}")
+    lines += [
+        "",
+        "<sub>Opened by promoter. Later updates of this environment accumulate here until it "
+        "merges; its branch is promoter-owned and rebuilt on each update.</sub>",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def provenance_for(

@@ -1,0 +1,368 @@
+"""One delivery layer for every write (update, promote, rollback).
+
+A command prepares (flags, config, what to set) and decides (a pure re-plan on any tip of the
+target branch); this module delivers, with one of two strategies:
+
+- **push**: a commit on the environment branch's tip, fast-forwarded; a lost race is
+  re-planned on the new tip.
+- **pull request**: a commit on the target's tip, put on a promoter-owned branch
+  (`promoter/...`, replaced only under a lease), and one PR/MR opened or updated into the
+  environment branch; then merged or auto-merged on request. A promoter branch that carries
+  nothing any more is closed (PR) and deleted; one a person pushed to is left alone.
+
+It owns the single retry loop (bounded in attempts and time, jittered backoff scaled to the
+cycle just lost, no sleep after the last attempt), the no-op rule (nothing to change: nothing
+is written; a promoter branch already holding the same tree on the same parent is not pushed
+again) and the one commit-message builder (promoter.message). What it writes is a pure function
+of its inputs: the clock only reaches commit dates, never trees (`Tip.time`, the tip's own
+commit time, is what derived files such as Chart.lock's `generated` use).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal, TypeVar
+
+from promoter.errors import PromoterError, RaceLost
+from promoter.message import Provenance, build_message
+
+if TYPE_CHECKING:
+    from promoter.ci import RunContext
+    from promoter.config import Environment
+    from promoter.forge.base import Forge, PullRequest
+    from promoter.gitrepo import GitRepo
+    from promoter.model import Change
+    from promoter.plan import Plan
+
+T = TypeVar("T")
+Strategy = Literal["push", "pull-request"]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Lost races are retried after full-jitter exponential backoff, bounded in count and time.
+
+    The backoff's unit is how long the attempt just lost took (at least `base`): one
+    fetch-commit-push cycle on this repo and server. The window starts at four cycles and
+    doubles with every loss in a row (up to `cap` seconds), so under contention the writers
+    spread out over about as many cycles as there are writers instead of colliding again on
+    the next tip; the budget bounds the whole in time, `attempts` in count.
+    """
+
+    attempts: int = 30
+    budget: float = 300.0  # seconds
+    base: float = 0.05
+    cap: float = 10.0
+
+    def delay(self, attempt: int, rng: random.Random, cycle: float = 0.0) -> float:
+        unit = max(self.base, cycle)
+        return rng.uniform(0, min(self.cap, unit * 2 ** (attempt + 1)))
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+class _Lost:
+    """An attempt lost its race: the branch moved under it."""
+
+
+LOST = _Lost()
+
+
+@dataclass(frozen=True)
+class Clock:
+    """Time as the delivery layer sees it: injectable, so tests never sleep."""
+
+    monotonic: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    rng: random.Random = field(default_factory=random.Random)
+
+
+def retry(
+    what: str,
+    attempt: Callable[[int], T | _Lost],
+    policy: RetryPolicy = DEFAULT_RETRY,
+    clock: Clock | None = None,
+) -> tuple[T, int]:
+    """Run `attempt(n)` until it does not lose its race; (its result, attempts used).
+    RaceLost (exit 5) when the attempts or the time budget run out; never sleeps after the
+    last attempt."""
+    clock = clock or Clock()
+    start = clock.monotonic()
+    n = 0
+    for n in range(1, policy.attempts + 1):
+        began = clock.monotonic()
+        out = attempt(n)
+        if not isinstance(out, _Lost):
+            return out, n
+        if n == policy.attempts:
+            break
+        delay = policy.delay(n, clock.rng, cycle=clock.monotonic() - began)
+        if clock.monotonic() + delay - start > policy.budget:
+            break
+        clock.sleep(delay)
+    raise RaceLost(
+        f"{what} kept moving: gave up after {n} attempts in "
+        f"{clock.monotonic() - start:.0f}s; nothing was pushed, run again"
+    )
+
+
+@dataclass(frozen=True)
+class Tip:
+    """What a plan is computed on: the target branch's tip, its commit time (for derived
+    values such as Chart.lock's `generated`: a function of the tip, not of the clock), and
+    the promoter branch's current commit when a pull request is in flight (`pending`)."""
+
+    sha: str
+    time: datetime
+    pending: Pending | None = None
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A promoter branch's commit: one commit, built by promoter on `base` (an earlier tip)."""
+
+    sha: str
+    base: str
+
+
+@dataclass(frozen=True)
+class Write:
+    """What a command wants written into one environment, and how to describe it."""
+
+    environment: Environment
+    verb: str  # update | promote | rollback: the subject's prefix
+    replan: Callable[[Tip], Plan]  # pure but for the git reads it does
+    provenance: Provenance
+    head: str  # the promoter branch for pull-request delivery
+    body: Callable[[Sequence[Change]], str]  # the pull request's body
+    subject: str | None = None  # a caller's message instead of `<verb>(<env>): ...`
+    strategy: Strategy = "push"
+    merge: bool = False
+    auto_merge: bool = False
+    draft: bool = False
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """What happened. `changes` are those written (or that would be, in a dry run)."""
+
+    strategy: Strategy
+    changes: tuple[Change, ...] = ()
+    files: tuple[str, ...] = ()
+    commit: str | None = None  # pushed to the branch, or the PR head
+    attempts: int = 0
+    pushed: bool = False
+    pull_request: PullRequest | None = None
+    head_branch: str | None = None
+    merged: bool = False
+    merge_commit: str | None = None
+    auto_merge: bool = False
+    closed: PullRequest | None = None  # a PR that carried nothing any more, closed
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+    def pull_request_dict(self) -> dict[str, object] | None:
+        pr = self.pull_request
+        if pr is None:
+            return None
+        return {
+            "number": pr.number,
+            "url": pr.url,
+            "head": pr.head,
+            "base": pr.base,
+            "merged": self.merged,
+            "merge_commit": self.merge_commit,
+            "auto_merge": self.auto_merge,
+        }
+
+
+class PersonPushed(PromoterError):
+    """Someone pushed their own commits to a promoter branch: it is theirs now."""
+
+
+class Deliverer:
+    """Delivers `Write`s through one scratch repo; opens the forge only when a PR needs it."""
+
+    def __init__(
+        self,
+        repo: GitRepo,
+        run: RunContext,
+        forge: Callable[[str], Forge],
+        policy: RetryPolicy = DEFAULT_RETRY,
+        clock: Clock | None = None,
+    ) -> None:
+        self.repo = repo
+        self.run = run
+        self._forge = forge
+        self.policy = policy
+        self.clock = clock or Clock()
+
+    # ---------------------------------------------------------------- planning only
+
+    def preview(self, write: Write, tip_sha: str | None = None) -> Plan:
+        """The plan as it stands now (for --dry-run and for deciding before writing)."""
+        branch = write.environment.branch
+        tip = self._tip(tip_sha or self.repo.fetch(branch))
+        if write.strategy == "pull-request":
+            tip = self._with_pending(tip, write)
+        return write.replan(tip)
+
+    # ---------------------------------------------------------------- delivering
+
+    def deliver(self, write: Write, tip_sha: str | None = None) -> Delivered:
+        if write.strategy == "pull-request":
+            return self._by_pull_request(write)
+        return self._by_push(write, tip_sha)
+
+    def _by_push(self, write: Write, tip_sha: str | None) -> Delivered:
+        branch = write.environment.branch
+
+        def attempt(n: int) -> Delivered | _Lost:
+            # The caller's freshly fetched tip serves the first attempt.
+            sha = tip_sha if n == 1 and tip_sha else self.repo.fetch(branch)
+            plan = write.replan(self._tip(sha))
+            if not plan.changed:
+                return Delivered("push")
+            commit = self._commit(sha, plan, write)
+            if not self.repo.push(commit, branch):
+                return LOST
+            return Delivered("push", plan.changes, tuple(sorted(plan.files)), commit, pushed=True)
+
+        done, attempts = retry(branch, attempt, self.policy, self.clock)
+        return _with_attempts(done, attempts)
+
+    def _by_pull_request(self, write: Write) -> Delivered:
+        env = write.environment
+
+        def attempt(n: int) -> Delivered | _Lost:
+            tip = self._with_pending(self._tip(self.repo.fetch(env.branch)), write)
+            plan = write.replan(tip)
+            previous = tip.pending.sha if tip.pending else None
+            if not plan.changed:
+                return Delivered("pull-request", head_branch=write.head, commit=previous)
+            commit = self._commit(tip.sha, plan, write)
+            files = tuple(sorted(plan.files))
+            if previous is not None and self._same_tree(previous, commit):
+                return Delivered("pull-request", plan.changes, files, previous)
+            if not self.repo.push_owned(commit, write.head, previous):
+                return LOST
+            return Delivered("pull-request", plan.changes, files, commit, pushed=True)
+
+        done, attempts = retry(write.head, attempt, self.policy, self.clock)
+        done = _with_attempts(done, attempts)
+        if not done.changed:
+            return self._close_stale(write, done)
+        return self._open(write, done)
+
+    def _open(self, write: Write, done: Delivered) -> Delivered:
+        from promoter.forge.base import PullRequestSpec
+        from promoter.message import title
+
+        env = write.environment
+        forge = self._forge(f"delivering to {env.name} by pull request")
+        settings = env.pull_request
+        spec = PullRequestSpec(
+            head=write.head,
+            base=env.branch,
+            title=write.subject.splitlines()[0]
+            if write.subject
+            else title(write.verb, env.name, done.changes),
+            body=write.body(done.changes),
+            labels=settings.labels,
+            reviewers=settings.reviewers,
+            draft=write.draft or settings.draft,
+        )
+        pull = forge.open_or_update_pull_request(spec)
+        merged, merge_commit, auto = False, None, False
+        if write.merge:
+            answer = forge.merge_pull_request(pull.number, str(done.commit), "merge")
+            if not answer.merged:
+                raise PromoterError(
+                    f"pull request #{pull.number} ({pull.url}) is open but was not merged: "
+                    f"{answer.message or 'the forge refused'}"
+                )
+            merged, merge_commit = True, answer.sha
+        elif write.auto_merge:
+            outcome = forge.enable_auto_merge(pull.number, "merge")  # GitLab may merge at once
+            merged, merge_commit, auto = outcome.merged, outcome.sha, not outcome.merged
+        return _replace(
+            done,
+            pull_request=pull,
+            head_branch=write.head,
+            merged=merged,
+            merge_commit=merge_commit,
+            auto_merge=auto,
+        )
+
+    def _close_stale(self, write: Write, done: Delivered) -> Delivered:
+        """Nothing left to carry: close the PR that still asks for it, delete its branch."""
+        if done.commit is None:  # no promoter branch: nothing was in flight
+            return done
+        env = write.environment
+        forge = self._forge(f"closing the pull request of {write.head}")
+        pull = forge.find_pull_request(write.head, env.branch)
+        if pull is not None:
+            forge.comment(
+                pull.number,
+                f"Closed by promoter: {env.branch} already has every version this pull "
+                "request carried, so it has nothing left to change.",
+            )
+            forge.close_pull_request(pull.number)
+        self.repo.delete_owned(write.head, done.commit)
+        return _replace(done, commit=None, closed=pull)
+
+    # ---------------------------------------------------------------- helpers
+
+    def _tip(self, sha: str) -> Tip:
+        info = self.repo.read_commit(sha)
+        return Tip(sha, datetime.fromtimestamp(info.committed, UTC))
+
+    def _with_pending(self, tip: Tip, write: Write) -> Tip:
+        """The promoter branch's commit, when it exists and is promoter's own."""
+        head = self.repo.remote_tip(write.head)
+        if head is None:
+            return tip
+        self.repo.fetch(write.head, depth=2)
+        info = self.repo.read_commit(head)
+        marker = f"Promoter-Environment: {write.environment.name}"
+        if len(info.parents) != 1 or marker not in _trailer_block(info.message):
+            raise PersonPushed(
+                f"{write.head} holds a commit promoter did not write ({head[:12]}): someone "
+                "pushed to it, so promoter leaves it and its pull request alone; merge or "
+                f"close that pull request, delete {write.head}, then run again"
+            )
+        return Tip(tip.sha, tip.time, Pending(head, info.parents[0]))
+
+    def _commit(self, parent: str, plan: Plan, write: Write) -> str:
+        message = build_message(
+            write.verb, write.environment.name, plan.changes, write.provenance, write.subject
+        )
+        who = self.run.identity
+        return self.repo.commit(parent, plan.files, message, who, who, self.clock.now().timestamp())
+
+    def _same_tree(self, previous: str, ours: str) -> bool:
+        """Does the promoter branch already hold what we would push (same parent and tree)?"""
+        mine, theirs = self.repo.read_commit(ours), self.repo.read_commit(previous)
+        return (mine.tree, mine.parents) == (theirs.tree, theirs.parents)
+
+
+def _trailer_block(message: str) -> str:
+    return message.rstrip("\n").rpartition("\n\n")[2]
+
+
+def _with_attempts(done: Delivered, attempts: int) -> Delivered:
+    return _replace(done, attempts=attempts)
+
+
+def _replace(done: Delivered, **changes: object) -> Delivered:
+    import dataclasses
+
+    return dataclasses.replace(done, **changes)  # type: ignore[arg-type]
