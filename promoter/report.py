@@ -14,8 +14,12 @@ if TYPE_CHECKING:
 
 def render_update(result: UpdateResult) -> str:
     where = f"{result.environment} ({result.branch})"
+    done = result.delivered
     if not result.changed:
-        return f"{where}: already up to date, nothing to commit"
+        head = f"{where}: already up to date, nothing to commit"
+        if done is not None and done.closed is not None:
+            head += f"; closed pull request #{done.closed.number} ({done.closed.url})"
+        return head
     rows = [(c.pin, c.file, c.key, f"{show_value(c.old)} -> {show_value(c.new)}")
             for c in result.changes]  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
@@ -24,13 +28,20 @@ def render_update(result: UpdateResult) -> str:
         for pin, file, key, move in rows
     ]
     count = f"{len(rows)} change{'s' if len(rows) != 1 else ''}"
+    retries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
+    pr = done.pull_request if done else None
     if result.dry_run:
         head = f"{where}: would commit {count} (dry run, nothing written)"
+    elif pr is not None and done is not None:
+        how = "pushed" if done.pushed else "unchanged"
+        head = f"{where}: {count} in pull request #{pr.number} ({how}{retries})"
     else:
-        retries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
         head = f"{where}: committed {count} as {(result.commit or '')[:12]}{retries}"
     derived = sorted(set(result.files) - {c.file for c in result.changes})
     lines += [f"  + {path} (kept in sync)" for path in derived]
+    if pr is not None and done is not None:
+        state = "merged" if done.merged else "auto-merge enabled" if done.auto_merge else "open"
+        lines.append(f"  pull request: #{pr.number} {pr.url} ({pr.head} -> {pr.base}, {state})")
     return "\n".join([head, *lines])
 
 
