@@ -125,10 +125,13 @@ class Tip:
 
 @dataclass(frozen=True)
 class Pending:
-    """A promoter branch's commit: one commit, built by promoter on `base` (an earlier tip)."""
+    """A promoter branch's commit: one commit, built by promoter on `base` (an earlier tip).
+    `open`: its pull request is still open, so what it carries is in flight; a branch left
+    by a merged or closed one carries nothing (and is replaced under the lease)."""
 
     sha: str
     base: str
+    open: bool = True
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,7 @@ class Write:
     merge: bool = False
     auto_merge: bool = False
     draft: bool = False
+    accumulates: bool = False  # the plan builds on what the open pull request carries
 
 
 @dataclass(frozen=True)
@@ -212,7 +216,7 @@ class Deliverer:
         branch = write.environment.branch
         tip = self._tip(tip_sha or self.repo.fetch(branch))
         if write.strategy == "pull-request":
-            tip = self._with_pending(tip, write)
+            tip = self._with_pending(tip, write, forge_optional=True)
         return write.replan(tip)
 
     # ---------------------------------------------------------------- delivering
@@ -290,6 +294,7 @@ class Deliverer:
                     f"{answer.message or 'the forge refused'}"
                 )
             merged, merge_commit = True, answer.sha
+            self.repo.delete_owned(write.head, str(done.commit))  # its work is done
         elif write.auto_merge:
             outcome = forge.enable_auto_merge(pull.number, "merge")  # GitLab may merge at once
             merged, merge_commit, auto = outcome.merged, outcome.sha, not outcome.merged
@@ -325,8 +330,10 @@ class Deliverer:
         info = self.repo.read_commit(sha)
         return Tip(sha, datetime.fromtimestamp(info.committed, UTC))
 
-    def _with_pending(self, tip: Tip, write: Write) -> Tip:
-        """The promoter branch's commit, when it exists and is promoter's own."""
+    def _with_pending(self, tip: Tip, write: Write, forge_optional: bool = False) -> Tip:
+        """The promoter branch's commit while its pull request is open (what is in flight).
+        A branch left over from a merged or closed pull request carries nothing; a branch a
+        person pushed to is theirs (PersonPushed)."""
         head = self.repo.remote_tip(write.head)
         if head is None:
             return tip
@@ -339,6 +346,16 @@ class Deliverer:
                 "pushed to it, so promoter leaves it and its pull request alone; merge or "
                 f"close that pull request, delete {write.head}, then run again"
             )
+        if not write.accumulates:  # what the branch carries does not matter to the plan
+            return Tip(tip.sha, tip.time, Pending(head, info.parents[0]))
+        try:
+            forge = self._forge(f"delivering to {write.environment.name} by pull request")
+        except PromoterError:
+            if not forge_optional:
+                raise
+            return Tip(tip.sha, tip.time, Pending(head, info.parents[0]))
+        if forge.find_pull_request(write.head, write.environment.branch) is None:
+            return Tip(tip.sha, tip.time, Pending(head, info.parents[0], open=False))
         return Tip(tip.sha, tip.time, Pending(head, info.parents[0]))
 
     def _commit(self, parent: str, plan: Plan, write: Write) -> str:

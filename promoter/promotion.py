@@ -210,6 +210,7 @@ class PromoteResult:
     history_complete: bool = True
     files: tuple[str, ...] = field(default=())
     closed: PullRequest | None = None  # a stale pull request closed (nothing left to carry)
+    pushed: bool = False  # the promoter branch was pushed (False: it already held this)
     error: str | None = None  # this target failed (fan-out goes on with the others)
     exit_code: int = 0
 
@@ -219,7 +220,10 @@ class PromoteResult:
 
     @property
     def changed(self) -> bool:
-        return bool(self.changes) and not self.blocked and self.error is None
+        """Something was (or, in a dry run, would be) written. A re-run that finds its pull
+        request already carrying exactly this is not a change."""
+        written = self.pull_request is None or self.pushed or self.merged
+        return bool(self.changes) and not self.blocked and self.error is None and written
 
     @property
     def outcome(self) -> int:

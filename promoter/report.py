@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 def render_update(result: UpdateResult) -> str:
     where = f"{result.environment} ({result.branch})"
     done = result.delivered
-    if not result.changed:
+    if not result.changes:
         head = f"{where}: already up to date, nothing to commit"
         if done is not None and done.closed is not None:
             head += f"; closed pull request #{done.closed.number} ({done.closed.url})"

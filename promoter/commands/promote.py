@@ -240,7 +240,7 @@ class _Promotion:
                        attempts=done.attempts, pull_request=done.pull_request,
                        head_branch=done.head_branch, merged=done.merged,
                        merge_commit=done.merge_commit, auto_merge=done.auto_merge,
-                       closed=done.closed)  # fmt: skip
+                       closed=done.closed, pushed=done.pushed)  # fmt: skip
 
 
 def _plan(

@@ -37,7 +37,12 @@ class UpdateResult:
 
     @property
     def changed(self) -> bool:
-        return bool(self.changes)
+        """Something was (or, in a dry run, would be) written: a commit, a pushed promoter
+        branch, or a merge. A re-run that finds its pull request as it should be is not."""
+        done = self.delivered
+        if done is None or done.strategy == "push":
+            return bool(self.changes)
+        return bool(self.changes) and (done.pushed or done.merged)
 
     @property
     def delivery(self) -> str:
@@ -136,6 +141,7 @@ def update(
             merge=merge,
             auto_merge=auto_merge,
             draft=draft,
+            accumulates=True,
         )
         opener = ForgeOpener(options, repo, forge)
         if by_pull_request and not options.dry_run:
@@ -165,7 +171,7 @@ def _pending(repo: GitRepo, keys: Sequence[PinKey], env: str, tip: Tip) -> list[
     from promoter.promotion import Missing, read_value
 
     pending = tip.pending
-    if pending is None:
+    if pending is None or not pending.open:
         return []
     paths = sorted({key.path(env) for key in keys})
     now, before = repo.read_files(pending.sha, paths), repo.read_files(pending.base, paths)
