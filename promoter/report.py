@@ -30,7 +30,10 @@ def render_update(result: UpdateResult) -> str:
     count = f"{len(rows)} change{'s' if len(rows) != 1 else ''}"
     retries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
     pr = done.pull_request if done else None
-    if result.dry_run:
+    if result.dry_run and result.head is not None:
+        head = (f"{where}: would put {count} on {result.head}, for the pull request into "
+                f"{result.branch} (dry run, nothing written)")  # fmt: skip
+    elif result.dry_run:
         head = f"{where}: would commit {count} (dry run, nothing written)"
     elif pr is not None and done is not None:
         how = "pushed" if done.pushed else "unchanged"

@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 from promoter.ci import RunContext
 from promoter.context import ForgeOpener, read_config, scratch_repo
-from promoter.delivery import DEFAULT_RETRY, Clock, Delivered, Deliverer, RetryPolicy, Tip, Write
+from promoter.delivery import (
+    DEFAULT_RETRY,
+    Clock,
+    Delivered,
+    Deliverer,
+    RetryPolicy,
+    Strategy,
+    Tip,
+    Write,
+)
 from promoter.errors import UsageError
 from promoter.message import Provenance, check_message, check_sha, check_url
 from promoter.model import parse_chart_flag, parse_image_flag
@@ -34,6 +43,8 @@ class UpdateResult:
     attempts: int
     files: tuple[str, ...] = field(default=())
     delivered: Delivered | None = None  # None in a dry run
+    strategy: Strategy = "push"  # how the environment takes writes (a dry run's too)
+    head: str | None = None  # the promoter branch, where the environment takes pull requests
 
     @property
     def changed(self) -> bool:
@@ -45,8 +56,8 @@ class UpdateResult:
         return bool(self.changes) and (done.pushed or done.merged)
 
     @property
-    def delivery(self) -> str:
-        return self.delivered.strategy if self.delivered else "push"
+    def delivery(self) -> Strategy:
+        return self.delivered.strategy if self.delivered else self.strategy
 
     def as_dict(self) -> dict[str, Any]:
         done = self.delivered
@@ -147,10 +158,11 @@ def update(
         if by_pull_request and not options.dry_run:
             opener.require(f"updating {env.name} by pull request (delivery: pull-request)")
         deliverer = Deliverer(repo, run, opener.require, policy, clock)
+        head = write.head if by_pull_request else None
         if options.dry_run:
             plan = deliverer.preview(write)
             return UpdateResult(environment, env.branch, plan.changes, None, True, 0,
-                                tuple(sorted(plan.files)))  # fmt: skip
+                                tuple(sorted(plan.files)), None, write.strategy, head)  # fmt: skip
         done = deliverer.deliver(write)
     return UpdateResult(
         environment=environment,
@@ -161,12 +173,20 @@ def update(
         attempts=done.attempts,
         files=done.files,
         delivered=done,
+        strategy=write.strategy,
+        head=head,
     )
 
 
 def _pending(repo: GitRepo, keys: Sequence[PinKey], env: str, tip: Tip) -> list[Edit]:
     """The values a promoter/update-<env> pull request carries: every pin its commit sets to
-    something else than the tip it was built on had."""
+    something else than the tip it was built on (its parent) had.
+
+    A pin the environment branch itself moved since then (a hotfix, or the same value by
+    another route) is dropped: the branch's value is the newer one, and the pull request must
+    never take it back. Only files whose blob differs between the commit and its parent are
+    read (trees are compared first), so a large repo costs a few blobs, not every pinned file.
+    """
     from promoter.plan import Edit
     from promoter.promotion import Missing, read_value
 
@@ -174,19 +194,31 @@ def _pending(repo: GitRepo, keys: Sequence[PinKey], env: str, tip: Tip) -> list[
     if pending is None or not pending.open:
         return []
     paths = sorted({key.path(env) for key in keys})
-    now, before = repo.read_files(pending.sha, paths), repo.read_files(pending.base, paths)
-    edits = []
+    ours, base = repo.list_files(pending.sha, paths), repo.list_files(pending.base, paths)
+    touched = [path for path in paths if ours.get(path) != base.get(path)]
+    if not touched:
+        return []
+    now, before = repo.read_files(pending.sha, touched), repo.read_files(pending.base, touched)
+    target = before if tip.sha == pending.base else repo.read_files(tip.sha, touched)
+
+    def value(files: dict[str, bytes | None], key: PinKey) -> object:
+        data = files.get(key.path(env))
+        return Missing if data is None else read_value(data.decode("utf-8", "replace"), key)
+
+    carried: dict[str, list[Edit]] = {}
+    moved: set[str] = set()  # pins the environment branch changed since the PR's commit
     for key in keys:
         path = key.path(env)
-        data = now.get(path)
-        if data is None or data == before.get(path):
+        if path not in touched:
             continue
-        value = read_value(data.decode("utf-8", errors="replace"), key)
-        old = before.get(path)
-        was = read_value(old.decode("utf-8", errors="replace"), key) if old else Missing
-        if value is not Missing and value != was:
-            edits.append(Edit(key.app, key.pin, path, key.doc, key.key, str(value)))
-    return edits
+        new, was = value(now, key), value(before, key)
+        if target is not before and value(target, key) != was:
+            moved.add(key.pin)
+        if new is not Missing and new != was:
+            carried.setdefault(key.pin, []).append(
+                Edit(key.app, key.pin, path, key.doc, key.key, str(new))
+            )
+    return [edit for pin, edits in carried.items() if pin not in moved for edit in edits]
 
 
 def update_body(env: str, branch: str, changes: Sequence[Change], source: Provenance) -> str:
