@@ -69,6 +69,7 @@ def promote(
             config.app(app)
         selected = list(dict.fromkeys(apps)) or list(config.apps)
         opener = ForgeOpener(options, repo, forge)
+        _check_forge(pairs, no_gate, options.dry_run, opener)
         deliverer = Deliverer(repo, run, opener.require, policy, clock)
         sources: dict[str, _Source] = {}
         results = []
@@ -115,6 +116,31 @@ def _pairs(
     return pairs
 
 
+def _check_forge(
+    pairs: Sequence[tuple[Environment, Environment]],
+    no_gate: bool,
+    dry_run: bool,
+    opener: ForgeOpener,
+) -> None:
+    """A forge every target will need is required before the first target is written, so
+    that bad input (exit 2) writes nothing even when another target could have gone ahead."""
+    for from_env, to_env in pairs:
+        if not dry_run and _by_pull_request(from_env, to_env):
+            opener.require(f"promoting to {to_env.name} by pull request")
+        if len(pairs) > 1 and from_env.gate.require and not no_gate:
+            # (One target needs it only when something moves: _gate asks then, before writing.)
+            opener.require(
+                f"the gate of {from_env.name} ({', '.join(from_env.gate.require)}) reads commit "
+                "statuses; it",
+                hint=" or pass --no-gate to promote without it",
+            )
+
+
+def _by_pull_request(from_env: Environment, to_env: Environment) -> bool:
+    """Pull-request delivery: the target asks for it, or both share one branch (folders)."""
+    return to_env.delivery == "pull-request" or to_env.branch == from_env.branch
+
+
 @dataclass(frozen=True)
 class _Flags:
     merge: bool
@@ -153,7 +179,7 @@ class _Promotion:
         self.from_env, self.to_env, self.clock = from_env, to_env, clock
         self.keys = promotion.pin_keys(config, apps)
         self.source_paths = sorted({k.path(from_env.name) for k in self.keys})
-        by_pr = to_env.delivery == "pull-request" or to_env.branch == from_env.branch
+        by_pr = _by_pull_request(from_env, to_env)
         self.strategy: Strategy = "pull-request" if by_pr else "push"
         self.result = PromoteResult(source=from_env.name, target=to_env.name,
                                     source_branch=from_env.branch, target_branch=to_env.branch,
