@@ -390,7 +390,10 @@ def render(result: PromoteResult) -> str:
         how = "push" if result.delivery == "push" else "open a pull request with"
         head = f"{move}: would {how} {count} (dry run, nothing written)"
     elif result.pull_request is not None:
-        head = f"{move}: {count} in pull request #{result.pull_request.number}"
+        # As update says it: a re-run that finds its branch already holding this pushes nothing.
+        how = "pushed" if result.pushed else "unchanged"
+        retries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
+        head = f"{move}: {count} in pull request #{result.pull_request.number} ({how}{retries})"
     else:
         retries = f" after {result.attempts} attempts" if result.attempts > 1 else ""
         head = f"{move}: committed {count} as {(result.commit or '')[:12]}{retries}"

@@ -292,18 +292,21 @@ def test_repeated_to_gives_each_target_its_own_branch_gate_and_pull_request(
                                         "promote(prod-us): web 1.1.0, api 2.1.0"}  # fmt: skip
     assert {b: bed.repo.sha(b) for b in prod} == prod  # environment branches untouched
 
-    # Text output lists both targets, each with its own pull request.
+    # Text output lists both targets, each with its own pull request (a re-run: unchanged).
     run = bed.promote(capsys, "--to", "prod-eu", "--to", "prod-us")
     assert run.code == 0, run.err
     eu_pr, us_pr = bed.pull("promoter/staging-to-prod-eu"), bed.pull("promoter/staging-to-prod-us")
-    assert (
-        f"staging (env/staging) -> prod-eu (env/prod-eu): 1 change in pull request #{eu_pr.number}"
-        in run.out
+    lines = run.out.splitlines()
+    assert lines[0] == (
+        "staging (env/staging) -> prod-eu (env/prod-eu): "
+        f"1 change in pull request #{eu_pr.number} (unchanged)"
     )
     assert (
-        f"staging (env/staging) -> prod-us (env/prod-us): 2 changes in pull request #{us_pr.number}"
-        in run.out
-    )
+        "staging (env/staging) -> prod-us (env/prod-us): "
+        f"2 changes in pull request #{us_pr.number} (unchanged)"
+    ) in lines
+    assert "(promoter/staging-to-prod-eu -> env/prod-eu, open)" in run.out
+    assert "(promoter/staging-to-prod-us -> env/prod-us, open)" in run.out
     assert len(bed.pulls()) == 2
 
 
@@ -776,6 +779,7 @@ def test_a_promoter_branch_a_person_pushed_to_is_left_alone_and_the_others_proce
     assert run.code == 0, run.err
     head = "promoter/staging-to-prod-eu"
     [opened] = bed.pulls()
+    assert f"1 change in pull request #{opened.number} (pushed)" in run.out
     theirs = bed.repo.commit(head, {"apps/web/NOTES.md": "please hold\n"}, "hold: wait for QA")
 
     newer = bed.repo.commit("env/staging", web("1.2.0"), "web 1.2.0")  # something new to carry
