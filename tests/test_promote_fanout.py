@@ -343,6 +343,26 @@ def test_one_target_prints_the_object_and_from_alone_fans_out_to_every_follower(
     assert run.code == 0 and isinstance(single, dict) and single["to"] == "prod-eu"
 
 
+def test_fan_out_reads_the_gate_statuses_once_for_all_targets(
+    env_repo, github_api, git_server, capsys
+):
+    bed = make_bed(env_repo, github_api, "github", git_server)
+    ours = bed.repo.commit("env/staging", web("1.1.0"), "web 1.1.0")
+    bed.status(ours, "web", "success")
+    before = len(github_api.request_log)
+    run, data = bed.json(capsys, "--from", "staging")
+    assert run.code == 0, run.err
+    assert [d["gate"]["deciding_commit"] for d in data] == [ours, ours, ours]
+    calls = github_api.request_log[before:]
+    gate = [c for c in calls if "/commits/" in c[1]]
+    assert len(gate) == 2  # statuses + check runs of one commit, not once per target
+    assert len(calls) == 2 + 3 + 3  # + two new pull requests: lookup, create, labels (no reviewers)
+    before = len(github_api.request_log)
+    run, again = bed.json(capsys, "--from", "staging")
+    assert run.code == 0 and [d["changed"] for d in again] == [False, False, False]
+    assert len(github_api.request_log) - before == 2 + 1 + 1  # gate + a lookup per PR
+
+
 def test_from_with_no_follower_is_bad_input(env_repo, github_api, git_server, capsys):
     bed = make_bed(env_repo, github_api, "github", git_server)
     before = bed.branches()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -156,6 +156,9 @@ class _Source:
     history: list[tuple[str, dict[str, str | None]]]
     complete: bool
     files: dict[str, bytes | None]
+    # Commit statuses read for its gate, shared by the targets of one run (fan-out reads a
+    # commit's statuses once, and every target's gate judges the same reading).
+    statuses: dict[str, list[CommitStatus]] = field(default_factory=dict)
 
 
 class _Promotion:
@@ -253,7 +256,7 @@ class _Promotion:
         lineage = [sha for sha, _ in reversed(history[: index + 1])]
         promoted_apps = list(dict.fromkeys(k.app for k in moving))
         required, gate = _gate(self.from_env, promoted_apps, lineage, flags.no_gate, self.opener,
-                               self.clock.now)  # fmt: skip
+                               self.clock.now, src.statuses)  # fmt: skip
         result = replace(result, changes=plan.changes, origin=origin, gate=gate,
                          required=required, history_searched=len(history),
                          history_complete=complete, files=tuple(sorted(plan.files)))  # fmt: skip
@@ -320,10 +323,12 @@ def _find_origin(
 class _Statuses(Mapping[str, "Sequence[CommitStatus]"]):
     """Statuses read only for the commits the gate looks at (it stops at the first verdict)."""
 
-    def __init__(self, forge: Forge, lineage: Sequence[str]) -> None:
+    def __init__(
+        self, forge: Forge, lineage: Sequence[str], read: dict[str, list[CommitStatus]]
+    ) -> None:
         self._forge = forge
         self._lineage = lineage
-        self._read: dict[str, list[CommitStatus]] = {}
+        self._read = read
 
     def __getitem__(self, sha: str) -> Sequence[CommitStatus]:
         if sha not in self._lineage:
@@ -346,6 +351,7 @@ def _gate(
     no_gate: bool,
     opener: ForgeOpener,
     now: Callable[[], datetime],
+    read: dict[str, list[CommitStatus]],
 ) -> tuple[tuple[str, ...], GateResult | None]:
     from promoter.gates import evaluate, expand
 
@@ -358,7 +364,9 @@ def _gate(
         f"the gate of {env.name} ({', '.join(required)}) reads commit statuses; it",
         hint=" or pass --no-gate to promote without it",
     )
-    return required, evaluate(required, lineage, _Statuses(forge, lineage), now(), env.gate.soak)
+    return required, evaluate(
+        required, lineage, _Statuses(forge, lineage, read), now(), env.gate.soak
+    )
 
 
 def _note(text: str) -> None:
