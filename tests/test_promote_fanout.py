@@ -363,6 +363,31 @@ def test_fan_out_reads_the_gate_statuses_once_for_all_targets(
     assert len(github_api.request_log) - before == 2 + 1 + 1  # gate + a lookup per PR
 
 
+def test_fan_out_dry_run_plans_every_target_and_writes_nothing(
+    env_repo, github_api, git_server, capsys
+):
+    bed = make_bed(env_repo, github_api, "github", git_server, {"env/perf": web("1.1.0")})
+    bed.status(bed.repo.commit("env/staging", web("1.1.0"), "web"), "web", "success")
+    before, start = bed.branches(), bed.mark()
+    run = run_cli(
+        capsys, *bed.args("--dry-run", "--output", "json", "promote", "--from", "staging")
+    )
+    assert run.code == 0, run.err
+    data = json.loads(run.out)
+    assert [(d["to"], d["changed"], d["dry_run"]) for d in data] == [
+        ("prod-eu", True, True),
+        ("prod-us", True, True),
+        ("perf", False, True),  # already there
+    ]
+    assert all(d["commit"] is None and d["pull_request"] is None for d in data)
+    run = run_cli(capsys, *bed.args("--dry-run", "promote", "--from", "staging"))
+    assert run.code == 0, run.err
+    assert run.out.count("would open a pull request with 1 change (dry run, nothing written)") == 2
+    assert "perf (env/perf): nothing to promote" in run.out
+    assert bed.branches() == before and bed.pulls() == []
+    assert bed.push_starts(start) == 0
+
+
 def test_from_with_no_follower_is_bad_input(env_repo, github_api, git_server, capsys):
     bed = make_bed(env_repo, github_api, "github", git_server)
     before = bed.branches()
