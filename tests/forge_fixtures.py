@@ -58,6 +58,7 @@ BUDGET_KEYS = (
     "open_new",  # open_or_update, no PR yet, with labels and a reviewer
     "open_unchanged",  # open_or_update, PR exists and already matches
     "open_changed",  # open_or_update, PR exists, new title/body and one more label
+    "open_unfinished",  # open_or_update, PR exists bare (its run died after creating it)
     "close",
     "merge",
     "auto_merge",
@@ -187,6 +188,10 @@ class GitHubHarness:
         # reviewers when the content changed and one is no longer pending: 4 at worst; the
         # contract test's case (content and labels changed, reviewers pending) costs 3.
         "open_changed": 4,
+        # A run that died after creating the PR left it without labels (added last, after the
+        # reviewers, so no spec label on it means creation did not finish): lookup + reviewers
+        # + labels. The common unchanged re-run does not pay for this check (open_unchanged).
+        "open_unfinished": 3,
         "close": 1,
         "merge": 1,
         "auto_merge": 2,  # GET the PR for its node_id + the GraphQL mutation
@@ -326,6 +331,7 @@ class GitLabHarness:
         "open_new": 2,  # lookup + create (labels and reviewer ids in it)
         "open_unchanged": 1,  # the lookup: `reviewers` in it shows nothing is missing
         "open_changed": 2,  # lookup + one PUT (title, description, labels)
+        "open_unfinished": 2,  # lookup + one PUT (add_labels, reviewer_ids)
         "close": 1,
         "merge": 1,
         "auto_merge": 1,  # the merge endpoint with auto_merge

@@ -118,6 +118,10 @@ class Forge(Protocol):
 
         Labels and reviewers are added, never removed: a label or reviewer someone put on the
         PR by hand (a "hold" label) survives every update, as does one the spec stopped naming.
+
+        Resumable: a run that died part-way (after creating the PR, before its reviewers or
+        labels) is completed by the next call with the same spec, never duplicated. A reviewer
+        who has already reviewed is not asked again by a re-run that changes no content.
         """
         ...
 

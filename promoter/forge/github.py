@@ -11,6 +11,15 @@ Choices the official REST description imposed (a strict double holds us to it):
   label a person adds meanwhile is never lost; the pulls endpoint has no `labels` (nor
   `draft`) field;
 - draft state changes through the GraphQL mutations, as REST has no field for it.
+
+Creating a PR takes up to three writes (create, request reviewers, add labels), in that order,
+so that the spec's labels mark a finished creation: a run that died between them leaves a PR
+with none of its labels, and the next run requests the reviewers still missing before adding
+them. Otherwise a reviewer no longer pending is taken to have reviewed (GitHub drops a
+reviewer from the requests on review) and is not asked again unless the content changed. The
+price: a PR from which a person removed every spec label is taken for unfinished too; and with
+no labels configured there is no mark, so that crash leaves the reviewers unasked until the
+content next changes.
 """
 
 from __future__ import annotations
@@ -229,29 +238,35 @@ class GitHubForge:
             if existing is None:
                 raise
             return self._update(existing, spec)
+        # Reviewers first, labels last: the spec's labels on the PR say creation finished (a
+        # run that died before them left none, and the next run completes it: see _update).
+        self._request_reviewers(created, spec.reviewers, already=())
         out = self._to_pull(created)
         if spec.labels:
             out = dataclasses.replace(out, labels=self._add_labels(created, list(spec.labels)))
-        self._request_reviewers(created, spec.reviewers, already=())
         return out
 
     def _update(self, pr: GhPullRequest, spec: PullRequestSpec) -> PullRequest:
         """Bring an open PR in line with spec, one request per kind of difference.
 
         Labels are added, never removed (people label promotion PRs too). Reviewers missing from
-        the pending requests are requested again only when the content changed, so an unchanged
-        PR costs exactly one request (the lookup) and an approving reviewer is not re-pinged.
+        the pending requests are requested again when the content changed, or when creation did
+        not finish: the spec names labels and none of them is on the PR (creation adds them
+        last, after the reviewers, in one request). Otherwise a reviewer no longer pending has
+        reviewed (GitHub drops a reviewer from the requests on review) and is not re-pinged,
+        and an unchanged PR costs exactly one request (the lookup).
         """
         current = self._to_pull(pr)
         content_changed = pr.title != spec.title or (pr.body or "") != spec.body
         missing_labels = [name for name in spec.labels if name not in current.labels]
+        unfinished = bool(spec.labels) and not set(spec.labels) & set(current.labels)
         labels = current.labels + tuple(missing_labels)
         if content_changed:
             self._repo().get_issue(pr.number).edit(title=spec.title, body=spec.body)
-        if missing_labels:
-            labels = self._add_labels(pr, missing_labels)
-        if content_changed:
+        if content_changed or unfinished:
             self._request_reviewers(pr, spec.reviewers, already=self._requested(pr))
+        if missing_labels:  # after the reviewers, as on creation
+            labels = self._add_labels(pr, missing_labels)
         if spec.draft != current.draft:
             if spec.draft:
                 pr.convert_to_draft()

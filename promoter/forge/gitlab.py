@@ -14,6 +14,9 @@ GitLab specifics, decided here (the value tables and conversions are in gitlab_m
   per run). The username lookup is NOT covered by the vendored API description
   (it has no /users path), so the strict double cannot vouch for it: it is tested on a double
   without a spec. Numeric ids are the path the contract suite holds to the description.
+  An MR is created with its labels and reviewers in one request (nothing half-made for a
+  crashed run to leave), and a reviewer stays one after approving, so every update may
+  re-add missing reviewers without pinging anyone who already reviewed.
 - GitHub Deployments have no GitLab equivalent through this API: create_deployment raises.
 - Retries use python-gitlab's own machinery: `retry_transient_errors` for 5xx and transport
   errors, and its per-request `obey_rate_limit` (on by default) for 429 + Retry-After. They are
