@@ -438,6 +438,40 @@ def test_a_run_killed_at_a_step_is_completed_by_the_next(
     assert [path.rsplit("/", 1)[1] for method, path, _ in calls if method != "GET"] == writes
 
 
+@pytest.mark.parametrize(
+    ("forge", "route"),
+    [
+        pytest.param("github", "PUT /repos/*/pulls/*/merge", id="github"),
+        pytest.param("gitlab", "PUT /projects/*/merge_requests/*/merge", id="gitlab"),
+    ],
+)
+def test_a_run_killed_as_it_merged_leaves_the_next_nothing_but_the_branch_to_delete(
+    forge: str, route: str, request: pytest.FixtureRequest, capsys
+) -> None:
+    """Killed as its merge request left: the forge merged, the promoter branch was not deleted.
+    The next run finds nothing to promote, opens nothing, and deletes the branch."""
+    bed: Bed = request.getfixturevalue(f"{forge}_bed")
+    prod = bed.repo.sha("env/prod")
+    crash = bed.spawn("--merge")
+    bed.on(route, crash.kill)
+    crash.start()
+    assert crash.finish().code == -signal.SIGKILL
+    ((merged, labels, reviewers),) = [(p.state, p.labels, p.reviewers) for p in bed.pulls()]
+    assert (merged, labels, reviewers) == ("merged", ("promotion",), ("alice",))
+    assert bed.head_sha() is not None  # left behind
+    merge = bed.repo.sha("env/prod")
+    assert merge != prod
+
+    again = bed.promote(capsys, "--merge")
+    assert again.code == 0, again.err
+    data = json.loads(again.out)
+    assert data["changed"] is False and data["pull_request"] is None
+    assert [p.state for p in bed.pulls()] == ["merged"]  # nothing new opened
+    assert bed.head_sha() is None
+    assert bed.repo.sha("env/prod") == merge
+    assert bed.pushes() == 2  # the promoter branch, then its deletion
+
+
 # --- the adapters on their own --------------------------------------------------------------------
 
 
