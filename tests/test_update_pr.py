@@ -356,10 +356,17 @@ def test_a_newer_value_of_the_same_pin_wins(gh, capsys):
 
 
 def test_a_rerun_with_the_same_inputs_pushes_nothing(bed, capsys):
-    assert bed.update(capsys, "--image", "web=1.5.0").code == 0
+    # Pins enter the PR against promoter.yaml's order; the PR lists them in that order anyway,
+    # so what it shows is a function of the set of pins, not of which run came first.
     assert bed.update(capsys, "--image", "api=2.1.0").code == 0
+    assert bed.update(capsys, "--image", "web=1.5.0").code == 0
     head, pull = bed.repo.sha(HEAD), bed.pull()
-    for args in (("--image", "api=2.1.0"), ("--image", "web=1.5.0", "--image", "api=2.1.0")):
+    assert pull.title == "update(prod): web 1.5.0, api 2.1.0"
+    for args in (
+        ("--image", "web=1.5.0"),
+        ("--image", "api=2.1.0"),
+        ("--image", "api=2.1.0", "--image", "web=1.5.0"),
+    ):
         before, calls = bed.mark(), len(bed.api.request_log)
         run, data = bed.json(capsys, *args)
         assert run.code == 0, run.err
@@ -369,7 +376,7 @@ def test_a_rerun_with_the_same_inputs_pushes_nothing(bed, capsys):
         assert data["pull_request"]["number"] == pull.number
         assert [c["pin"] for c in data["changes"]] == ["web/web", "api/api"]
         assert bed.pull() == pull  # title, body, labels as they were
-        # The pending PR's lookup, then open_or_update finding it as it should be.
+        # The pending PR's lookup, then open_or_update finding it as it should be: no write.
         assert len(bed.api.request_log) - calls == 2
 
 
@@ -418,20 +425,20 @@ def test_a_pin_hotfixed_on_env_prod_leaves_the_pr_rather_than_being_reverted(bed
     run, data = bed.json(capsys, "--image", "web=1.5.2")
     assert run.code == 0, run.err
     assert [(c["pin"], c["old"], c["new"]) for c in data["changes"]] == [
-        ("api/api", "2.0.0", "2.1.0"), ("worker/worker", "3.0.0", "3.1.0"),
-        ("web/web", "1.5.1", "1.5.2")]  # fmt: skip
+        ("web/web", "1.5.1", "1.5.2"), ("api/api", "2.0.0", "2.1.0"),
+        ("worker/worker", "3.0.0", "3.1.0")]  # fmt: skip
 
 
 def test_a_digest_the_pr_cleared_stays_cleared_and_goes_with_its_tag(gh, capsys):
     digest = "sha256:" + "ab" * 32
-    gh.repo.commit("env/prod", {"apps/api/values.yaml": f'image:\n  tag: 2.0.0\n  digest: "{digest}"\n'},
-                   "pinned by digest")  # fmt: skip
+    pinned = f'image:\n  tag: 2.0.0\n  digest: "{digest}"\n'
+    gh.repo.commit("env/prod", {"apps/api/values.yaml": pinned}, "pinned by digest")
     assert gh.update(capsys, "--image", "api=2.1.0").code == 0  # clears the stale digest
     run, data = gh.json(capsys, "--image", "web=1.5.0")
     assert run.code == 0, run.err
     assert [(c["key"], c["old"], c["new"]) for c in data["changes"]] == [
-        ("image.tag", "2.0.0", "2.1.0"), ("image.digest", digest, ""),
-        ("image.tag", "1.4.1", "1.5.0")]  # fmt: skip
+        ("image.tag", "1.4.1", "1.5.0"), ("image.tag", "2.0.0", "2.1.0"),
+        ("image.digest", digest, "")]  # fmt: skip
     new = "sha256:" + "cd" * 32
     run, data = gh.json(capsys, "--image", f"api=ghcr.io/acme/api:2.2.0@{new}")
     assert run.code == 0, run.err
@@ -521,6 +528,32 @@ def test_merge_moves_env_prod_and_a_later_update_does_not_carry_the_old_values_b
     assert values(bed, HEAD) == {"web": "1.5.1", "api": "2.1.1", "worker": "3.1.0"}
 
 
+def test_a_refused_merge_exits_1_and_leaves_the_pr_open(bed, capsys):
+    assert bed.update(capsys, "--image", "api=2.1.0").code == 0
+    hotfix: list[str] = []
+
+    def conflict() -> None:  # env/prod changes the same line just before the merge
+        hotfix.append(bed.repo.commit("env/prod", web("1.5.9"), "hotfix web"))
+
+    if bed.forge == "github":
+        bed.api.before("PUT /repos/*/pulls/*/merge", conflict)
+    else:
+        bed.api.fail("PUT /projects/*/merge_requests/*/merge", [], before=conflict)
+    run, data = bed.json(capsys, "--image", "web=1.5.0", "--merge")
+    assert run.code == 1, run.output
+    [line] = run.err.strip().splitlines()
+    pull = bed.pull()
+    assert f"pull request #{pull.number}" in line and "is open but was not merged" in line
+    assert pull.state == "open" and HEAD in bed.branches()
+    assert bed.repo.sha("env/prod") == hotfix[0]
+    # The next update builds on the hotfix; web's newer value is env/prod's own.
+    run, data = bed.json(capsys, "--image", "api=2.1.0")
+    assert run.code == 0, run.err
+    assert [c["pin"] for c in data["changes"]] == ["api/api"]
+    assert parent(bed, HEAD) == (hotfix[0],)
+    assert values(bed, HEAD)["web"] == "1.5.9"
+
+
 def test_a_pr_merged_by_a_person_leaves_a_branch_that_carries_nothing(bed, capsys):
     assert bed.update(capsys, "--image", "web=1.5.0").code == 0
     first = bed.pull()
@@ -533,6 +566,22 @@ def test_a_pr_merged_by_a_person_leaves_a_branch_that_carries_nothing(bed, capsy
     assert [c["pin"] for c in data["changes"]] == ["api/api"]
     assert parent(bed, HEAD) == (hotfix,)
     assert values(bed, HEAD) == {"web": "1.5.1", "api": "2.1.0", "worker": "3.0.0"}
+    fresh = [p for p in bed.pulls() if p.state == "open"]
+    assert len(fresh) == 1 and fresh[0].number != first.number
+    assert fresh[0].title == "update(prod): api 2.1.0"
+
+
+def test_a_pr_a_person_closed_is_not_reopened_with_its_values(bed, capsys):
+    assert bed.update(capsys, "--image", "web=1.5.0").code == 0
+    first = bed.pull()
+    bed.forge_as_a_person().close_pull_request(first.number)  # rejected; the branch stays
+    assert HEAD in bed.branches()
+    prod = bed.repo.sha("env/prod")
+    run, data = bed.json(capsys, "--image", "api=2.1.0")
+    assert run.code == 0, run.err
+    assert [c["pin"] for c in data["changes"]] == ["api/api"]
+    assert parent(bed, HEAD) == (prod,)
+    assert changed_files(bed, prod, HEAD) == ["apps/api/values.yaml"]
     fresh = [p for p in bed.pulls() if p.state == "open"]
     assert len(fresh) == 1 and fresh[0].number != first.number
     assert fresh[0].title == "update(prod): api 2.1.0"

@@ -132,11 +132,18 @@ def update(
         auto_merge = auto_merge or (by_pull_request and env.pull_request.auto_merge and not merge)
         keys = pin_keys(config, list(config.apps))
 
+        # A pull request lists its pins in promoter.yaml's order: what it shows (title, body,
+        # commit message) is then a function of the set of pins it carries, not of which run
+        # brought which, so a re-run finds it as it is and writes nothing.
+        rank = {(key.path(environment), key.key): i for i, key in enumerate(keys)}
+
         def replan(tip: Tip) -> planning.Plan:
             # Updates waiting in the pull request come first; this run's values win.
             wanted = {(e.file, e.key): e for e in _pending(repo, keys, environment, tip)}
             wanted.update({(e.file, e.key): e for e in edits})
             todo = list(wanted.values())
+            if by_pull_request:
+                todo.sort(key=lambda e: rank.get((e.file, e.key), len(rank)))
             files = repo.read_files(tip.sha, planning.files_needed(todo))
             return planning.apply(todo, files, lambda: tip.time)
 
