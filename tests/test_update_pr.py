@@ -611,6 +611,27 @@ def test_a_branch_a_person_pushed_to_is_left_alone(gh, capsys, how):
     assert len(gh.api.request_log) == calls
 
 
+def test_a_person_pushing_while_promoter_runs_wins_the_branch(bed, capsys):
+    assert bed.update(capsys, "--image", "web=1.5.0").code == 0
+    pull = bed.pull()
+    theirs: list[str] = []
+
+    def person() -> None:  # lands between promoter's look at the branch and its push
+        if not theirs:
+            theirs.append(bed.repo.commit(HEAD, {"README.md": "mine\n"}, "a person's fix"))
+
+    bed.server.before_push(bed.repo.name, person)
+    try:
+        run = bed.update(capsys, "--image", "api=2.1.0")
+    finally:
+        bed.server.before_push(bed.repo.name, None)
+    assert run.code == 1, run.output
+    [line] = run.err.strip().splitlines()
+    assert "someone pushed to it" in line and theirs[0][:12] in line
+    assert bed.repo.sha(HEAD) == theirs[0]  # the lease held: nothing of theirs overwritten
+    assert bed.pull() == pull
+
+
 def _merge(bed: Bed, into: str, other: str) -> str:
     """A merge commit of `other` into branch `into`, made on the server as a person's push."""
     path = str(bed.repo.path)
