@@ -189,8 +189,8 @@ class Crash:
         assert self.proc is not None
         if self.log is not None:  # the request being killed is logged once it is handled
             self.logged = len(self.log)
+        self.killed.set()  # first: the test thread may see the process dead at once
         os.killpg(self.proc.pid, signal.SIGKILL)
-        self.killed.set()
         stat = Path(f"/proc/{self.proc.pid}/stat")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
