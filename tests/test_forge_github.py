@@ -118,6 +118,28 @@ def test_retries_are_bounded(gh: GitHubHarness) -> None:
     assert not isinstance(caught.value, ForgeAuthError)
 
 
+def test_a_refused_request_prints_nothing_of_pygithubs_own(gh: GitHubHarness) -> None:
+    # PyGithub attaches a stderr handler of its own at import and logs refused requests
+    # ("Request GET ... failed with 403: Forbidden"); promoter reports the failure once,
+    # itself. A process of its own, so the handler is bound to that process's stderr.
+    gh.api.fail("/repos/*/pulls", [403], message="Resource not accessible by integration")
+    code = (
+        "import sys\n"
+        "from promoter.forge.base import ForgeError, ForgeInfo\n"
+        "from promoter.forge.github import GitHubForge\n"
+        f"info = ForgeInfo('github', {gh.api.api_url!r}, {gh.repo.name!r}, '127.0.0.1')\n"
+        "forge = GitHubForge(info, sys.argv[1], backoff_factor=0.01)\n"
+        "try:\n"
+        f"    forge.find_pull_request({gh.head!r}, {gh.base!r})\n"
+        "except ForgeError as err:\n"
+        "    print('refused', file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, TEST_TOKEN], capture_output=True, text=True, timeout=60
+    )
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "refused\n")
+
+
 def test_429_with_retry_after_is_retried_and_the_wait_is_capped(gh: GitHubHarness) -> None:
     gh.api.fail("/repos/*/pulls", [429], retry_after=30)
     forge = forge_with(gh, max_wait=1)

@@ -109,6 +109,7 @@ class GitHubForge:
 
         if not info.api_url or not info.repository:
             raise ForgeError("GitHub needs an API URL and an owner/name repository")
+        _quiet_pygithub()
         self.info = info
         self._token = token
         register_secret(token)
@@ -492,3 +493,19 @@ class GitHubForge:
         if remaining <= RATE_RESERVE:
             return left  # keep the last requests for the rest of the job
         return left / remaining  # spread what is left over the window
+
+
+def _quiet_pygithub() -> None:
+    """PyGithub attaches its own stderr handler at import and logs every retried request
+    ("Request POST ... failed with 502"): promoter reports errors itself, in one line through
+    its log guard, so that handler goes (and a closed stream can never make it print a
+    traceback)."""
+    import logging
+
+    log = logging.getLogger("github")
+    for handler in list(log.handlers):
+        if type(handler) is logging.StreamHandler:
+            log.removeHandler(handler)
+    log.propagate = False
+    if not log.handlers:
+        log.addHandler(logging.NullHandler())
