@@ -169,12 +169,14 @@ def test_primary_rate_limit_beyond_the_cap_fails_fast(gh: GitHubHarness) -> None
     assert "rate limit" in str(caught.value)
 
 
-def test_forbidden_is_an_authentication_error_without_retry(gh: GitHubHarness) -> None:
+def test_forbidden_is_a_permission_error_without_retry(gh: GitHubHarness) -> None:
     gh.api.fail("POST /repos/*/statuses/*", [403], message="Resource not accessible by integration")
     with api_calls(gh.api) as calls, pytest.raises(ForgeAuthError) as caught:
         gh.forge.set_status(gh.repo.sha(gh.base), "success", "promoter/prod")
     assert len(calls) == 1
-    assert str(caught.value).startswith("authentication failed for 127.0.0.1")
+    assert str(caught.value).startswith("GitHub refused setting")
+    assert "403 Resource not accessible by integration" in str(caught.value)
+    assert "lacks a permission" in str(caught.value)
 
 
 @pytest.mark.parametrize("what", ["404", "422"])

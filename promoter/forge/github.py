@@ -179,8 +179,14 @@ class GitHubForge:
                 text += ": " + "; ".join(details)
         text = self._clean(text or message or "")
         rate_limited = status == 429 or "rate limit" in text.lower()
-        if status == 401 or (status == 403 and not rate_limited):
+        if status == 401:
             return ForgeAuthError(f"authentication failed for {self.host} ({status} {text})")
+        if status == 403 and not rate_limited:
+            # The token is valid but may not do this (a missing scope or permission).
+            return ForgeAuthError(
+                f"GitHub refused {what} in {self.info.repository} (403 {text}): the token "
+                "lacks a permission it needs (pull-requests, contents or statuses: write)"
+            )
         return ForgeError(f"GitHub {status} while {what} in {self.info.repository}: {text}")
 
     def _to_pull(self, pr: GhPullRequest) -> PullRequest:
