@@ -354,9 +354,12 @@ class Deliverer:
             if not forge_optional:
                 raise
             return Tip(tip.sha, tip.time, Pending(head, info.parents[0]))
-        if forge.find_pull_request(write.head, write.environment.branch) is None:
-            return Tip(tip.sha, tip.time, Pending(head, info.parents[0], open=False))
-        return Tip(tip.sha, tip.time, Pending(head, info.parents[0]))
+        # Its newest pull request says whether it is in flight: open, or none for this very
+        # commit (a run died between pushing and opening: its values must not be lost); one
+        # merged or closed at this commit means the branch is a leftover carrying nothing.
+        last = forge.last_pull_request(write.head, write.environment.branch)
+        over = last is not None and last.state != "open" and last.head_sha == head
+        return Tip(tip.sha, tip.time, Pending(head, info.parents[0], open=not over))
 
     def _commit(self, parent: str, plan: Plan, write: Write) -> str:
         message = build_message(

@@ -126,6 +126,21 @@ def test_close(forge_harness: ForgeHarness) -> None:
     assert h.forge.find_pull_request(h.head, h.base) is None
 
 
+def test_the_last_pull_request_of_a_head_in_any_state(forge_harness: ForgeHarness) -> None:
+    h = forge_harness
+    assert h.forge.last_pull_request(h.head, h.base) is None
+    pr = h.forge.open_or_update_pull_request(spec_for(h))
+    with api_calls(h.api) as calls:
+        last = h.forge.last_pull_request(h.head, h.base)
+    assert len(calls) == 1
+    assert last is not None and (last.number, last.state) == (pr.number, "open")
+    h.forge.close_pull_request(pr.number)
+    closed = h.forge.last_pull_request(h.head, h.base)
+    assert closed is not None and (closed.number, closed.state) == (pr.number, "closed")
+    assert closed.head_sha == h.repo.sha(h.head)
+    assert h.forge.last_pull_request(h.head, "env/other") is None
+
+
 def test_merge_with_a_stale_expected_sha_refuses(forge_harness: ForgeHarness) -> None:
     h = forge_harness
     pr = h.forge.open_or_update_pull_request(spec_for(h))

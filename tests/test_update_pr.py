@@ -786,3 +786,21 @@ def test_a_chart_update_rerun_is_byte_identical(gh, capsys):
     assert run.code == 0 and data["changed"] is True, run.err
     assert gh.repo.read_file(HEAD, "apps/web/Chart.lock") == lock
     assert [c["pin"] for c in data["changes"]] == ["web/chart", "api/api"]
+
+
+def test_values_of_a_run_that_died_before_opening_its_pull_request_are_not_lost(
+    bed: Bed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The branch is pushed, then opening the PR fails past the adapter's retries: the next,
+    # different update must carry both pins (the branch is in flight: no PR ever closed it).
+    route = "POST /repos/*/pulls" if bed.forge == "github" else "POST /projects/*/merge_requests"
+    bed.api.fail(route, [502] * 10)
+    failed = bed.update(capsys, "--image", "web=1.5.0")
+    assert failed.code == 1, failed.output
+    assert HEAD in bed.branches() and bed.pulls() == []
+    bed.api.reset()
+    run = bed.update(capsys, "--image", "api=2.1.0")
+    assert run.code == 0, run.output
+    pull = bed.pull()
+    assert pull.state == "open" and "1.5.0" in pull.title and "2.1.0" in pull.title
+    assert values(bed, HEAD)["web"] == "1.5.0" and values(bed, HEAD)["api"] == "2.1.0"

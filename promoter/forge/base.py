@@ -113,6 +113,11 @@ class Forge(Protocol):
         """The open PR from head into base, if any."""
         ...
 
+    def last_pull_request(self, head: str, base: str) -> PullRequest | None:
+        """The newest PR from head into base in any state (open, closed or merged), if any:
+        one request. Tells a branch whose PR is over from one whose PR was never opened."""
+        ...
+
     def open_or_update_pull_request(self, spec: PullRequestSpec) -> PullRequest:
         """Open the PR, or bring the open one for the same head/base in line with spec.
 

@@ -221,6 +221,17 @@ class GitHubForge:
         )
         return None if pr is None else self._to_pull(pr)
 
+    def last_pull_request(self, head: str, base: str) -> PullRequest | None:
+        def newest() -> GhPullRequest | None:
+            # Listed newest first (sort=created, direction=desc are GitHub's defaults).
+            pulls = self._repo().get_pulls(state="all", head=f"{self._owner}:{head}", base=base)
+            for pr in pulls:
+                return pr
+            return None
+
+        pr = self._guard(f"finding the last pull request {head} -> {base}", newest)
+        return None if pr is None else self._to_pull(pr)
+
     def open_or_update_pull_request(self, spec: PullRequestSpec) -> PullRequest:
         return self._guard(
             f"opening the pull request {spec.head} -> {spec.base}",

@@ -154,6 +154,21 @@ class GitLabForge:
         )
         return dict(mrs[0].attributes) if mrs else None
 
+    def last_pull_request(self, head: str, base: str) -> PullRequest | None:
+        mrs = self._call(
+            f"finding the last merge request {head} → {base}",
+            lambda: self._project().mergerequests.list(
+                source_branch=head,
+                target_branch=base,
+                state="all",
+                order_by="created_at",
+                sort="desc",
+                get_all=False,
+                max_retries=MAX_RETRIES,
+            ),
+        )
+        return pull_request(dict(mrs[0].attributes)) if mrs else None
+
     def open_or_update_pull_request(self, spec: PullRequestSpec) -> PullRequest:
         title = mr_title(spec.title, spec.draft)
         current = self._find(spec.head, spec.base)

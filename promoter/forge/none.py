@@ -29,6 +29,9 @@ class NoForge:
     def find_pull_request(self, head: str, base: str) -> PullRequest | None:
         self._needs("finding a pull request")
 
+    def last_pull_request(self, head: str, base: str) -> PullRequest | None:
+        self._needs("finding a pull request")
+
     def open_or_update_pull_request(self, spec: PullRequestSpec) -> PullRequest:
         self._needs("opening a pull request")
 
