@@ -264,7 +264,16 @@ class Deliverer:
         done = _with_attempts(done, attempts)
         if not done.changed:
             return self._close_stale(write, done)
-        return self._open(write, done)
+        try:
+            return self._open(write, done)
+        except PromoterError as err:
+            if isinstance(err, RaceLost):
+                raise
+            resumable = PromoterError(
+                f"{err}; the change is on {write.head}: run the same command again to finish"
+            )
+            resumable.exit_code = err.exit_code
+            raise resumable from None
 
     def _open(self, write: Write, done: Delivered) -> Delivered:
         from promoter.forge.base import PullRequestSpec

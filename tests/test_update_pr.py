@@ -797,6 +797,7 @@ def test_values_of_a_run_that_died_before_opening_its_pull_request_are_not_lost(
     bed.api.fail(route, [502] * 10)
     failed = bed.update(capsys, "--image", "web=1.5.0")
     assert failed.code == 1, failed.output
+    assert f"the change is on {HEAD}: run the same command again to finish" in failed.err
     assert HEAD in bed.branches() and bed.pulls() == []
     bed.api.reset()
     run = bed.update(capsys, "--image", "api=2.1.0")
