@@ -55,6 +55,14 @@ class ImageRef:
             raise ValueError(
                 f"{text!r} names no tag or digest (expected NAME:TAG or NAME@sha256:...)"
             )
+        if not match["tag"] and re.match(r"^v?[0-9][^/:]*$", match["repository"]):
+            # `1.4.2@sha256:...` is a valid reference to a repository called "1.4.2": surely
+            # meant as a tag, which a reference can only carry after its repository.
+            name = match["repository"]
+            raise ValueError(
+                f"{text!r} reads as a repository named {name!r} pinned by digest; for tag "
+                f"{name} and a digest write REPOSITORY:{name}@sha256:..."
+            )
         return cls(tag=match["tag"], repository=match["repository"], digest=match["digest"])
 
     def __str__(self) -> str:

@@ -22,6 +22,7 @@ DIGEST = "sha256:" + "0123456789abcdef" * 4
         (f"ghcr.io/acme/web:1.4.2@{DIGEST}", "ghcr.io/acme/web", "1.4.2", DIGEST),
         (f"ghcr.io/acme/web@{DIGEST}", "ghcr.io/acme/web", None, DIGEST),
         (f"@{DIGEST}", None, None, DIGEST),
+        (f"nginx@{DIGEST}", "nginx", None, DIGEST),
         (
             "registry.k8s.io/ingress-nginx/controller:v1.15.1",
             "registry.k8s.io/ingress-nginx/controller",
@@ -53,6 +54,8 @@ def test_parses_tags_and_references(text, repository, tag, digest):
         "web::1",
         "/web:1",
         "web/:1",
+        f"2.2.0@{DIGEST}",  # a tag before @ without a repository: ambiguous, refused
+        f"v1.4@{DIGEST}",
     ],
 )
 def test_refuses_bad_tags_and_references(text):
