@@ -115,11 +115,12 @@ def retry(
 @dataclass(frozen=True)
 class Tip:
     """What a plan is computed on: the target branch's tip, its commit time (for derived
-    values such as Chart.lock's `generated`: a function of the tip, not of the clock), and
-    the promoter branch's current commit when a pull request is in flight (`pending`)."""
+    values such as Chart.lock's `generated`: a function of the tip, not of the clock; read
+    only when a plan asks, `when()`), and the promoter branch's current commit when a pull
+    request is in flight (`pending`)."""
 
     sha: str
-    time: datetime
+    when: Callable[[], datetime]
     pending: Pending | None = None
 
 
@@ -174,18 +175,33 @@ class Delivered:
         return bool(self.changes)
 
     def pull_request_dict(self) -> dict[str, object] | None:
-        pr = self.pull_request
-        if pr is None:
-            return None
-        return {
-            "number": pr.number,
-            "url": pr.url,
-            "head": pr.head,
-            "base": pr.base,
-            "merged": self.merged,
-            "merge_commit": self.merge_commit,
-            "auto_merge": self.auto_merge,
-        }
+        return pull_request_json(self.pull_request, self.merged, self.merge_commit,
+                                 self.auto_merge)  # fmt: skip
+
+    def closed_dict(self) -> dict[str, object] | None:
+        return closed_json(self.closed)
+
+
+def pull_request_json(
+    pr: PullRequest | None, merged: bool, merge_commit: str | None, auto_merge: bool
+) -> dict[str, object] | None:
+    """`pull_request` in the JSON of update and promote."""
+    if pr is None:
+        return None
+    return {
+        "number": pr.number,
+        "url": pr.url,
+        "head": pr.head,
+        "base": pr.base,
+        "merged": merged,
+        "merge_commit": merge_commit,
+        "auto_merge": auto_merge,
+    }
+
+
+def closed_json(pr: PullRequest | None) -> dict[str, object] | None:
+    """`closed_pull_request` in the JSON of update and promote: a stale PR promoter closed."""
+    return None if pr is None else {"number": pr.number, "url": pr.url}
 
 
 class PersonPushed(PromoterError):
@@ -336,8 +352,10 @@ class Deliverer:
     # ---------------------------------------------------------------- helpers
 
     def _tip(self, sha: str) -> Tip:
-        info = self.repo.read_commit(sha)
-        return Tip(sha, datetime.fromtimestamp(info.committed, UTC))
+        def when() -> datetime:
+            return datetime.fromtimestamp(self.repo.read_commit(sha).committed, UTC)
+
+        return Tip(sha, when)
 
     def _with_pending(self, tip: Tip, write: Write, forge_optional: bool = False) -> Tip:
         """The promoter branch's commit while its pull request is open (what is in flight).
@@ -356,19 +374,19 @@ class Deliverer:
                 f"close that pull request, delete {write.head}, then run again"
             )
         if not write.accumulates:  # what the branch carries does not matter to the plan
-            return Tip(tip.sha, tip.time, Pending(head, info.parents[0]))
+            return Tip(tip.sha, tip.when, Pending(head, info.parents[0]))
         try:
             forge = self._forge(f"delivering to {write.environment.name} by pull request")
         except PromoterError:
             if not forge_optional:
                 raise
-            return Tip(tip.sha, tip.time, Pending(head, info.parents[0]))
+            return Tip(tip.sha, tip.when, Pending(head, info.parents[0]))
         # Its newest pull request says whether it is in flight: open, or none for this very
         # commit (a run died between pushing and opening: its values must not be lost); one
         # merged or closed at this commit means the branch is a leftover carrying nothing.
         last = forge.last_pull_request(write.head, write.environment.branch)
         over = last is not None and last.state != "open" and last.head_sha == head
-        return Tip(tip.sha, tip.time, Pending(head, info.parents[0], open=not over))
+        return Tip(tip.sha, tip.when, Pending(head, info.parents[0], open=not over))
 
     def _commit(self, parent: str, plan: Plan, write: Write) -> str:
         message = build_message(

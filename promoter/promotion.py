@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from promoter.config import Config, file_for
+from promoter.delivery import closed_json, pull_request_json
 from promoter.errors import EditError, GateFailed, GateTimeout, PromoterError
 from promoter.model import Change, pinned_value_problem, show_value
 from promoter.plan import Edit
@@ -249,20 +250,8 @@ class PromoteResult:
             "from": self.source,
             "to": self.target,
             "commit": self.commit,
-            "pull_request": None
-            if pr is None
-            else {
-                "number": pr.number,
-                "url": pr.url,
-                "head": pr.head,
-                "base": pr.base,
-                "merged": self.merged,
-                "merge_commit": self.merge_commit,
-                "auto_merge": self.auto_merge,
-            },
-            "closed_pull_request": None
-            if self.closed is None
-            else {"number": self.closed.number, "url": self.closed.url},
+            "pull_request": pull_request_json(pr, self.merged, self.merge_commit, self.auto_merge),
+            "closed_pull_request": closed_json(self.closed),
             "error": self.error,
             "exit_code": self.outcome,
             "gate": self.gate_dict(),

@@ -479,7 +479,7 @@ def test_pins_env_prod_caught_up_with_leave_the_pr_and_an_empty_pr_is_closed(bed
     assert len(pull.comments) == 1 and "env/prod already has every version" in pull.comments[0]
     assert HEAD not in bed.branches()
     assert bed.repo.sha("env/prod") == prod
-    assert data["closed_pull_request"] == number and data["pull_request"] is None
+    assert data["closed_pull_request"]["number"] == number and data["pull_request"] is None
     assert data["changed"] is False and data["changes"] == [] and data["commit"] is None
     assert len(bed.pushes(before)) >= 1  # the branch deletion, and nothing else moved
     # Nothing in flight any more: the next no-op run touches no PR and pushes nothing.

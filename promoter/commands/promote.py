@@ -284,7 +284,7 @@ def _plan(
 
     edits = edits_for(keys, source_values, target)
     files = repo.read_files(tip.sha, planning.files_needed(edits))
-    return planning.apply(edits, files, lambda: tip.time)
+    return planning.apply(edits, files, tip.when)
 
 
 def _find_origin(

@@ -68,7 +68,7 @@ class UpdateResult:
             "branch": self.branch,
             "delivery": self.delivery,
             "pull_request": done.pull_request_dict() if done else None,
-            "closed_pull_request": done.closed.number if done and done.closed else None,
+            "closed_pull_request": done.closed_dict() if done else None,
             "dry_run": self.dry_run,
             "attempts": self.attempts,
             "files": list(self.files),
@@ -130,7 +130,8 @@ def update(
                 "takes pushes (delivery: push)"
             )
         auto_merge = auto_merge or (by_pull_request and env.pull_request.auto_merge and not merge)
-        keys = pin_keys(config, list(config.apps))
+        # Only a pull request carries pending pins: no need to know every key otherwise.
+        keys = pin_keys(config, list(config.apps)) if by_pull_request else []
 
         # A pull request lists its pins in promoter.yaml's order: what it shows (title, body,
         # commit message) is then a function of the set of pins it carries, not of which run
@@ -145,7 +146,7 @@ def update(
             if by_pull_request:
                 todo.sort(key=lambda e: rank.get((e.file, e.key), len(rank)))
             files = repo.read_files(tip.sha, planning.files_needed(todo))
-            return planning.apply(todo, files, lambda: tip.time)
+            return planning.apply(todo, files, tip.when)
 
         write = Write(
             environment=env,
