@@ -559,6 +559,43 @@ class GitRepo:
             return {}
         return _parse_batch(self._run("cat-file", "--batch", stdin="\n".join(wanted).encode()))
 
+    def tree_blobs(
+        self, commit: str, keep: Callable[[str], bool]
+    ) -> dict[str, tuple[str, str, int]]:
+        """path → (mode, blob id, size) for every regular file of `commit`'s whole tree whose
+        path `keep` accepts. The blobs missing here arrive in one batched fetch (oids on
+        stdin, so any number fits); their contents are not read (`read_blobs` then reads
+        them locally). Paths that are not UTF-8 keep their bytes as surrogate escapes."""
+        _check_sha(commit)
+        out = self._run("ls-tree", "-r", "-z", "--full-tree", commit)
+        files: dict[str, tuple[str, str]] = {}
+        for entry in out.split(b"\0"):
+            if not entry:
+                continue
+            meta, _, raw_path = entry.partition(b"\t")
+            mode, kind, oid = meta.decode().split()
+            path = raw_path.decode("utf-8", "surrogateescape")
+            if kind == "blob" and mode in _REGULAR_FILE_MODES and keep(path):
+                files[path] = (mode, oid)
+        oids = sorted({oid for _, oid in files.values()})
+        missing = [oid for oid in oids if oid not in self._fetched_blobs]
+        if missing and self._partial:
+            self._run(
+                "-c", "fetch.negotiationAlgorithm=noop", "fetch", "--quiet", "--no-tags",
+                "--no-write-fetch-head", "--recurse-submodules=no",
+                "--filter=blob:none", "--stdin", "origin",
+                stdin="".join(f"{oid}\n" for oid in missing).encode(),
+                network=True,
+            )  # fmt: skip
+            self._fetched_blobs.update(missing)
+        sizes: dict[str, int] = {}
+        if oids:
+            checked = self._run("cat-file", "--batch-check", stdin="\n".join(oids).encode())
+            for line in checked.decode().splitlines():
+                oid, _, size = line.split()
+                sizes[oid] = int(size)
+        return {path: (mode, oid, sizes[oid]) for path, (mode, oid) in files.items()}
+
     def remote_tip(self, branch: str) -> str | None:
         """The SHA `branch` points at on the remote now, or None if it does not exist."""
         _check_branch(branch)

@@ -53,9 +53,23 @@ def render_validation(result: Validation) -> str:
         f"{len(result.environments)} environments, {len(result.apps)} apps, "
         f"{result.checked} pinned keys checked"
     )
+    if result.scanned:
+        summary += f", {result.scanned} YAML files checked for plaintext Secrets"
+    # Files that mention a Secret but do not parse (Helm templates, say): not a problem, but
+    # what the guard could not read is said.
+    notes = [f"  not fully checked: {line}" for line in result.unchecked[:10]]
+    if len(result.unchecked) > 10:
+        notes.append(f"  not fully checked: {len(result.unchecked) - 10} more files")
     if result.valid:
-        return f"promoter.yaml is valid: {summary}"
-    return "\n".join([f"promoter.yaml: {summary}; problems:", *(f"  {p}" for p in result.problems)])
+        return "\n".join([f"promoter.yaml is valid: {summary}", *notes])
+    lines = [f"promoter.yaml: {summary}; problems:", *(f"  {p}" for p in result.problems)]
+    if result.secrets:
+        count = len(result.secrets)
+        lines.append(
+            f"{count} Secret{'s' if count != 1 else ''} in plaintext (values not shown): encrypt "
+            "with SOPS, or use a SealedSecret or an ExternalSecret, and rotate what was exposed"
+        )
+    return "\n".join([*lines, *notes])
 
 
 def render_wait(result: WaitResult) -> str:
