@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -132,6 +133,53 @@ def promote(options: Options, /, **kwargs: Any) -> None:
     raise_for_all(results)
 
 
+_FORMAT = click.Choice(["table", "markdown", "json"])
+
+
+@cli.command()
+@click.option("--env", "envs", multiple=True, metavar="ENV", help="Only these (repeatable).")
+@click.option("--format", "fmt", type=_FORMAT, help="table (default), markdown or json.")
+@click.pass_obj
+def status(options: Options, /, envs: tuple[str, ...], fmt: str | None) -> None:
+    """Apps x environments: each pin's value, each branch head and its gate."""
+    from promoter.commands.status import render
+    from promoter.commands.status import status as run_status
+
+    result = run_status(options, envs)
+    _emit_format(options, fmt, result.as_dict(), lambda f: render(result, f))
+
+
+@cli.command()
+@click.argument("environment")
+@click.option("--limit", default=20, show_default=True, metavar="N", type=click.IntRange(1))
+@click.option("--format", "fmt", type=_FORMAT, help="table (default), markdown or json.")
+@click.pass_obj
+def history(options: Options, /, environment: str, limit: int, fmt: str | None) -> None:
+    """ENVIRONMENT's changes, newest first, from the commit trailers alone."""
+    from promoter.commands.history import history as run_history
+    from promoter.commands.history import render
+
+    result = run_history(options, environment, limit)
+    _emit_format(options, fmt, result.as_dict(), lambda f: render(result, f))
+
+
+@cli.command()
+@click.argument("environment")
+@click.option("--to", "rev", metavar="REV", help="Set every pin back to its value at REV.")
+@click.option("--steps", type=click.IntRange(1), metavar="N", help="Undo the last N changes.")
+@click.option("--merge", is_flag=True, help="Merge the pull request (delivery: pull-request).")
+@click.option("--auto-merge", is_flag=True, help="Enable the forge's auto-merge on the PR.")
+@click.option("--draft", is_flag=True, help="Open the pull request as a draft.")
+@click.pass_obj
+def rollback(options: Options, /, environment: str, **kwargs: Any) -> None:
+    """Set ENVIRONMENT's pins back to an earlier commit's values, in a new commit (or PR)."""
+    from promoter.commands.rollback import render
+    from promoter.commands.rollback import rollback as run_rollback
+
+    result = run_rollback(options, environment, **kwargs)
+    _emit(options, result.as_dict(), render(result))
+
+
 @cli.command()
 @click.pass_obj
 def validate(options: Options, /) -> None:
@@ -187,12 +235,25 @@ def sandbox(seed: str | None, forge_kind: str, operator: str, port: int, delay: 
 
 
 @cli.command()
+@click.option("--keep", is_flag=True, help="Leave the sandbox running afterwards (Ctrl-C stops).")
 @click.pass_obj
-def demo(options: Options) -> None:
-    """Run promoter against a throwaway local environment repo and show what it does."""
+def demo(options: Options, /, keep: bool) -> None:
+    """The whole loop (update, wait, promote by pull request, status, history, rollback)
+    against a throwaway local sandbox, narrated. No network, token or configuration."""
     from promoter.commands.demo import demo as run_demo
 
-    run_demo(options)
+    run_demo(options, keep)
+
+
+def _emit_format(
+    options: Options, fmt: str | None, data: dict[str, Any], render: Callable[[str], str]
+) -> None:
+    """--format table|markdown|json (json also with --output json)."""
+    fmt = fmt or ("json" if options.output == "json" else "table")
+    if fmt == "json":
+        click.echo(scrub(json.dumps(data, indent=None, sort_keys=False)))
+    else:
+        click.echo(scrub(render(fmt)))
 
 
 def _emit(options: Options, data: dict[str, Any] | list[dict[str, Any]], text: str) -> None:

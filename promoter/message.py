@@ -110,6 +110,7 @@ class Provenance:
     source_url: str | None = None
     pipeline_url: str | None = None
     actor: str | None = None
+    rollback_to: str | None = None  # rollback: the commit whose pin values are restored
 
 
 def build_message(
@@ -127,6 +128,7 @@ def build_message(
     for key, value in (
         ("Source", provenance.source),
         ("Source-Url", provenance.source_url),
+        ("Rollback-To", provenance.rollback_to),
         ("Pipeline", provenance.pipeline_url),
         ("Actor", provenance.actor),
     ):
@@ -182,3 +184,54 @@ def _visible(value: str) -> str:
     """A value from outside, for an error message: quoted, control characters shown."""
     shown = value if len(value) <= 80 else value[:80] + "…"
     return repr(shown)
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+def parse_trailers(message: str) -> list[tuple[str, str]]:
+    """The trailers of a commit message as git reads them: the last paragraph, when every
+    line of it is `Key: value`. promoter's own block is always that paragraph."""
+    body = message.replace("\r\n", "\n").rstrip("\n")
+    block = body.rpartition("\n\n")[2] if "\n\n" in body else ""
+    pairs = []
+    for line in block.split("\n"):
+        key, sep, value = line.partition(": ")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9-]+", key):
+            return []
+        pairs.append((key, value))
+    return pairs
+
+
+@dataclass(frozen=True)
+class ChangeTrailer:
+    """One `Promoter-Change: <pin> <key|chart> <old> -> <new>` read back."""
+
+    pin: str  # "web/web", or the app for a chart ("web")
+    what: str  # the key path, or "chart"
+    old: str  # "" for null
+    new: str
+
+
+def parse_change(value: str) -> ChangeTrailer | None:
+    """Read a Promoter-Change value written by `Change.trailer` (values JSON-quoted when not
+    plain, `""` for empty); None when it is not of that shape."""
+    import json
+
+    tokens = []
+    rest = value.strip()
+    while rest:
+        if rest.startswith('"'):
+            try:
+                decoded, end = json.JSONDecoder().raw_decode(rest)
+            except ValueError:
+                return None
+            tokens.append(str(decoded))
+            rest = rest[end:].lstrip(" ")
+        else:
+            word, _, rest = rest.partition(" ")
+            tokens.append(word)
+    if len(tokens) != 5 or tokens[3] != "->":
+        return None
+    pin, what, old, _, new = tokens
+    return ChangeTrailer(pin, what, old, new)

@@ -53,12 +53,14 @@ def running_sandbox(
     operator: Operator = "argocd",
     port: int = 0,
     delay: float = 3.0,
+    files: Mapping[str, bytes] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Start everything; yield the JSON-able description; stop and clean up on exit."""
+    """Start everything; yield the JSON-able description; stop and clean up on exit.
+    `files` (path → content) replaces the seed folder (the demo uses its own)."""
     from promoter.testing.envrepo import seed_repo
     from promoter.testing.gitserver import GitHttpServer
 
-    files = seed_files(seed)
+    files = dict(files) if files is not None else seed_files(seed)
     try:
         config = load_config(files[CONFIG_FILE].decode("utf-8"), source=CONFIG_FILE)
     except UnicodeDecodeError:
