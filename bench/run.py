@@ -535,6 +535,14 @@ def section_forge(h: Harness) -> None:
         h.target(what, figure, ok)
 
 
+def section_history_command(h: Harness) -> None:
+    """`promoter history dev --limit 50` on 100,000 commits vs `git log -50` (blobless clone),
+    in bench/history_cmd.py."""
+    from bench.history_cmd import section_history_command as measure
+
+    measure(h)
+
+
 SECTIONS: dict[str, Callable[[Harness], None]] = {
     "update": section_update,
     "history": section_history,
@@ -542,6 +550,7 @@ SECTIONS: dict[str, Callable[[Harness], None]] = {
     "startup": section_startup,
     "requests": section_requests,
     "forge": section_forge,
+    "history-command": section_history_command,
 }
 
 

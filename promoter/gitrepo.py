@@ -543,6 +543,147 @@ class GitRepo:
             state.update(changed.get(commit, {}))
         return rows, complete
 
+    # ---------------------------------------------------------------- history and rollback
+
+    def first_parents(self, branch: str, count: int, trees: bool = True) -> tuple[list[str], bool]:
+        """The first `count` commits of `branch`'s first-parent chain, newest first, and
+        whether that is the branch's whole history. Fetched `count + 1` deep, so the oldest
+        one's parent and the parents of every merge among them are here too: with their
+        trees (`trees`, blobless, for `touched`), or commits only; never a blob.
+
+        Do not mix both kinds in one repo: a commit fetched without its trees is not fetched
+        again by a later fetch that would bring them (use `sibling()`, then `fetch_trees`)."""
+        local = f"refs/promoter/log/{branch}"
+        proc = self._pending.pop(self._log_key(branch, count, trees), None)
+        if proc is not None:  # started by start_first_parents
+            raw_out, raw_err = proc.communicate()
+            status, out = proc.returncode, raw_out
+            err = scrub(raw_err.decode(errors="replace"), self.remote.secrets)
+        else:
+            status, out, err = self._exec(*self._log_fetch_args(branch, count, trees))
+        if status != 0:
+            if "couldn't find remote ref" in err:
+                raise UsageError(
+                    f"branch {branch!r} does not exist in {self.remote.url}: create it, or fix "
+                    "the environment's `branch:` in promoter.yaml"
+                )
+            raise self._translate("fetch", err, out.decode(errors="replace"), network=True)
+        if "filtering not recognized" in err:
+            self._partial = False
+        listed = self._run(
+            "rev-list", "--first-parent", f"--max-count={count + 1}", local
+        ).decode().split()  # fmt: skip
+        shallow_file = self.path / "shallow"
+        shallow = set(shallow_file.read_text().split()) if shallow_file.exists() else set()
+        complete = len(listed) <= count and bool(listed) and listed[-1] not in shallow
+        return listed[:count], complete
+
+    def start_first_parents(self, branch: str, count: int, trees: bool = True) -> None:
+        """Start the fetch of `first_parents(branch, count, trees)` in the background; that
+        call (with the same arguments) then waits for it. Nothing else may fetch into this
+        repo meanwhile (a shallow fetch locks the shallow file): use it on a `sibling()`."""
+        key = self._log_key(branch, count, trees)
+        if key in self._pending:
+            return
+        try:
+            self._pending[key] = subprocess.Popen(
+                ["git", *self._log_fetch_args(branch, count, trees)],
+                cwd=self.path,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except FileNotFoundError:
+            raise GitError("git is not installed or not on PATH") from None
+
+    @staticmethod
+    def _log_key(branch: str, count: int, trees: bool) -> str:
+        return f"log {branch} {count} {trees}"
+
+    @staticmethod
+    def _log_fetch_args(branch: str, count: int, trees: bool) -> list[str]:
+        _check_branch(branch)
+        return [
+            "fetch", "--quiet", "--no-tags", f"--depth={count + 1}",
+            "--filter=blob:none" if trees else "--filter=tree:0",
+            "--no-write-fetch-head", "--recurse-submodules=no",
+            "origin", f"+refs/heads/{branch}:refs/promoter/log/{branch}",
+        ]  # fmt: skip
+
+    def read_commits(self, shas: Iterable[str]) -> dict[str, tuple[CommitInfo, str]]:
+        """sha → (commit, author name) for commits that are here, in one `cat-file --batch`.
+        (Asking for one that is not here would make git fetch it lazily, one round trip.)"""
+        wanted = sorted(set(shas))
+        for sha in wanted:
+            _check_sha(sha)
+        if not wanted:
+            return {}
+        found: dict[str, tuple[CommitInfo, str]] = {}
+        out = self._run("cat-file", "--batch", stdin="\n".join(wanted).encode())
+        for sha, raw in _parse_batch(out).items():
+            header, _, message = raw.decode(errors="replace").partition("\n\n")
+            tree, parents, when, author = "", [], 0, ""
+            for line in header.splitlines():
+                if line.startswith("tree "):
+                    tree = line[5:]
+                elif line.startswith("parent "):
+                    parents.append(line[7:])
+                elif line.startswith("author "):
+                    author = line[7:].rpartition(" <")[0]
+                elif line.startswith("committer "):
+                    stamp = line.rsplit(" ", 2)[-2]
+                    when = int(stamp) if stamp.isdigit() else 0
+            found[sha] = (CommitInfo(tree, tuple(parents), message, when), author)
+        return found
+
+    def touched(self, pairs: Iterable[tuple[str, str | None]]) -> dict[str, list[tuple[str, str]]]:
+        """For each (commit, base): the files that differ between base's tree and the
+        commit's, as (status letter, path); base None compares with the empty tree (a root
+        commit). Trees only (diff-tree, no rename detection): never reads a blob."""
+        rows = list(pairs)
+        for commit, base in rows:
+            _check_sha(commit)
+            if base is not None:
+                _check_sha(base)
+        found: dict[str, list[tuple[str, str]]] = {commit: [] for commit, _ in rows}
+        lines = "".join(f"{commit} {base}\n" if base else f"{commit}\n" for commit, base in rows)
+        if not rows:
+            return found
+        out = self._run(
+            "diff-tree", "--stdin", "--root", "-r", "--no-renames", "--no-abbrev", "-z",
+            stdin=lines.encode(),
+        )  # fmt: skip
+        tokens = iter(out.decode(errors="surrogateescape").split("\0"))
+        current = ""
+        for token in tokens:
+            if token.startswith(":"):
+                path = next(tokens, "")
+                found.setdefault(current, []).append((token.split()[-1][:1], path))
+            elif _SHA_RE.match(token):
+                current = token  # each commit's entries follow its id
+        return found
+
+    def fetch_trees(self, commits: Iterable[str]) -> None:
+        """Fetch the whole trees (no blobs) of commits fetched here without them
+        (`first_parents(..., trees=False)`), in one request."""
+        trees = sorted({self.read_commit(sha).tree for sha in commits})
+        if not trees or not self._partial:
+            return
+        self._run(
+            "-c", "fetch.negotiationAlgorithm=noop", "fetch", "--quiet", "--no-tags",
+            "--no-write-fetch-head", "--recurse-submodules=no", "--filter=blob:none",
+            "origin", *trees,
+            network=True,
+        )  # fmt: skip
+
+    def sibling(self) -> GitRepo:
+        """Another scratch repo beside this one, on the same remote, closed with it: its
+        fetches share no objects or shallow file with this one's."""
+        other = GitRepo(self.remote, self.path.with_name(f"{self.path.name}-{len(self._others)}"))
+        self._others.append(other)
+        return other
+
     def read_blobs(self, oids: Iterable[str]) -> dict[str, bytes]:
         """The contents of blobs by id, fetching the missing ones in one batch."""
         wanted = sorted(set(oids))

@@ -294,3 +294,17 @@ def test_bad_input(repo, capsys):
     assert run.code == 2 and "unknown environment 'nope'" in run.err
     run = cli(capsys, repo, "history", "dev", "--limit", "0")
     assert run.code == 2
+
+
+def test_the_branch_promoter_yaml_names_wins_over_the_usual_one(env_repo, capsys):
+    """history starts fetching env/<name> before promoter.yaml is read; when the config
+    names another branch, that guess is dropped, even if env/<name> exists."""
+    config = CONFIG.replace("dev: {branch: env/dev}", "dev: {branch: deploy/dev}")
+    files = {**FILES, "promoter.yaml": config}
+    repo = env_repo({"main": files, "deploy/dev": files, "env/dev": files})
+    decoy = repo.commit("env/dev", {"NOTES.md": "decoy\n"}, "decoy on env/dev")
+    real = repo.commit("deploy/dev", {"NOTES.md": "real\n"}, "real on deploy/dev")
+    data = history(capsys, repo, "dev")
+    assert data["branch"] == "deploy/dev"
+    assert [e["subject"] for e in data["entries"]] == ["real on deploy/dev", "seed"]
+    assert data["entries"][0]["commit"] == real and decoy not in json.dumps(data)

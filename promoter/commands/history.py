@@ -24,6 +24,7 @@ path!N`. Every value read from the repository is foreign: each sink escapes it (
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -286,12 +287,24 @@ def read_history(
 
 
 def history(options: Options, environment: str, limit: int = 20) -> HistoryResult:
+    from promoter.errors import UsageError
+
     with scratch_repo(options) as repo:
         if not options.config:
             repo.start_fetch_default()
+        # While promoter.yaml arrives and is parsed, the history of env/<name> (its usual
+        # branch) is already being fetched, into a repo of its own (two shallow fetches
+        # never share one repo). A guess the configuration contradicts is dropped.
+        guess = f"env/{environment}"
+        reader = repo.sibling()
+        # (Not a branch name: the configuration will say what is wrong.)
+        with contextlib.suppress(UsageError):
+            reader.start_first_parents(guess, limit)
         config = read_config(options, repo)
         env = config.environment(environment)
-        entries, complete = read_history(repo, env.name, env.branch, limit,
+        if env.branch != guess:
+            reader = repo.sibling()
+        entries, complete = read_history(reader, env.name, env.branch, limit,
                                          list(config.environments))  # fmt: skip
     return HistoryResult(env.name, env.branch, limit, complete, tuple(entries))
 
