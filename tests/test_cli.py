@@ -56,9 +56,26 @@ def test_github_token_is_used_for_a_github_forge(env_repo, capsys, monkeypatch):
     assert repo.read_file("env/dev", "values.yaml") == "image:\n  tag: 1.0.2\n"
 
 
-def test_demo_runs_offline(capsys):
+def test_demo_runs_the_whole_loop_offline(capsys):
     run = run_cli(capsys, "demo")
     assert run.code == 0, run.err
-    assert "committed" in run.out
-    assert "Promoter-Change: web/web image.tag 1.4.1 -> 1.4.2" in run.out
-    assert "already up to date" in run.out
+    out = run.out
+    steps = [line for line in out.splitlines() if line.startswith("$ promoter ")]
+    assert [step.split()[2] for step in steps] == [
+        "update", "update", "wait", "promote", "promote", "status", "history", "rollback",
+        "history",
+    ]  # fmt: skip
+    assert "dev (env/dev): committed 5 changes" in out
+    assert "already up to date" in out
+    assert "gate passed" in out
+    assert "# The pull request as reviewers see it: #1 promote(staging): web 1.4.2" in out
+    assert "| Promotes **dev** → **staging**" in out
+    assert "(promoter/dev-to-staging -> env/staging, merged)" in out
+    assert "rolling back to" in out and "rolled back to" in out
+
+
+def test_demo_json_reports_every_step(capsys):
+    run = run_cli(capsys, "--output", "json", "demo")
+    assert run.code == 0, run.err
+    steps = json.loads(run.out)["steps"]
+    assert len(steps) == 9 and all(step["exit_code"] == 0 for step in steps)
