@@ -355,3 +355,32 @@ def test_rollback_by_pull_request(repo, capsys, github_api: GitHubApiDouble):
 def test_a_pull_request_environment_needs_a_forge(repo, capsys):
     run = cli(capsys, repo, "rollback", "prod", "--steps", "1")
     assert run.code == 2 and "needs a forge API" in run.err
+
+
+def test_a_chart_dependency_rollback_keeps_chart_lock_in_sync(env_repo, capsys):
+    """A chart pin in a Chart.yaml `dependencies` entry goes back with its Chart.lock (the
+    plan is update's), so `helm dependency build` still takes the result."""
+    from promoter.helmlock import check_lock, lock_digest
+
+    chart = ("apiVersion: v2\nname: web\nversion: 1.0.0\ndependencies:\n- name: web\n"
+             "  version: 0.3.0\n  repository: oci://ghcr.io/acme/charts\n")  # fmt: skip
+    deps = YAML(typ="safe").load(chart)["dependencies"]
+    locked = [{"name": "web", "repository": "oci://ghcr.io/acme/charts", "version": "0.3.0"}]
+    lock = ("dependencies:\n- name: web\n  repository: oci://ghcr.io/acme/charts\n"
+            f'  version: 0.3.0\ndigest: {lock_digest(deps, locked)}\n'
+            'generated: "2025-06-01T00:00:00Z"\n')  # fmt: skip
+    config = CONFIG.replace("{file: apps/api/helmrelease.yaml, version: spec.chart.spec.version}",
+                            '{file: apps/api/Chart.yaml, version: "dependencies[name=web].version"}')  # fmt: skip
+    files = {**FILES, "promoter.yaml": config, "apps/api/Chart.yaml": chart,
+             "apps/api/Chart.lock": lock}  # fmt: skip
+    repo = env_repo({"main": files, "env/dev": files})
+    seed = repo.sha("env/dev")
+    update(capsys, repo, "chart:api=0.4.0")
+    data = rollback(capsys, repo, "--to", seed)
+    assert data["files"] == ["apps/api/Chart.lock", "apps/api/Chart.yaml"]
+    assert [(c["key"], c["old"], c["new"]) for c in data["changes"]] == [
+        ("dependencies[name=web].version", "0.4.0", "0.3.0")]  # fmt: skip
+    now_chart = repo.read_file("env/dev", "apps/api/Chart.yaml")
+    now_lock = repo.read_file("env/dev", "apps/api/Chart.lock")
+    assert now_chart == chart and "version: 0.3.0" in now_lock
+    assert check_lock(now_chart, now_lock) is None
