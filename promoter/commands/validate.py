@@ -342,12 +342,13 @@ def scan_secrets(data: bytes) -> SecretScan:
     if "Secret" not in text and "\\" not in text and "binary" not in text:
         return SecretScan()
     docs, unchecked = _documents(text)
-    sops = any(isinstance(_value(root, "sops"), MappingNode) for _, _, root in docs)
+    roots = [(offset, source, _fields(root)) for offset, source, root in docs]
+    sops = any(isinstance(v, MappingNode) for _, _, f in roots for _, v in f.get("sops", ()))
     secrets: list[PlainSecret] = []
-    for index, (offset, source, root) in enumerate(docs, start=1):
-        for secret, keys in _plain_secrets(root, source, sops, 0):
-            meta = _value(secret, "metadata")
-            name, namespace = _text_of(_value(meta, "name")), _text_of(_value(meta, "namespace"))
+    for index, (offset, source, fields) in enumerate(roots, start=1):
+        for secret, keys in _plain_secrets(fields, source, sops, 0):
+            meta = _fields(_first(secret, "metadata"))
+            name, namespace = _text_of(_first(meta, "name")), _text_of(_first(meta, "namespace"))
             line = offset + keys[0][1] + 1
             secrets.append(PlainSecret(line, index, name, namespace, tuple(k for k, _ in keys)))
     return SecretScan(tuple(secrets), len(docs), sops, unchecked)
@@ -419,35 +420,37 @@ def _compose_all(text: str) -> list[Node]:
     return [root for root in yaml.compose_all(text) if root is not None]
 
 
+# A mapping's fields: key text -> [(key node, value node)], every value of a duplicated key.
+_Fields = dict[str, list[tuple[Node, Node]]]
+
+
 def _plain_secrets(
-    root: Node | None, text: str, sops: bool, depth: int
-) -> Iterator[tuple[Node, list[tuple[str, int]]]]:
-    """(Secret node, [(key, line)...] of its plaintext values) for a document, and for the
-    items of a v1 List."""
-    if not isinstance(root, MappingNode) or depth > 8:
-        return
-    kinds = _texts(root, "kind")
-    api = _texts(root, "apiVersion")
+    fields: _Fields, text: str, sops: bool, depth: int
+) -> Iterator[tuple[_Fields, list[tuple[str, int]]]]:
+    """(a Secret's fields, [(key, line)...] of its plaintext values) for a document, and for
+    the items of a v1 List."""
+    kinds = _texts(fields, "kind")
+    api = _texts(fields, "apiVersion")
     if "Secret" in kinds and (not api or "v1" in api):
         keys = [
             (f"{section}.{key}" if key else section, line)
             for section in ("data", "stringData")
-            for key, line in _plain_values(root, section, text, sops)
+            for key, line in _plain_values(fields, section, text, sops)
         ]
         if keys:
-            yield root, sorted(keys, key=lambda k: k[1])
-    if any(kind.endswith("List") for kind in kinds) and "v1" in api:
-        items = _value(root, "items")
+            yield fields, sorted(keys, key=lambda k: k[1])
+    if depth < 8 and any(kind.endswith("List") for kind in kinds) and "v1" in api:
+        items = _first(fields, "items")
         if isinstance(items, SequenceNode):
             for item in items.value:
-                yield from _plain_secrets(item, text, sops, depth + 1)
+                yield from _plain_secrets(_fields(item), text, sops, depth + 1)
 
 
-def _plain_values(root: MappingNode, section: str, text: str, sops: bool) -> list[tuple[str, int]]:
+def _plain_values(fields: _Fields, section: str, text: str, sops: bool) -> list[tuple[str, int]]:
     """(key, line) of every value of `section` (data, stringData) that is in plaintext."""
     plain: list[tuple[str, int]] = []
-    for key, node in _pairs(root):
-        if _text_of(key) != section or _empty(node):
+    for key, node in fields.get(section, ()):
+        if _empty(node):
             continue
         if not isinstance(node, MappingNode):  # not a map of values: whatever it is, flag it
             plain.append(("", key.start_mark.line))
@@ -459,19 +462,18 @@ def _plain_values(root: MappingNode, section: str, text: str, sops: bool) -> lis
 
 
 def _protected(node: Node, text: str, sops: bool) -> bool:
-    if sops and isinstance(node, ScalarNode) and _SOPS_VALUE.match(_text_of(node) or ""):
+    value = _text_of(node) if isinstance(node, ScalarNode) else None
+    if sops and value and _SOPS_VALUE.match(value):
         return True
     # A template reference, quoted or not (unquoted `{{ x }}` composes as a flow mapping).
-    source = text[node.start_mark.index : node.end_mark.index]
-    value = _text_of(node) if isinstance(node, ScalarNode) else source
+    if value is None:
+        value = text[node.start_mark.index : node.end_mark.index]
     return bool(value and _REFERENCE.match(value))
 
 
-def _empty(node: Node | None) -> bool:
-    if node is None:
-        return True
+def _empty(node: Node) -> bool:
     if isinstance(node, ScalarNode):
-        return node.tag == _NULL or _text_of(node) == ""
+        return not _text_of(node)  # null or ""
     return not node.value
 
 
@@ -489,24 +491,34 @@ def _pairs(node: Node | None, depth: int = 0) -> Iterator[tuple[Node, Node]]:
             yield key, value
 
 
-def _value(node: Node | None, name: str) -> Node | None:
+def _fields(node: Node | None) -> _Fields:
+    fields: _Fields = {}
     for key, value in _pairs(node):
-        if _text_of(key) == name:
-            return value
-    return None
+        name = _text_of(key)
+        if name is not None:
+            fields.setdefault(name, []).append((key, value))
+    return fields
 
 
-def _texts(node: Node, name: str) -> set[str]:
-    """Every value of `name` in a mapping (a duplicated key counts with each of its values)."""
-    return {t for key, value in _pairs(node) if _text_of(key) == name and (t := _text_of(value))}
+def _first(fields: _Fields, name: str) -> Node | None:
+    pairs = fields.get(name)
+    return pairs[0][1] if pairs else None
+
+
+def _texts(fields: _Fields, name: str) -> set[str]:
+    """Every value of `name` (a duplicated key counts with each of its values)."""
+    return {t for _, value in fields.get(name, ()) if (t := _text_of(value))}
 
 
 def _text_of(node: Node | None) -> str | None:
     """A scalar's string as a Kubernetes reader sees it (!!binary decoded), else None."""
-    if not isinstance(node, ScalarNode) or node.tag == _NULL:
+    if not isinstance(node, ScalarNode):
+        return None
+    tag = node.tag
+    if tag == _NULL:
         return None
     value = str(node.value)
-    if node.tag == _BINARY:
+    if tag == _BINARY:
         try:
             return base64.b64decode("".join(value.split())).decode("utf-8", "replace")
         except (binascii.Error, ValueError):
