@@ -535,6 +535,13 @@ def section_forge(h: Harness) -> None:
         h.target(what, figure, ok)
 
 
+def section_status(h: Harness) -> None:
+    """`promoter status` on 500 apps x 5 environments vs the git floor (bench/status.py)."""
+    from bench.status import section_status as measure
+
+    measure(h)
+
+
 def section_history_command(h: Harness) -> None:
     """`promoter history dev --limit 50` on 100,000 commits vs `git log -50` (blobless clone),
     in bench/history_cmd.py."""
@@ -550,6 +557,7 @@ SECTIONS: dict[str, Callable[[Harness], None]] = {
     "startup": section_startup,
     "requests": section_requests,
     "forge": section_forge,
+    "status": section_status,
     "history-command": section_history_command,
 }
 

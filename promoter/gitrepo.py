@@ -298,6 +298,30 @@ class GitRepo:
         """Like `fetch`, for the remote's default branch (where its HEAD points)."""
         return self._fetch(None)
 
+    def fetch_tips(self, branches: Iterable[str]) -> dict[str, str]:
+        """Fetch the tips of several branches in one shallow, blobless fetch (one negotiation,
+        one pack: commits and trees); branch → SHA. A branch named twice is fetched once; one
+        that does not exist on the remote is a UsageError naming it."""
+        wanted = list(dict.fromkeys(branches))
+        if not wanted:
+            return {}
+        locals_ = [self._refs(branch)[1] for branch in wanted]
+        refspecs = [f"+refs/heads/{b}:{local}" for b, local in zip(wanted, locals_, strict=True)]
+        options = self._fetch_args("", "", depth=1)[:-1]  # all but the one refspec it makes
+        status, out, err = self._exec(*options, *refspecs)
+        if status != 0:
+            missing = re.search(r"couldn't find remote ref refs/heads/(\S+)", err)
+            if missing:
+                raise UsageError(
+                    f"branch {missing[1]!r} does not exist in {self.remote.url}: create it, "
+                    "or fix the environment's `branch:` in promoter.yaml"
+                )
+            raise self._translate("fetch", err, out.decode(errors="replace"), network=True)
+        if b"filtering not recognized" in out or "filtering not recognized" in err:
+            self._partial = False
+        shas = self._run("rev-parse", *(f"{local}^{{commit}}" for local in locals_)).decode()
+        return dict(zip(wanted, shas.split(), strict=True))
+
     def _fetch(self, branch: str | None, depth: int = 1) -> str:
         source, local = self._refs(branch)
         proc = self._pending.pop(local, None) if depth == 1 else None
@@ -493,6 +517,65 @@ class GitRepo:
         return [sha, *out.decode().split()][: limit + 1]
 
     # ---------------------------------------------------------------- promotions
+
+    def histories(
+        self, paths: Mapping[str, Iterable[str]], depth: int
+    ) -> dict[str, tuple[list[tuple[str, dict[str, str | None]]], bool]]:
+        """`history` of several branches (branch → the paths to follow on it) with one fetch
+        of them all, `depth` commits deep (commits and trees, no blobs): branch → (rows,
+        whether that is the branch's whole history)."""
+        if not paths:
+            return {}
+        refspecs = []
+        for branch in paths:
+            _check_branch(branch)
+            refspecs.append(f"+refs/heads/{branch}:refs/promoter/trees/{branch}")
+        self._run(
+            "fetch", "--quiet", "--no-tags", f"--depth={depth}", "--filter=blob:none",
+            "--no-write-fetch-head", "--recurse-submodules=no", "origin", *refspecs,
+            network=True,
+        )  # fmt: skip
+        return {
+            branch: self._first_parent_rows(f"refs/promoter/trees/{branch}", wanted)
+            for branch, wanted in paths.items()
+        }
+
+    def _first_parent_rows(
+        self, local: str, paths: Iterable[str]
+    ) -> tuple[list[tuple[str, dict[str, str | None]]], bool]:
+        """What `history` computes once its fetch is done: the first-parent rows of `local`
+        (newest first, each with the blob id of every path) and whether they reach the root."""
+        listed = self._run("rev-list", "--first-parent", "--parents", local).decode()
+        chain = [line.split()[:2] for line in listed.splitlines() if line]
+        commits = [row[0] for row in chain]
+        shallow_file = self.path / "shallow"
+        shallow = set(shallow_file.read_text().split()) if shallow_file.exists() else set()
+        complete = bool(commits) and commits[-1] not in shallow
+        wanted = sorted(set(paths))
+        state: dict[str, str | None] = dict.fromkeys(wanted)
+        if commits:
+            state.update((p, oid) for p, (_, oid) in self.list_files(commits[0], wanted).items())
+        changed: dict[str, dict[str, str | None]] = {}
+        pairs = "".join(f"{row[0]} {row[1]}\n" for row in chain if len(row) == 2)
+        if pairs and wanted:
+            out = self._run(
+                "diff-tree", "--stdin", "-r", "--no-renames", "--no-abbrev", "-z", "--", *wanted,
+                stdin=pairs.encode(),
+            )  # fmt: skip
+            tokens = iter(out.decode(errors="surrogateescape").split("\0"))
+            current = ""
+            for token in tokens:
+                if token.startswith(":"):
+                    old = token.split()[2]
+                    path = next(tokens, "")
+                    changed.setdefault(current, {})[path] = None if set(old) == {"0"} else old
+                elif _SHA_RE.match(token):
+                    current = token
+        rows: list[tuple[str, dict[str, str | None]]] = []
+        for commit in commits:
+            rows.append((commit, dict(state)))
+            state.update(changed.get(commit, {}))
+        return rows, complete
 
     def history(
         self, branch: str, paths: Iterable[str], depth: int

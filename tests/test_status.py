@@ -424,3 +424,14 @@ def test_missing_file_and_key_are_shown_not_fatal(bed, capsys):
     # prod's web cannot be compared with a staging that has none: no mark.
     assert cells(data, "web/web tag")["prod"] == ("1.0.0", False, False)
     assert pin(data, "api/api digest")["values"]["prod"]["value"] is None
+
+
+def test_an_environment_branch_that_does_not_exist_is_exit_2_naming_it(env_repo, github_api,
+                                                                        git_server, capsys):  # fmt: skip
+    files = branches()
+    del files["env/staging"]
+    bed = Bed(env_repo(files), github_api, git_server)
+    run = bed.run(capsys)
+    assert run.code == 2 and run.out == ""
+    assert run.err.startswith("promoter: error: branch 'env/staging' does not exist in ")
+    assert len(run.err.splitlines()) == 1

@@ -8,7 +8,7 @@ value. Two marks compare an environment with its upstream (`from:`):
   `promote --to ENV` would carry it;
 - **drift**: pending, and this environment's value is not one the upstream branch ever held:
   no commit of the upstream's first-parent history (its tip and the commits before it, searched
-  32, then 128, then 512 deep, and only while some value is still unexplained) has that value at
+  64, then 512 deep, and only while some value is still unexplained) has that value at
   the upstream's pin. No promotion from the upstream can have brought it (a hotfix made here, a
   value written by hand); an environment that merely lags holds a value its upstream had.
 
@@ -41,8 +41,9 @@ if TYPE_CHECKING:
     from promoter.gates import GateResult
     from promoter.gitrepo import GitRepo
 
-# How far back an upstream branch is searched for a value (commits and trees only).
-DRIFT_DEPTHS = (32, 128, 512)
+# How far back an upstream branch is searched for a value (commits and trees only). Two steps:
+# every step is a fetch of all upstreams at once, and one 512 deep costs about 1.5x one 32 deep.
+DRIFT_DEPTHS = (64, 512)
 _REGULAR = frozenset({"100644", "100755"})
 _MODES = {"120000": "a symbolic link", "160000": "a submodule", "040000": "a directory"}
 
@@ -328,41 +329,51 @@ class _Drift:
                 marked[env.name][key] = Cell(cell.value, cell.file, None, pending=True)
                 differing.setdefault(env.source, []).append((env.name, key))
         searched: dict[str, tuple[int, bool]] = {}
-        for source, pairs in differing.items():
-            unexplained, depth, complete = self._search(source, pairs, cells)
-            searched[source] = (depth, complete)
-            for name, key in unexplained:
-                cell = marked[name][key]
-                marked[name][key] = Cell(cell.value, cell.file, None, pending=True, drift=True)
+        for name, key in self._search(differing, cells, searched):
+            cell = marked[name][key]
+            marked[name][key] = Cell(cell.value, cell.file, None, pending=True, drift=True)
         return marked, searched
 
     def _search(
         self,
-        source: str,
-        pairs: list[tuple[str, PinKey]],
+        differing: dict[str, list[tuple[str, PinKey]]],
         cells: dict[str, dict[PinKey, Cell]],
-    ) -> tuple[list[tuple[str, PinKey]], int, bool]:
-        """The (env, key) pairs whose value the upstream never held; commits searched; and
-        whether that was its whole history."""
-        branch = self.config.environments[source].branch
-        paths = sorted({key.path(source) for _, key in pairs})
-        left = list(pairs)
-        searched, complete = 0, False
+        searched: dict[str, tuple[int, bool]],
+    ) -> list[tuple[str, PinKey]]:
+        """The (env, key) pairs whose value their upstream never held. Every upstream's history
+        is read in one fetch per depth, deepening only while some value is unexplained; what
+        was searched goes into `searched` (upstream → commits, whole history)."""
+        left = dict(differing)
+        never: list[tuple[str, PinKey]] = []
         for depth in DRIFT_DEPTHS:
-            history, complete = self.repo.history(branch, paths, depth)
-            # Every version of the differing files in the window, in one batch.
-            self.reader.load({oid for _, row in history for p, oid in row.items() if oid})
-            held: dict[PinKey, set[str]] = {}
-            for _, key in left:
-                if key not in held:
-                    oids = {row.get(key.path(source)) for _, row in history}
-                    values = (self.reader.value(oid, key)[0] for oid in oids if oid)
-                    held[key] = {value for value in values if value is not None}
-            left = [(name, key) for name, key in left if cells[name][key].value not in held[key]]
-            searched = len(history)
-            if not left or complete:
+            if not left:
                 break
-        return left, searched, complete
+            paths: dict[str, set[str]] = {}
+            for source, pairs in left.items():
+                branch = self.config.environments[source].branch
+                paths.setdefault(branch, set()).update(key.path(source) for _, key in pairs)
+            histories = self.repo.histories(paths, depth)
+            # Every version of the differing files in the window, in one batch.
+            self.reader.load(
+                {oid for rows, _ in histories.values() for _, row in rows
+                 for oid in row.values() if oid}
+            )  # fmt: skip
+            for source, pairs in list(left.items()):
+                rows, complete = histories[self.config.environments[source].branch]
+                held: dict[PinKey, set[str]] = {}
+                for _, key in pairs:
+                    if key not in held:
+                        oids = {row.get(key.path(source)) for _, row in rows}
+                        values = (self.reader.value(oid, key)[0] for oid in oids if oid)
+                        held[key] = {value for value in values if value is not None}
+                pairs = [(n, k) for n, k in pairs if cells[n][k].value not in held[k]]
+                searched[source] = (len(rows), complete)
+                if pairs and not complete and depth != DRIFT_DEPTHS[-1]:
+                    left[source] = pairs
+                else:
+                    never += pairs
+                    del left[source]
+        return never
 
 
 def _gates(
