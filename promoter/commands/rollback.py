@@ -378,8 +378,7 @@ def render(result: RollbackResult) -> str:
             head = f"{where}: would roll back to {to}: {count} {how} (dry run, nothing written)"
         elif pr is not None and done is not None:
             how = "pushed" if done.pushed else "unchanged"
-            verb = "rolled back" if done.merged else "rolling back"
-            head = f"{where}: {verb} to {to}: {count} in pull request #{pr.number} ({how}"
+            head = f"{where}: rolling back to {to}: {count} in pull request #{pr.number} ({how}"
             head += f"{retries})"
         else:
             head = f"{where}: rolled back to {to}: {count} in new commit "
