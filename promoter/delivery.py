@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from promoter.errors import PromoterError, RaceLost
 from promoter.message import Provenance, build_message
@@ -202,6 +202,52 @@ def pull_request_json(
 def closed_json(pr: PullRequest | None) -> dict[str, object] | None:
     """`closed_pull_request` in the JSON of update and promote: a stale PR promoter closed."""
     return None if pr is None else {"number": pr.number, "url": pr.url}
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What `update` and `rollback` report (promote's result adds the gate): the changes
+    written (or that a dry run would write), where, and how they were delivered."""
+
+    environment: str
+    branch: str
+    changes: tuple[Change, ...]
+    commit: str | None
+    dry_run: bool
+    attempts: int
+    files: tuple[str, ...] = ()
+    delivered: Delivered | None = None  # None in a dry run
+    strategy: Strategy = "push"  # how the environment takes writes (a dry run's too)
+    head: str | None = None  # the promoter branch, where the environment takes pull requests
+
+    @property
+    def changed(self) -> bool:
+        """Something was (or, in a dry run, would be) written: a commit, a pushed promoter
+        branch, or a merge. A re-run that finds its pull request as it should be is not."""
+        done = self.delivered
+        if done is None or done.strategy == "push":
+            return bool(self.changes)
+        return bool(self.changes) and (done.pushed or done.merged)
+
+    @property
+    def delivery(self) -> Strategy:
+        return self.delivered.strategy if self.delivered else self.strategy
+
+    def as_dict(self) -> dict[str, Any]:
+        done = self.delivered
+        return {
+            "changed": self.changed,
+            "commit": self.commit,
+            "environment": self.environment,
+            "branch": self.branch,
+            "delivery": self.delivery,
+            "pull_request": done.pull_request_dict() if done else None,
+            "closed_pull_request": done.closed_dict() if done else None,
+            "dry_run": self.dry_run,
+            "attempts": self.attempts,
+            "files": list(self.files),
+            "changes": [change.as_dict() for change in self.changes],
+        }
 
 
 class PersonPushed(PromoterError):

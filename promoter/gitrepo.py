@@ -555,6 +555,9 @@ class GitRepo:
         state: dict[str, str | None] = dict.fromkeys(wanted)
         if commits:
             state.update((p, oid) for p, (_, oid) in self.list_files(commits[0], wanted).items())
+        # Walking back from the tip, each commit's diff against its first parent gives the
+        # blob ids before it. diff-tree compares ids from the trees and never reads a blob
+        # (reading one, even for its size, would fetch it lazily, one round trip each).
         changed: dict[str, dict[str, str | None]] = {}
         pairs = "".join(f"{row[0]} {row[1]}\n" for row in chain if len(row) == 2)
         if pairs and wanted:
@@ -591,40 +594,7 @@ class GitRepo:
             "origin", f"+refs/heads/{branch}:{local}",
             network=True,
         )  # fmt: skip
-        listed = self._run("rev-list", "--first-parent", "--parents", local).decode()
-        chain = [line.split()[:2] for line in listed.splitlines() if line]
-        commits = [row[0] for row in chain]
-        shallow_file = self.path / "shallow"
-        shallow = set(shallow_file.read_text().split()) if shallow_file.exists() else set()
-        complete = bool(commits) and commits[-1] not in shallow
-        wanted = sorted(set(paths))
-        state: dict[str, str | None] = dict.fromkeys(wanted)
-        if commits:
-            state.update((p, oid) for p, (_, oid) in self.list_files(commits[0], wanted).items())
-        # Walking back from the tip, each commit's diff against its first parent gives the
-        # blob ids before it. diff-tree compares ids from the trees and never reads a blob
-        # (reading one, even for its size, would fetch it lazily, one round trip each).
-        changed: dict[str, dict[str, str | None]] = {}
-        pairs = "".join(f"{row[0]} {row[1]}\n" for row in chain if len(row) == 2)
-        if pairs and wanted:
-            out = self._run(
-                "diff-tree", "--stdin", "-r", "--no-renames", "--no-abbrev", "-z", "--", *wanted,
-                stdin=pairs.encode(),
-            )  # fmt: skip
-            tokens = iter(out.decode(errors="surrogateescape").split("\0"))
-            current = ""
-            for token in tokens:
-                if token.startswith(":"):
-                    old = token.split()[2]
-                    path = next(tokens, "")
-                    changed.setdefault(current, {})[path] = None if set(old) == {"0"} else old
-                elif _SHA_RE.match(token):
-                    current = token
-        rows: list[tuple[str, dict[str, str | None]]] = []
-        for commit in commits:
-            rows.append((commit, dict(state)))
-            state.update(changed.get(commit, {}))
-        return rows, complete
+        return self._first_parent_rows(local, paths)
 
     # ---------------------------------------------------------------- history and rollback
 

@@ -21,7 +21,7 @@ that delivers.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from promoter.ci import RunContext
@@ -29,12 +29,11 @@ from promoter.context import ForgeOpener, read_config, scratch_repo
 from promoter.delivery import (
     DEFAULT_RETRY,
     Clock,
-    Delivered,
     Deliverer,
     RetryPolicy,
-    Strategy,
     Tip,
     Write,
+    WriteResult,
 )
 from promoter.errors import UsageError
 from promoter.message import Provenance, check_sha
@@ -64,49 +63,17 @@ class Target:
 
 
 @dataclass(frozen=True)
-class RollbackResult:
-    environment: str
-    branch: str
-    target: Target
-    changes: tuple[Change, ...]
-    commit: str | None
-    dry_run: bool
-    attempts: int
-    files: tuple[str, ...] = field(default=())
-    skipped: tuple[str, ...] = field(default=())  # pins left alone, each with why
-    delivered: Delivered | None = None  # None in a dry run
-    strategy: Strategy = "push"
-    head: str | None = None  # the promoter branch, for pull-request delivery
+class RollbackResult(WriteResult):
+    target: Target = Target("", "")
+    skipped: tuple[str, ...] = ()  # pins left alone, each with why
 
     @property
     def rollback_to(self) -> str:
         return self.target.sha
 
-    @property
-    def changed(self) -> bool:
-        done = self.delivered
-        if done is None or done.strategy == "push":
-            return bool(self.changes)
-        return bool(self.changes) and (done.pushed or done.merged)
-
-    @property
-    def delivery(self) -> Strategy:
-        return self.delivered.strategy if self.delivered else self.strategy
-
     def as_dict(self) -> dict[str, Any]:
-        done = self.delivered
         return {
-            "changed": self.changed,
-            "commit": self.commit,
-            "environment": self.environment,
-            "branch": self.branch,
-            "delivery": self.delivery,
-            "pull_request": done.pull_request_dict() if done else None,
-            "closed_pull_request": done.closed_dict() if done else None,
-            "dry_run": self.dry_run,
-            "attempts": self.attempts,
-            "files": list(self.files),
-            "changes": [change.as_dict() for change in self.changes],
+            **super().as_dict(),
             "rollback_to": self.target.sha,
             "undone": [{"commit": sha, "subject": subject} for sha, subject in self.target.undone],
             "skipped": list(self.skipped),
@@ -195,9 +162,9 @@ def rollback(
         head = write.head if by_pull_request else None
         if options.dry_run:
             plan = deliverer.preview(write)
-            return RollbackResult(env.name, env.branch, target, plan.changes, None, True, 0,
-                                  tuple(sorted(plan.files)), (*skipped_at_rev, *skipped), None,
-                                  write.strategy, head)  # fmt: skip
+            return RollbackResult(env.name, env.branch, plan.changes, None, True, 0,
+                                  tuple(sorted(plan.files)), None, write.strategy, head,
+                                  target=target, skipped=(*skipped_at_rev, *skipped))  # fmt: skip
         done = deliverer.deliver(write)
     return RollbackResult(
         environment=env.name,

@@ -4,20 +4,18 @@ where the environment takes pull requests, one accumulating PR into it (promoter
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from promoter.ci import RunContext
 from promoter.context import ForgeOpener, read_config, scratch_repo
 from promoter.delivery import (
     DEFAULT_RETRY,
     Clock,
-    Delivered,
     Deliverer,
     RetryPolicy,
-    Strategy,
     Tip,
     Write,
+    WriteResult,
 )
 from promoter.errors import UsageError
 from promoter.message import Provenance, check_message, check_sha, check_url
@@ -33,47 +31,8 @@ if TYPE_CHECKING:
     from promoter.promotion import PinKey
 
 
-@dataclass(frozen=True)
-class UpdateResult:
-    environment: str
-    branch: str
-    changes: tuple[Change, ...]
-    commit: str | None
-    dry_run: bool
-    attempts: int
-    files: tuple[str, ...] = field(default=())
-    delivered: Delivered | None = None  # None in a dry run
-    strategy: Strategy = "push"  # how the environment takes writes (a dry run's too)
-    head: str | None = None  # the promoter branch, where the environment takes pull requests
-
-    @property
-    def changed(self) -> bool:
-        """Something was (or, in a dry run, would be) written: a commit, a pushed promoter
-        branch, or a merge. A re-run that finds its pull request as it should be is not."""
-        done = self.delivered
-        if done is None or done.strategy == "push":
-            return bool(self.changes)
-        return bool(self.changes) and (done.pushed or done.merged)
-
-    @property
-    def delivery(self) -> Strategy:
-        return self.delivered.strategy if self.delivered else self.strategy
-
-    def as_dict(self) -> dict[str, Any]:
-        done = self.delivered
-        return {
-            "changed": self.changed,
-            "commit": self.commit,
-            "environment": self.environment,
-            "branch": self.branch,
-            "delivery": self.delivery,
-            "pull_request": done.pull_request_dict() if done else None,
-            "closed_pull_request": done.closed_dict() if done else None,
-            "dry_run": self.dry_run,
-            "attempts": self.attempts,
-            "files": list(self.files),
-            "changes": [change.as_dict() for change in self.changes],
-        }
+class UpdateResult(WriteResult):
+    """What `update` reports (promoter.delivery.WriteResult)."""
 
 
 def update(
