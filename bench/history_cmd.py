@@ -126,40 +126,18 @@ def stream() -> Iterator[bytes]:
 
 def ensure(log: bool = True) -> BenchRepo:
     """The repo, generated once and cached (by VERSION)."""
-    from bench.repos import _git
+    from bench.repos import _git, build_repo
 
     path = REPOS / f"{SLUG}.git"
     meta_file = WORK / f"{SLUG}.json"
     config_file = WORK / f"{SLUG}.promoter.yaml"
     spec = Spec("history L", apps=APPS, files=FILES, commits=COMMITS, note="with trailers")
     if not (meta_file.exists() and path.exists()):
-        from promoter.testing.envrepo import git_env
-        from promoter.testing.gitserver import GitHttpServer
-
         if log:
             print(f"generating {SLUG}: {APPS} apps, {FILES} files, {COMMITS} commits", flush=True)
         start = time.perf_counter()
-        REPOS.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            import shutil
-
-            shutil.rmtree(path)
-        GitHttpServer(REPOS, token="unused").create_repo(SLUG, default_branch="main")
-        proc = subprocess.Popen(
-            ["git", "--git-dir", str(path), "fast-import", "--quiet", "--done"],
-            stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=git_env(),
-        )  # fmt: skip
-        assert proc.stdin is not None
-        for piece in stream():
-            proc.stdin.write(piece)
-        proc.stdin.close()
-        err = proc.stderr.read() if proc.stderr else b""
-        if proc.wait() != 0:
-            raise RuntimeError(f"fast-import for {SLUG} failed: {err.decode(errors='replace')}")
-        _git(path, "update-ref", "-d", "refs/heads/promoter/update-dev")  # merged: deleted
-        _git(path, "repack", "-a", "-d", "-b", "-q")
-        _git(path, "commit-graph", "write", "--reachable")
-        _git(path, "symbolic-ref", "HEAD", "refs/heads/main")
+        # The merged promoter branch is deleted, as after a merge.
+        build_repo(path, stream(), SLUG, drop=["refs/heads/promoter/update-dev"])
         config_file.write_bytes(_git(path, "cat-file", "blob", "main:promoter.yaml"))
         seconds = time.perf_counter() - start
         tip = _git(path, "rev-parse", "refs/heads/env/dev").decode().strip()

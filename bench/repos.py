@@ -20,7 +20,7 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -242,10 +242,21 @@ def _git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
 
 
 def _generate(spec: Spec, path: Path, log: bool) -> None:
-    name = path.name.removesuffix(".git")
+    build_repo(path, stream(spec), spec.name, log=log)
+
+
+def build_repo(
+    path: Path, pieces: Iterable[bytes], name: str, drop: Iterable[str] = (), log: bool = False
+) -> None:
+    """A bare repo at `path` (replacing one there) from one `git fast-import` stream, kept as a
+    forge keeps it: one pack with a reachability bitmap, and a commit-graph; HEAD on main.
+    `drop`: refs the stream needed but the repo should not keep (deleted before repacking)."""
     if path.exists():
         shutil.rmtree(path)
-    GitHttpServer(REPOS, token="unused").create_repo(name, default_branch="main")
+    REPOS.mkdir(parents=True, exist_ok=True)
+    GitHttpServer(REPOS, token="unused").create_repo(
+        path.name.removesuffix(".git"), default_branch="main"
+    )
     proc = subprocess.Popen(
         ["git", "--git-dir", str(path), "fast-import", "--quiet", "--done"],
         stdin=subprocess.PIPE,
@@ -253,15 +264,16 @@ def _generate(spec: Spec, path: Path, log: bool) -> None:
         env=git_env(),
     )
     assert proc.stdin is not None
-    for piece in stream(spec):
+    for piece in pieces:
         proc.stdin.write(piece)
     proc.stdin.close()
     err = proc.stderr.read() if proc.stderr else b""
     if proc.wait() != 0:
-        raise RuntimeError(f"fast-import for {spec.name} failed: {err.decode(errors='replace')}")
+        raise RuntimeError(f"fast-import for {name} failed: {err.decode(errors='replace')}")
+    for ref in drop:
+        _git(path, "update-ref", "-d", ref)
     if log:
-        print(f"  {spec.name}: fast-import done, repacking", flush=True)
-    # What a forge keeps: one pack with a reachability bitmap, and a commit-graph.
+        print(f"  {name}: fast-import done, repacking", flush=True)
     _git(path, "repack", "-a", "-d", "-b", "-q")
     _git(path, "commit-graph", "write", "--reachable")
     _git(path, "symbolic-ref", "HEAD", "refs/heads/main")

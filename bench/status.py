@@ -40,10 +40,10 @@ from bench.repos import (
     _commit,
     _data,
     _git,
+    build_repo,
     chart_yaml,
     template_yaml,
 )
-from promoter.testing.envrepo import git_env
 from promoter.testing.gitserver import GitHttpServer
 
 if TYPE_CHECKING:
@@ -163,28 +163,7 @@ def ensure(log: bool = True) -> BenchRepo:
         if log:
             print(f"generating {slug}: {APPS} apps x {len(ENVS)} environments", flush=True)
         start = time.perf_counter()
-        REPOS.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            import shutil
-
-            shutil.rmtree(path)
-        GitHttpServer(REPOS, token="unused").create_repo(slug, default_branch="main")
-        proc = subprocess.Popen(
-            ["git", "--git-dir", str(path), "fast-import", "--quiet", "--done"],
-            stdin=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=git_env(),
-        )
-        assert proc.stdin is not None
-        for piece in stream():
-            proc.stdin.write(piece)
-        proc.stdin.close()
-        err = proc.stderr.read() if proc.stderr else b""
-        if proc.wait() != 0:
-            raise RuntimeError(f"fast-import for {slug} failed: {err.decode(errors='replace')}")
-        _git(path, "repack", "-a", "-d", "-b", "-q")
-        _git(path, "commit-graph", "write", "--reachable")
-        _git(path, "symbolic-ref", "HEAD", "refs/heads/main")
+        build_repo(path, stream(), slug)
         config_file.write_bytes(promoter_yaml())
         seconds = time.perf_counter() - start
         tip = _git(path, "rev-parse", "refs/heads/env/dev").decode().strip()
