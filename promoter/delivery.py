@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from promoter.plan import Plan
 
 T = TypeVar("T")
+R = TypeVar("R", bound="WriteResult")
 Strategy = Literal["push", "pull-request"]
 
 
@@ -219,6 +220,22 @@ class WriteResult:
     delivered: Delivered | None = None  # None in a dry run
     strategy: Strategy = "push"  # how the environment takes writes (a dry run's too)
     head: str | None = None  # the promoter branch, where the environment takes pull requests
+
+    @classmethod
+    def planned(cls: type[R], write: Write, plan: Plan, **extra: Any) -> R:
+        """A dry run's result: what `write` would change, nothing written."""
+        head = write.head if write.strategy == "pull-request" else None
+        env = write.environment
+        return cls(env.name, env.branch, plan.changes, None, True, 0, tuple(sorted(plan.files)),
+                   None, write.strategy, head, **extra)  # fmt: skip
+
+    @classmethod
+    def of(cls: type[R], write: Write, done: Delivered, **extra: Any) -> R:
+        """What delivering `write` did."""
+        head = write.head if write.strategy == "pull-request" else None
+        env = write.environment
+        return cls(env.name, env.branch, done.changes, done.commit, False, done.attempts,
+                   done.files, done, write.strategy, head, **extra)  # fmt: skip
 
     @property
     def changed(self) -> bool:

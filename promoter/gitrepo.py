@@ -348,6 +348,22 @@ class GitRepo:
             self._partial = False
         return self.rev_parse(local)
 
+    def _start(self, key: str, args: list[str]) -> None:
+        """Run `git ARGS` in the background under `key` (once); its caller collects it."""
+        if key in self._pending:
+            return
+        try:
+            self._pending[key] = subprocess.Popen(
+                ["git", *args],
+                cwd=self.path,
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except FileNotFoundError:
+            raise GitError("git is not installed or not on PATH") from None
+
     def start_fetch(self, branch: str) -> None:
         """Start fetching `branch` in the background; the next `fetch(branch)` waits for it."""
         self._start_fetch(branch)
@@ -358,19 +374,7 @@ class GitRepo:
 
     def _start_fetch(self, branch: str | None) -> None:
         source, local = self._refs(branch)
-        if local in self._pending:
-            return
-        try:
-            self._pending[local] = subprocess.Popen(
-                ["git", *self._fetch_args(source, local)],
-                cwd=self.path,
-                env=self._env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-        except FileNotFoundError:
-            raise GitError("git is not installed or not on PATH") from None
+        self._start(local, self._fetch_args(source, local))
 
     def prefetch(self, branch: str) -> GitRepo:
         """A second scratch repo beside this one, already fetching `branch` in the background.
@@ -636,19 +640,7 @@ class GitRepo:
         call (with the same arguments) then waits for it. Nothing else may fetch into this
         repo meanwhile (a shallow fetch locks the shallow file): use it on a `sibling()`."""
         key = self._log_key(branch, count, trees)
-        if key in self._pending:
-            return
-        try:
-            self._pending[key] = subprocess.Popen(
-                ["git", *self._log_fetch_args(branch, count, trees)],
-                cwd=self.path,
-                env=self._env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-        except FileNotFoundError:
-            raise GitError("git is not installed or not on PATH") from None
+        self._start(key, self._log_fetch_args(branch, count, trees))
 
     @staticmethod
     def _log_key(branch: str, count: int, trees: bool) -> str:

@@ -159,27 +159,12 @@ def rollback(
             draft=draft,
         )
         deliverer = Deliverer(repo, run, opener.require, policy, clock)
-        head = write.head if by_pull_request else None
         if options.dry_run:
             plan = deliverer.preview(write)
-            return RollbackResult(env.name, env.branch, plan.changes, None, True, 0,
-                                  tuple(sorted(plan.files)), None, write.strategy, head,
-                                  target=target, skipped=(*skipped_at_rev, *skipped))  # fmt: skip
+            return RollbackResult.planned(write, plan, target=target,
+                                          skipped=(*skipped_at_rev, *skipped))  # fmt: skip
         done = deliverer.deliver(write)
-    return RollbackResult(
-        environment=env.name,
-        branch=env.branch,
-        target=target,
-        changes=done.changes,
-        commit=done.commit,
-        dry_run=False,
-        attempts=done.attempts,
-        files=done.files,
-        skipped=(*skipped_at_rev, *skipped),
-        delivered=done,
-        strategy=write.strategy,
-        head=head,
-    )
+        return RollbackResult.of(write, done, target=target, skipped=(*skipped_at_rev, *skipped))
 
 
 # --------------------------------------------------------------------------- reading

@@ -125,24 +125,9 @@ def update(
         if by_pull_request and not options.dry_run:
             opener.require(f"updating {env.name} by pull request (delivery: pull-request)")
         deliverer = Deliverer(repo, run, opener.require, policy, clock)
-        head = write.head if by_pull_request else None
         if options.dry_run:
-            plan = deliverer.preview(write)
-            return UpdateResult(environment, env.branch, plan.changes, None, True, 0,
-                                tuple(sorted(plan.files)), None, write.strategy, head)  # fmt: skip
-        done = deliverer.deliver(write)
-    return UpdateResult(
-        environment=environment,
-        branch=env.branch,
-        changes=done.changes,
-        commit=done.commit,
-        dry_run=False,
-        attempts=done.attempts,
-        files=done.files,
-        delivered=done,
-        strategy=write.strategy,
-        head=head,
-    )
+            return UpdateResult.planned(write, deliverer.preview(write))
+        return UpdateResult.of(write, deliverer.deliver(write))
 
 
 def _pending(repo: GitRepo, keys: Sequence[PinKey], env: str, tip: Tip) -> list[Edit]:
