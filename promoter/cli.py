@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from promoter import __version__
-from promoter.errors import PromoterError, Terminated, register_secret, scrub
+from promoter.errors import PromoterError, Terminated, register_secret
 from promoter.options import Options
 from promoter.sinks import GuardedStream
 
@@ -251,16 +251,16 @@ def _emit_format(
     """--format table|markdown|json (json also with --output json)."""
     fmt = fmt or ("json" if options.output == "json" else "table")
     if fmt == "json":
-        click.echo(scrub(json.dumps(data, indent=None, sort_keys=False)))
+        click.echo(json.dumps(data, indent=None, sort_keys=False))
     else:
-        click.echo(scrub(render(fmt)))
+        click.echo(render(fmt))
 
 
 def _emit(options: Options, data: dict[str, Any] | list[dict[str, Any]], text: str) -> None:
     if options.output == "json":
-        click.echo(scrub(json.dumps(data, indent=None, sort_keys=False)))
+        click.echo(json.dumps(data, indent=None, sort_keys=False))
     else:
-        click.echo(scrub(text))
+        click.echo(text)
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -289,7 +289,8 @@ def main(argv: list[str] | None = None) -> None:
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)
-    # Every line promoter prints goes through the log guard (secrets, workflow commands).
+    # Every line promoter prints goes through the log guard: secrets are scrubbed and
+    # workflow commands neutralised there, once, for all output (click's own included).
     stdout, stderr = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = GuardedStream(stdout), GuardedStream(stderr)
     try:
@@ -308,7 +309,7 @@ def _run(argv: list[str] | None) -> None:
     except PromoterError as err:
         # One line, whatever the message quotes (a flag's value may hold a line break).
         one_line = str(err).replace("\r", "\\r").replace("\n", "\\n")
-        click.echo(f"promoter: error: {scrub(one_line)}", err=True)
+        click.echo(f"promoter: error: {one_line}", err=True)
         sys.exit(err.exit_code)
     except click.exceptions.Abort as err:  # click turns Ctrl-C (and so SIGTERM) into Abort
         if isinstance(err.__cause__, Terminated):
@@ -332,7 +333,7 @@ def _run(argv: list[str] | None) -> None:
             raise
         name = type(err).__name__
         click.echo(
-            f"promoter: unexpected error: {name}: {scrub(str(err))} (PROMOTER_DEBUG=1 shows more)",
+            f"promoter: unexpected error: {name}: {err} (PROMOTER_DEBUG=1 shows more)",
             err=True,
         )
         sys.exit(1)
