@@ -18,10 +18,10 @@ from promoter.commands.wait import wait
 from promoter.forge import open_forge
 from promoter.forge.base import Forge, ForgeInfo, PullRequestSpec
 from promoter.options import Options
-from promoter.testing.envrepo import git_env, make_env_repo
-from promoter.testing.github_api import GitHubApiDouble
-from promoter.testing.gitlab_api import GitLabApiDouble
-from promoter.testing.gitserver import GitHttpServer
+from promoter.sandbox.envrepo import git_env, make_env_repo
+from promoter.sandbox.github_api import GitHubApiDouble
+from promoter.sandbox.gitlab_api import GitLabApiDouble
+from promoter.sandbox.gitserver import GitHttpServer
 
 TOKEN = "bench_api_token_51c2"
 CONFIG = """\

@@ -240,7 +240,7 @@ def main() -> None:
     import sys
 
     repo = ensure()
-    from promoter.testing.gitserver import GitHttpServer
+    from promoter.sandbox.gitserver import GitHttpServer
 
     with GitHttpServer(REPOS, "bench_token") as server:
         env = {**os.environ, "PROMOTER_TOKEN": "bench_token", "TOKEN": "bench_token"}

@@ -24,8 +24,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from promoter.testing.envrepo import git_env
-from promoter.testing.gitserver import GitHttpServer
+from promoter.sandbox.envrepo import git_env
+from promoter.sandbox.gitserver import GitHttpServer
 
 GENERATOR_VERSION = 2
 WORK = Path(__file__).resolve().parent / "work"

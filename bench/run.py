@@ -31,8 +31,8 @@ from typing import Any
 
 from bench import repos
 from bench.repos import BRANCH, ENVIRONMENT, BenchRepo
-from promoter.testing.envrepo import git_env
-from promoter.testing.gitserver import GitHttpServer
+from promoter.sandbox.envrepo import git_env
+from promoter.sandbox.gitserver import GitHttpServer
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
@@ -591,7 +591,7 @@ def write_report(h: Harness, command: str, generated: list[BenchRepo], elapsed: 
         f"- {_version(['git', '--version'])}; Python {platform.python_version()}",
         f"- Repetitions: {h.reps} per row unless stated (median, and min{DASH}max); variants "
         "interleaved; one untimed warm-up run each; branch reset between runs.",
-        "- Server: `promoter.testing.GitHttpServer` (git http-backend, token auth) on 127.0.0.1 "
+        "- Server: `promoter.sandbox.GitHttpServer` (git http-backend, token auth) on 127.0.0.1 "
         "in the harness process; clients are separate processes.",
         "- Ratios are of medians.",
         *(

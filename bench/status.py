@@ -44,7 +44,7 @@ from bench.repos import (
     chart_yaml,
     template_yaml,
 )
-from promoter.testing.gitserver import GitHttpServer
+from promoter.sandbox.gitserver import GitHttpServer
 
 if TYPE_CHECKING:
     from bench.run import Harness

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from promoter.testing import TEST_TOKEN, GitHttpServer
-from promoter.testing.envrepo import EnvRepo, EnvRepoFactory, FileContent
-from promoter.testing.envrepo import make_env_repo as _make_env_repo
+from promoter.sandbox import TEST_TOKEN, GitHttpServer
+from promoter.sandbox.envrepo import EnvRepo, EnvRepoFactory, FileContent
+from promoter.sandbox.envrepo import make_env_repo as _make_env_repo
 
 # Variables through which a developer's or CI's own setup would leak into promoter's behaviour
 # (forge detection, tokens, git repo discovery, credential prompts).

@@ -42,13 +42,13 @@ import pytest
 
 from promoter.forge.base import Forge, ForgeInfo, State
 from promoter.forge.gitlab import STATE_MAP, GitLabForge
-from promoter.testing import TEST_TOKEN, GitHttpServer
-from promoter.testing.envrepo import EnvRepo, EnvRepoFactory, git_env
-from promoter.testing.github_api import GitHubApiDouble
-from promoter.testing.github_store import now
-from promoter.testing.gitlab_api import GitLabApiDouble
-from promoter.testing.gitlab_quirks import load_gitlab_spec
-from promoter.testing.openapi import OpenAPISpec
+from promoter.sandbox import TEST_TOKEN, GitHttpServer
+from promoter.sandbox.envrepo import EnvRepo, EnvRepoFactory, git_env
+from promoter.sandbox.github_api import GitHubApiDouble
+from promoter.sandbox.github_store import now
+from promoter.sandbox.gitlab_api import GitLabApiDouble
+from promoter.sandbox.gitlab_quirks import load_gitlab_spec
+from promoter.sandbox.openapi import OpenAPISpec
 
 FORGES = ["github", "gitlab"]
 
@@ -314,7 +314,7 @@ def github_harness(
 
 class GitLabHarness:
     """The strict GitLab double (GitLab's description with its documented quirks corrected,
-    promoter/testing/gitlab_quirks.py) driven by the real python-gitlab.
+    promoter/sandbox/gitlab_quirks.py) driven by the real python-gitlab.
 
     Where GitLab differs from GitHub, faithfully: reviewers are named by user id (`reviewer`);
     a squash merge adds a merge commit too (`squash_merge_commits`); there are no GitHub-style

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from promoter.cli import main
-from promoter.testing import TEST_TOKEN
+from promoter.sandbox import TEST_TOKEN
 
 
 @dataclass(frozen=True)

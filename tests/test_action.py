@@ -11,7 +11,7 @@ from pathlib import Path
 from ruamel.yaml import YAML
 
 from promoter import action
-from promoter.testing import TEST_TOKEN
+from promoter.sandbox import TEST_TOKEN
 from tests.helpers import workflow_commands
 
 ROOT = Path(__file__).parent.parent

@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from promoter.testing import TEST_TOKEN
-from promoter.testing.envrepo import list_branches
+from promoter.sandbox import TEST_TOKEN
+from promoter.sandbox.envrepo import list_branches
 from tests.helpers import run_cli
 
 CONFIG = """\

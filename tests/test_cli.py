@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from promoter import __version__
-from promoter.testing import TEST_TOKEN
+from promoter.sandbox import TEST_TOKEN
 from tests.helpers import run_cli
 
 FILES = {

@@ -33,8 +33,8 @@ import pytest
 pytest.register_assert_rewrite("tests.forge_fixtures")
 
 from promoter.forge import github, gitlab  # noqa: E402
-from promoter.testing import TEST_TOKEN, GitHttpServer  # noqa: E402
-from promoter.testing.envrepo import EnvRepo, EnvRepoFactory, list_branches  # noqa: E402
+from promoter.sandbox import TEST_TOKEN, GitHttpServer  # noqa: E402
+from promoter.sandbox.envrepo import EnvRepo, EnvRepoFactory, list_branches  # noqa: E402
 from tests.forge_fixtures import ForgeHarness, api_calls  # noqa: E402
 from tests.helpers import Run, assert_clean, run_cli  # noqa: E402
 

@@ -19,9 +19,9 @@ pytest.register_assert_rewrite("tests.forge_fixtures")
 
 from promoter.forge.base import ForgeAuthError, ForgeError, ForgeInfo, PullRequestSpec  # noqa: E402
 from promoter.forge.github import GitHubForge, check_run_state  # noqa: E402
-from promoter.testing import TEST_TOKEN, GitHttpServer  # noqa: E402
-from promoter.testing.github_api import GitHubApiDouble  # noqa: E402
-from promoter.testing.openapi import OpenAPISpec  # noqa: E402
+from promoter.sandbox import TEST_TOKEN, GitHttpServer  # noqa: E402
+from promoter.sandbox.github_api import GitHubApiDouble  # noqa: E402
+from promoter.sandbox.openapi import OpenAPISpec  # noqa: E402
 from tests.forge_fixtures import OPENAPI, GitHubHarness, api_calls, git  # noqa: E402
 
 pytest_plugins = ["tests.forge_fixtures"]

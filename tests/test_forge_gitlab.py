@@ -30,15 +30,15 @@ from promoter.forge.base import (
     PullRequestSpec,
 )
 from promoter.forge.gitlab import MAX_RETRIES, MAX_RETRY_AFTER, STATE_MAP, _bound_retry_after
-from promoter.testing import GitHttpServer
-from promoter.testing.envrepo import (
+from promoter.sandbox import GitHttpServer
+from promoter.sandbox.envrepo import (
     EnvRepo,
     EnvRepoFactory,
     commit_files,
     git_env,
     rev_list_parents,
 )
-from promoter.testing.gitlab_api import GitLabApiDouble
+from promoter.sandbox.gitlab_api import GitLabApiDouble
 from tests.helpers import run_cli
 
 pytest_plugins = ["tests.forge_fixtures"]

@@ -17,8 +17,8 @@ from promoter.gitrepo import GitRepo, Identity, Remote
 from promoter.message import Provenance
 from promoter.model import Change
 from promoter.plan import Plan
-from promoter.testing import TEST_TOKEN
-from promoter.testing.envrepo import git_env, list_branches, seed_repo
+from promoter.sandbox import TEST_TOKEN
+from promoter.sandbox.envrepo import git_env, list_branches, seed_repo
 from tests.helpers import run_cli
 
 FILES = {

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 import promoter
-from promoter.testing import TEST_TOKEN, GitHttpServer, auth_config_env, basic_auth_header
-from promoter.testing.envrepo import (
+from promoter.sandbox import TEST_TOKEN, GitHttpServer, auth_config_env, basic_auth_header
+from promoter.sandbox.envrepo import (
     EnvRepo,
     EnvRepoFactory,
     commit_files,
@@ -433,7 +433,7 @@ def test_token_leak_check_fails_tests_that_show_the_token(
     pytester.makepyfile(
         test_inner="""
         import base64, logging, sys
-        from promoter.testing import TEST_TOKEN
+        from promoter.sandbox import TEST_TOKEN
 
         def test_prints_token():
             print("token is", TEST_TOKEN)

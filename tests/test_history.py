@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from promoter.testing import TEST_TOKEN, GitHttpServer
-from promoter.testing.envrepo import EnvRepo, git_env, rev_list_parents
-from promoter.testing.github_api import GitHubApiDouble
+from promoter.sandbox import TEST_TOKEN, GitHttpServer
+from promoter.sandbox.envrepo import EnvRepo, git_env, rev_list_parents
+from promoter.sandbox.github_api import GitHubApiDouble
 from tests.helpers import Run, run_cli
 
 pytest_plugins = ["tests.forge_fixtures"]

@@ -12,8 +12,8 @@ import subprocess
 
 import pytest
 
-from promoter.testing import TEST_TOKEN
-from promoter.testing.envrepo import commit_message, list_files, log
+from promoter.sandbox import TEST_TOKEN
+from promoter.sandbox.envrepo import commit_message, list_files, log
 from tests.helpers import run_cli, workflow_commands
 
 CONFIG = """\

@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from promoter.testing import TEST_TOKEN
-from promoter.testing.envrepo import list_branches
+from promoter.sandbox import TEST_TOKEN
+from promoter.sandbox.envrepo import list_branches
 from tests.helpers import Run, assert_clean, run_cli, spawn
 
 HANG_GUARD = 10.0  # seconds

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from promoter.testing.openapi import OpenAPISpec, SpecViolation
+from promoter.sandbox.openapi import OpenAPISpec, SpecViolation
 
 SPECS = Path(__file__).parent / "openapi"
 JSON = {"Content-Type": "application/json"}
@@ -130,7 +130,7 @@ ALICE = {"id": 7, "username": "alice", "name": "Alice", "state": "active"}
 
 
 def test_gitlab_quirks_make_merge_request_users_and_lists_arrays(gitlab):
-    from promoter.testing.gitlab_quirks import load_gitlab_spec
+    from promoter.sandbox.gitlab_quirks import load_gitlab_spec
 
     patched = load_gitlab_spec(SPECS / "gitlab-rest-subset.yaml")
     mr = {"id": 1, "iid": 1, "reviewers": [ALICE], "assignees": [], "assignee": ALICE}
@@ -160,7 +160,7 @@ def test_gitlab_quirks_make_merge_request_users_and_lists_arrays(gitlab):
 
 
 def test_a_quirk_that_is_gone_fails_loudly_instead_of_patching_blind(gitlab):
-    from promoter.testing.gitlab_quirks import GITLAB_QUIRKS, QuirkGone
+    from promoter.sandbox.gitlab_quirks import GITLAB_QUIRKS, QuirkGone
 
     fixed = copy.deepcopy(gitlab.document)
     for patch in GITLAB_QUIRKS:

@@ -13,10 +13,10 @@ import pytest
 from promoter.forge.base import ForgeInfo
 from promoter.forge.github import GitHubForge
 from promoter.gitrepo import GitRepo, Remote
-from promoter.testing import TEST_TOKEN
-from promoter.testing.envrepo import EnvRepo, commit_message, rev_list_parents, show_diff
-from promoter.testing.github_api import GitHubApiDouble
-from promoter.testing.operator import OperatorSimulator
+from promoter.sandbox import TEST_TOKEN
+from promoter.sandbox.envrepo import EnvRepo, commit_message, rev_list_parents, show_diff
+from promoter.sandbox.github_api import GitHubApiDouble
+from promoter.sandbox.operator import OperatorSimulator
 from tests.helpers import Run, run_cli
 
 pytest_plugins = ["tests.forge_fixtures"]
@@ -386,7 +386,7 @@ def test_pull_request_delivery_without_a_forge_is_refused_before_writing(bed, ca
 
 
 def _branches(repo: EnvRepo) -> set[str]:
-    from promoter.testing.envrepo import list_branches
+    from promoter.sandbox.envrepo import list_branches
 
     return set(list_branches(repo.path))
 

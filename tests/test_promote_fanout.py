@@ -14,8 +14,8 @@ import pytest
 from ruamel.yaml import YAML
 
 from promoter.helmlock import check_lock, lock_digest
-from promoter.testing import TEST_TOKEN, GitHttpServer
-from promoter.testing.envrepo import (
+from promoter.sandbox import TEST_TOKEN, GitHttpServer
+from promoter.sandbox.envrepo import (
     EnvRepo,
     EnvRepoFactory,
     commit_message,

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from promoter.testing import TEST_TOKEN
-from promoter.testing.envrepo import EnvRepo, commit_message, git_env, rev_list_parents
-from promoter.testing.github_api import GitHubApiDouble
+from promoter.sandbox import TEST_TOKEN
+from promoter.sandbox.envrepo import EnvRepo, commit_message, git_env, rev_list_parents
+from promoter.sandbox.github_api import GitHubApiDouble
 from tests.helpers import Run, run_cli
 
 pytest_plugins = ["tests.forge_fixtures"]

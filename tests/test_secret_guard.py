@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from promoter.testing import TEST_TOKEN
-from promoter.testing.envrepo import _git, git_env
-from promoter.testing.gitserver import auth_config_env
+from promoter.sandbox import TEST_TOKEN
+from promoter.sandbox.envrepo import _git, git_env
+from promoter.sandbox.gitserver import auth_config_env
 from tests.helpers import Run, assert_clean, run_cli
 
 CONFIG = """\

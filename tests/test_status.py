@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from promoter.testing import TEST_TOKEN, GitHttpServer
-from promoter.testing.envrepo import EnvRepo
-from promoter.testing.github_api import GitHubApiDouble
-from promoter.testing.github_store import now
+from promoter.sandbox import TEST_TOKEN, GitHttpServer
+from promoter.sandbox.envrepo import EnvRepo
+from promoter.sandbox.github_api import GitHubApiDouble
+from promoter.sandbox.github_store import now
 from tests.helpers import Run, run_cli, workflow_commands
 
 pytest_plugins = ["tests.forge_fixtures"]

@@ -13,8 +13,8 @@ from promoter.commands.update import update
 from promoter.delivery import RetryPolicy
 from promoter.errors import RaceLost
 from promoter.options import Options
-from promoter.testing import TEST_TOKEN
-from promoter.testing.envrepo import (
+from promoter.sandbox import TEST_TOKEN
+from promoter.sandbox.envrepo import (
     commit_message,
     git_env,
     is_linear,

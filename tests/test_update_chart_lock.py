@@ -5,8 +5,8 @@ from __future__ import annotations
 from ruamel.yaml import YAML
 
 from promoter.helmlock import check_lock, lock_digest
-from promoter.testing import TEST_TOKEN
-from promoter.testing.envrepo import list_branches, log, show_diff
+from promoter.sandbox import TEST_TOKEN
+from promoter.sandbox.envrepo import list_branches, log, show_diff
 from tests.helpers import run_cli
 
 CONFIG = """\

@@ -18,8 +18,8 @@ from ruamel.yaml import YAML
 from promoter.forge import open_forge
 from promoter.forge.base import Forge, ForgeInfo
 from promoter.helmlock import check_lock, lock_digest
-from promoter.testing import TEST_TOKEN, GitHttpServer
-from promoter.testing.envrepo import (
+from promoter.sandbox import TEST_TOKEN, GitHttpServer
+from promoter.sandbox.envrepo import (
     EnvRepo,
     commit_message,
     git_env,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-from promoter.testing import TEST_TOKEN
-from promoter.testing.envrepo import git_env
+from promoter.sandbox import TEST_TOKEN
+from promoter.sandbox.envrepo import git_env
 from tests.helpers import run_cli
 
 CONFIG = """\

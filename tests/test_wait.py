@@ -16,10 +16,10 @@ from promoter.errors import GateTimeout
 from promoter.forge.base import ForgeInfo
 from promoter.forge.github import GitHubForge
 from promoter.options import Options
-from promoter.testing import TEST_TOKEN
-from promoter.testing.envrepo import EnvRepo
-from promoter.testing.github_api import GitHubApiDouble
-from promoter.testing.operator import OperatorSimulator
+from promoter.sandbox import TEST_TOKEN
+from promoter.sandbox.envrepo import EnvRepo
+from promoter.sandbox.github_api import GitHubApiDouble
+from promoter.sandbox.operator import OperatorSimulator
 from tests.helpers import finish, run_cli, spawn
 
 pytest_plugins = ["tests.forge_fixtures"]
@@ -233,7 +233,7 @@ def test_deployment_needs_report_to(w, capsys):
 def test_nothing_to_wait_for_is_a_usage_error(w, capsys):
     config = CONFIG.replace('    gate: {require: ["continuous-delivery/{app}"]}\n', "")
     files = {**FILES, "promoter.yaml": config}
-    from promoter.testing.envrepo import commit_files
+    from promoter.sandbox.envrepo import commit_files
 
     commit_files(w.repo.path, "main", files, "no gate")
     run = run_cli(capsys, *cli(w.options, "wait", "dev"))

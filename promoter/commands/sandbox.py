@@ -57,8 +57,8 @@ def running_sandbox(
 ) -> Iterator[dict[str, Any]]:
     """Start everything; yield the JSON-able description; stop and clean up on exit.
     `files` (path → content) replaces the seed folder (the demo uses its own)."""
-    from promoter.testing.envrepo import seed_repo
-    from promoter.testing.gitserver import GitHttpServer
+    from promoter.sandbox.envrepo import seed_repo
+    from promoter.sandbox.gitserver import GitHttpServer
 
     files = dict(files) if files is not None else seed_files(seed)
     try:
@@ -99,12 +99,12 @@ def running_sandbox(
 
 def _start_api(forge: Forge, git: Any, token: str, port: int) -> Any:
     if forge == "github":
-        from promoter.testing.github_api import GitHubApiDouble
+        from promoter.sandbox.github_api import GitHubApiDouble
 
         github = GitHubApiDouble(git, token, port=port)
         github.start()
         return github
-    from promoter.testing.gitlab_api import GitLabApiDouble
+    from promoter.sandbox.gitlab_api import GitLabApiDouble
 
     gitlab = GitLabApiDouble(git, token, port=port)
     gitlab.start()
@@ -121,7 +121,7 @@ def _start_operator(
     delay: float,
 ) -> Any:
     from promoter.forge import open_forge
-    from promoter.testing.operator import OperatorSimulator
+    from promoter.sandbox.operator import OperatorSimulator
 
     adapter = open_forge(ForgeInfo(forge, api_url, REPOSITORY, "127.0.0.1"), token)
     apps: dict[str, list[str]] = {}

@@ -247,7 +247,7 @@ class GitLabForge:
 
         Reviewers are added, never removed: people may have asked others to review too. GitLab
         sends `reviewers` as a list of users (its API description says one object: a quirk, see
-        promoter/testing/gitlab_quirks.py). A wanted reviewer already there, by id or username,
+        promoter/sandbox/gitlab_quirks.py). A wanted reviewer already there, by id or username,
         costs nothing; if the field is missing altogether, the wanted ones are simply set.
         """
         have = current.get("reviewers")

@@ -21,13 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from promoter.testing import github_commits, github_routes
-from promoter.testing.github_http import ApiRequest, RequestHandler
-from promoter.testing.github_routes import Problem
-from promoter.testing.github_store import CheckRun, Pull, RepoState, Status, Store, now, resolve
-from promoter.testing.gitserver import GitHttpServer
-from promoter.testing.loopback import LoopbackServer
-from promoter.testing.openapi import OpenAPISpec
+from promoter.sandbox import github_commits, github_routes
+from promoter.sandbox.github_http import ApiRequest, RequestHandler
+from promoter.sandbox.github_routes import Problem
+from promoter.sandbox.github_store import CheckRun, Pull, RepoState, Status, Store, now, resolve
+from promoter.sandbox.gitserver import GitHttpServer
+from promoter.sandbox.loopback import LoopbackServer
+from promoter.sandbox.openapi import OpenAPISpec
 
 RATE_LIMIT = 5000
 

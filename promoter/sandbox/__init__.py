@@ -1,6 +1,7 @@
-"""Real-part test bed: git smart-HTTP server and environment-repo helpers (tests and sandbox)."""
+"""The sandbox: a smart-HTTP git server, the GitHub and GitLab API doubles and an operator
+simulator on 127.0.0.1, which `promoter sandbox`, `promoter demo` and the tests run against."""
 
-from promoter.testing.envrepo import (
+from promoter.sandbox.envrepo import (
     EnvRepo,
     commit_files,
     is_linear,
@@ -10,7 +11,7 @@ from promoter.testing.envrepo import (
     rev_list_parents,
     seed_repo,
 )
-from promoter.testing.gitserver import (
+from promoter.sandbox.gitserver import (
     GitHttpServer,
     RequestRecord,
     auth_config_env,

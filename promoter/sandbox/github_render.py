@@ -10,7 +10,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from promoter.testing.github_store import (
+from promoter.sandbox.github_store import (
     Comment,
     Label,
     Pull,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from promoter.testing.envrepo import git_env
+from promoter.sandbox.envrepo import git_env
 
 # Statuses that are still running: a pipeline with one of these has not finished.
 ACTIVE = frozenset({"created", "pending", "running", "waiting_for_resource", "preparing"})

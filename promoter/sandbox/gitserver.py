@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import unquote, urlsplit
 
-from promoter.testing.envrepo import git_env
-from promoter.testing.loopback import BodyReader, LoopbackHandler, LoopbackServer
+from promoter.sandbox.envrepo import git_env
+from promoter.sandbox.loopback import BodyReader, LoopbackHandler, LoopbackServer
 
 _BLOCK = 64 * 1024
 _REALM = "promoter-test"

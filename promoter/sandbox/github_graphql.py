@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from promoter.testing import github_render as render
-from promoter.testing.github_store import Store, now
+from promoter.sandbox import github_render as render
+from promoter.sandbox.github_store import Store, now
 
 # Fields of each mutation's input type in GitHub's GraphQL schema (public schema, 2024).
 _INPUTS: dict[str, set[str]] = {

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from promoter.testing.gitserver import GitHttpServer
+    from promoter.sandbox.gitserver import GitHttpServer
 
 FileContent = str | bytes
 # None in a commit_files mapping removes the path; seeding has nothing to remove.

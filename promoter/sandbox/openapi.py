@@ -14,7 +14,7 @@ generic error statuses any call may meet (401, 403, 404, 409, 422, 429, 5xx) are
 undocumented, as long as their body is a JSON object.
 
 Where an official description is known to be wrong about what the real API does, the caller
-passes explicit patches to `OpenAPISpec.load` (GitLab's: promoter/testing/gitlab_quirks.py).
+passes explicit patches to `OpenAPISpec.load` (GitLab's: promoter/sandbox/gitlab_quirks.py).
 Each patch is a named, commented correction applied once at load time; nothing else about a
 description is relaxed.
 """

@@ -24,14 +24,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from promoter.testing.gitlab_http import PREFIX, RequestHandler
-from promoter.testing.gitlab_routes import GitLabState
-from promoter.testing.gitlab_store import Call, Project, Reply
-from promoter.testing.gitserver import GitHttpServer
-from promoter.testing.loopback import LoopbackServer
+from promoter.sandbox.gitlab_http import PREFIX, RequestHandler
+from promoter.sandbox.gitlab_routes import GitLabState
+from promoter.sandbox.gitlab_store import Call, Project, Reply
+from promoter.sandbox.gitserver import GitHttpServer
+from promoter.sandbox.loopback import LoopbackServer
 
 if TYPE_CHECKING:
-    from promoter.testing.openapi import OpenAPISpec
+    from promoter.sandbox.openapi import OpenAPISpec
 
 
 @dataclass

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from promoter.forge.base import Forge, State
-from promoter.testing.envrepo import git_env
+from promoter.sandbox.envrepo import git_env
 
 Kind = Literal["argocd", "flux"]
 

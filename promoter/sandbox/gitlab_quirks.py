@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from promoter.testing.openapi import OpenAPISpec, Patch
+from promoter.sandbox.openapi import OpenAPISpec, Patch
 
 _SCHEMAS = "#/components/schemas/"
 _USER = _SCHEMAS + "APIEntitiesUserBasic"

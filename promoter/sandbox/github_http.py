@@ -13,16 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from promoter.testing import github_commits as commits
-from promoter.testing import github_graphql, github_render
-from promoter.testing import github_routes as pulls
-from promoter.testing.github_routes import Problem, Reply, Request
-from promoter.testing.github_store import Store
-from promoter.testing.loopback import LoopbackHandler
-from promoter.testing.openapi import SpecViolation
+from promoter.sandbox import github_commits as commits
+from promoter.sandbox import github_graphql, github_render
+from promoter.sandbox import github_routes as pulls
+from promoter.sandbox.github_routes import Problem, Reply, Request
+from promoter.sandbox.github_store import Store
+from promoter.sandbox.loopback import LoopbackHandler
+from promoter.sandbox.openapi import SpecViolation
 
 if TYPE_CHECKING:
-    from promoter.testing.github_api import GitHubApiDouble
+    from promoter.sandbox.github_api import GitHubApiDouble
 
 _FAULT_MESSAGES = {
     403: "You have exceeded a secondary rate limit. Please wait a few minutes before you try "

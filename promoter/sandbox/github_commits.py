@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from promoter.testing.github_render import (
+from promoter.sandbox.github_render import (
     REPO_LINKS,
     Json,
     Urls,
     repository,
     user,
 )
-from promoter.testing.github_routes import (
+from promoter.sandbox.github_routes import (
     NOT_FOUND,
     Problem,
     Reply,
@@ -21,7 +21,7 @@ from promoter.testing.github_routes import (
     custom,
     find_repo,
 )
-from promoter.testing.github_store import (
+from promoter.sandbox.github_store import (
     CheckRun,
     Deployment,
     DeploymentStatus,

@@ -11,13 +11,13 @@ import traceback
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
-from promoter.testing.gitlab_routes import GitLabState
-from promoter.testing.gitlab_store import Call, Reply, error
-from promoter.testing.loopback import LoopbackHandler
-from promoter.testing.openapi import SpecViolation
+from promoter.sandbox.gitlab_routes import GitLabState
+from promoter.sandbox.gitlab_store import Call, Reply, error
+from promoter.sandbox.loopback import LoopbackHandler
+from promoter.sandbox.openapi import SpecViolation
 
 if TYPE_CHECKING:
-    from promoter.testing.gitlab_api import GitLabApiDouble
+    from promoter.sandbox.gitlab_api import GitLabApiDouble
 
 PREFIX = "/api/v4"
 _REASONS = {

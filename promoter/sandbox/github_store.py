@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from promoter.testing.envrepo import git_env
-from promoter.testing.gitserver import GitHttpServer
+from promoter.sandbox.envrepo import git_env
+from promoter.sandbox.gitserver import GitHttpServer
 
 MergeMethod = Literal["merge", "squash", "rebase"]
 

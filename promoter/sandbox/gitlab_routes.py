@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from promoter.testing.gitlab_store import (
+from promoter.sandbox.gitlab_store import (
     ACTIVE,
     Call,
     MergeRequest,
@@ -33,7 +33,7 @@ from promoter.testing.gitlab_store import (
     resolve_commit,
     stamp,
 )
-from promoter.testing.gitserver import GitHttpServer
+from promoter.sandbox.gitserver import GitHttpServer
 
 # PUT on a merge request must name at least one of these (GitLab answers 400 otherwise).
 # fmt: off

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from promoter.testing import github_render as render
-from promoter.testing.github_store import (
+from promoter.sandbox import github_render as render
+from promoter.sandbox.github_store import (
     Comment,
     Label,
     MergeConflict,
