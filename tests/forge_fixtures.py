@@ -35,7 +35,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
@@ -48,11 +47,11 @@ from promoter.sandbox.github_api import GitHubApiDouble
 from promoter.sandbox.github_store import now
 from promoter.sandbox.gitlab_api import GitLabApiDouble
 from promoter.sandbox.gitlab_quirks import load_gitlab_spec
-from promoter.sandbox.openapi import OpenAPISpec
+from promoter.sandbox.openapi import DESCRIPTIONS, OpenAPISpec
 
 FORGES = ["github", "gitlab"]
 
-OPENAPI = Path(__file__).parent / "openapi"
+OPENAPI = DESCRIPTIONS
 BUDGET_KEYS = (
     "find",  # find_pull_request
     "open_new",  # open_or_update, no PR yet, with labels and a reviewer

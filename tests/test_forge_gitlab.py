@@ -1,7 +1,7 @@
 """GitLab adapter against the strict GitLab double: real python-gitlab over HTTP, real git.
 
 Nothing in python-gitlab is patched. The double checks every request and response against
-GitLab's own OpenAPI description (tests/openapi/), and the fixture fails any test that left a
+GitLab's own OpenAPI description (promoter/sandbox/descriptions/), and the fixture fails any test that left a
 violation behind, so passing here means "works against what GitLab documents".
 """
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
 
-from promoter.sandbox.openapi import OpenAPISpec, SpecViolation
+from promoter.sandbox.openapi import DESCRIPTIONS, OpenAPISpec, SpecViolation
 
-SPECS = Path(__file__).parent / "openapi"
+SPECS = DESCRIPTIONS
 JSON = {"Content-Type": "application/json"}
 
 

@@ -273,7 +273,7 @@ class GitLabForge:
         return ids
 
     def _lookup_user(self, username: str) -> int:
-        # GET /users?username= is outside the vendored API description (tests/openapi/): it is
+        # GET /users?username= is outside the vendored API description (promoter/sandbox/descriptions/): it is
         # exercised against a double without a spec only. Pass numeric ids to avoid it.
         found = self._call(
             f"looking up GitLab user {username!r}",

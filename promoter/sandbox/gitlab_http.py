@@ -45,8 +45,8 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("POST", _MR + "/notes", "add_note"),
         ("GET", _P + r"/repository/commits/(?P<sha>[^/]+)/statuses", "list_statuses"),
         ("POST", _P + r"/statuses/(?P<sha>[^/]+)", "post_status"),
-        # Not in the vendored description (see tests/openapi/README.md): a strict double
-        # answers it 422 as a violation; only a double without a spec serves it.
+        # Not in the vendored description (see promoter/sandbox/descriptions/README.md): a
+        # strict double answers it 422 as a violation; only a double without a spec serves it.
         ("GET", "/users", "list_users"),
     ]
 ]

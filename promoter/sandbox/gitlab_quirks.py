@@ -1,6 +1,7 @@
 """Corrections to GitLab's official OpenAPI description, applied when the strict double loads it.
 
-The vendored description (tests/openapi/gitlab-rest-subset.yaml, see its README) is generated
+The vendored description (promoter/sandbox/descriptions/gitlab-rest-subset.yaml, see
+its README) is generated
 from GitLab's Grape entities, and a few of its schemas say "one object" where GitLab's API
 returns a JSON array. Validating against those schemas as written would make the double
 leave real fields out (or answer with shapes GitLab never sends), which is less honest, not
@@ -23,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from promoter.sandbox.openapi import OpenAPISpec, Patch
+from promoter.sandbox.openapi import GITLAB_DESCRIPTION, OpenAPISpec, Patch
 
 _SCHEMAS = "#/components/schemas/"
 _USER = _SCHEMAS + "APIEntitiesUserBasic"
@@ -100,6 +101,6 @@ GITLAB_QUIRKS: tuple[Patch, ...] = (
 )
 
 
-def load_gitlab_spec(path: Path | str) -> OpenAPISpec:
+def load_gitlab_spec(path: Path | str = GITLAB_DESCRIPTION) -> OpenAPISpec:
     """GitLab's description at `path` with GITLAB_QUIRKS applied: what a strict double uses."""
     return OpenAPISpec.load(path, patches=GITLAB_QUIRKS)

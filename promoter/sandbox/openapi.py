@@ -34,6 +34,10 @@ from typing import Any
 GENERIC_ERRORS = frozenset({401, 403, 404, 409, 422, 429, 500, 502, 503, 504})
 # A correction applied to a parsed description at load time (OpenAPISpec.load(patches=...)).
 Patch = Callable[[dict[str, Any]], None]
+# The vendored descriptions (package data; provenance and licences in descriptions/README.md).
+DESCRIPTIONS = Path(__file__).parent / "descriptions"
+GITHUB_DESCRIPTION = DESCRIPTIONS / "github-rest-subset.json"
+GITLAB_DESCRIPTION = DESCRIPTIONS / "gitlab-rest-subset.yaml"
 _DOCUMENTS: dict[str, dict[str, Any]] = {}  # parsed as published, never modified
 _PATCHED: dict[tuple[str, tuple[Patch, ...]], dict[str, Any]] = {}
 
