@@ -550,6 +550,13 @@ def section_history_command(h: Harness) -> None:
     measure(h)
 
 
+def section_latency(h: Harness) -> None:
+    """Lean git and promoter through a latency-injecting proxy (bench/latency.py)."""
+    from bench.latency import section_latency as measure
+
+    measure(h)
+
+
 SECTIONS: dict[str, Callable[[Harness], None]] = {
     "update": section_update,
     "history": section_history,
@@ -559,6 +566,7 @@ SECTIONS: dict[str, Callable[[Harness], None]] = {
     "forge": section_forge,
     "status": section_status,
     "history-command": section_history_command,
+    "latency": section_latency,
 }
 
 
