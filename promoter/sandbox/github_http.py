@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from promoter.sandbox import github_commits as commits
 from promoter.sandbox import github_graphql, github_render
+from promoter.sandbox import github_repos as repos
 from promoter.sandbox import github_routes as pulls
 from promoter.sandbox.github_routes import Problem, Reply, Request
 from promoter.sandbox.github_store import Store
@@ -236,8 +237,25 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("POST", "/deployments", commits.create_deployment),
         ("GET", r"/deployments/(?P<deployment_id>\d+)/statuses", commits.list_deployment_statuses),
         ("POST", r"/deployments/(?P<deployment_id>\d+)/statuses", commits.create_deployment_status),
+        ("GET", "", repos.get_repository),
+        ("GET", "/branches", repos.list_branches),
+        ("GET", "/branches/(?P<branch>.+)", repos.get_branch),
+        ("GET", "/commits/(?P<ref>.+)", repos.get_commit),
+        ("GET", "/compare/(?P<basehead>.+)", repos.compare),
+        ("GET", "/git/ref/(?P<ref>.+)", repos.get_ref),
+        ("POST", "/git/refs", repos.create_ref),
+        ("PATCH", "/git/refs/(?P<ref>.+)", repos.update_ref),
+        ("DELETE", "/git/refs/(?P<ref>.+)", repos.delete_ref),
+        ("GET", "/contents/?(?P<path>.*)", repos.get_contents),
+        ("PUT", "/contents/(?P<path>.+)", repos.put_contents),
+        ("GET", "/labels", repos.list_repo_labels),
+        ("POST", "/labels", repos.create_label),
+        ("GET", "/labels/(?P<name>[^/]+)", repos.get_label),
+        ("PATCH", "/labels/(?P<name>[^/]+)", repos.update_label),
+        ("DELETE", "/labels/(?P<name>[^/]+)", repos.delete_label),
     ]
 ]
+ROUTES.append(("GET", re.compile("^/rate_limit$"), repos.rate_limit))
 
 
 def route(method: str, path: str) -> tuple[Handler, dict[str, str]] | None:

@@ -11,6 +11,7 @@ import base64
 import itertools
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -177,6 +178,8 @@ class Store:
         self.lock = threading.RLock()
         self._repos: dict[str, RepoState] = {}
         self._ids = itertools.count(1000)
+        # (limit, remaining, reset epoch) as the HTTP layer counts them, for GET /rate_limit.
+        self.rate: Callable[[], tuple[int, int, int]] | None = None
 
     def new_id(self) -> int:
         return next(self._ids)

@@ -1,0 +1,168 @@
+"""The endpoints scripts call first, on both strict doubles, through the real clients: the
+repository, branches, commits, git refs, contents, comparisons, rate limit (GitHub); the project,
+branches, commits, statuses, files and comparisons (GitLab). Git objects come from git itself."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import github
+import gitlab
+import pytest
+
+from promoter.sandbox import TEST_TOKEN
+from promoter.sandbox.envrepo import EnvRepo, EnvRepoFactory, git_env, rev_parse
+from promoter.sandbox.github_api import GitHubApiDouble
+from promoter.sandbox.gitlab_api import GitLabApiDouble
+
+pytest_plugins = ["tests.forge_fixtures"]
+
+
+@pytest.fixture
+def repo(env_repo: EnvRepoFactory) -> EnvRepo:
+    made = env_repo({"main": {"README.md": "hello\n", "apps/web.yaml": "image: web:1\n"}})
+    subprocess.run(
+        ["git", "--git-dir", str(made.path), "branch", "env/dev", "main"], check=True, env=git_env()
+    )
+    made.commit("main", {"apps/web.yaml": "image: web:2\n"}, "web 2")
+    made.commit("env/dev", {"apps/api.yaml": "image: api:1\n"}, "dev: api 1")
+    return made
+
+
+@pytest.fixture
+def gh(github_api: GitHubApiDouble) -> Iterator[github.Github]:
+    client = github.Github(base_url=github_api.api_url, auth=github.Auth.Token(TEST_TOKEN))
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def gl(gitlab_api: GitLabApiDouble) -> gitlab.Gitlab:
+    return gitlab.Gitlab(gitlab_api.url, private_token=TEST_TOKEN)
+
+
+# --- GitHub ----------------------------------------------------------------------------------
+
+
+def test_github_get_repository_names_its_default_branch(gh: github.Github, repo: EnvRepo) -> None:
+    got = gh.get_repo(repo.name)
+    assert (got.full_name, got.default_branch, got.private) == (repo.name, "main", True)
+    assert got.clone_url.endswith(f"/{repo.name}.git")
+
+
+def test_github_unknown_repository_is_404(gh: github.Github, repo: EnvRepo) -> None:
+    with pytest.raises(github.UnknownObjectException):
+        gh.get_repo(repo.name + "-missing")
+
+
+def test_github_branches_list_and_get_are_git_tips(gh: github.Github, repo: EnvRepo) -> None:
+    r = gh.get_repo(repo.name)
+    assert {(b.name, b.commit.sha) for b in r.get_branches()} == {
+        ("main", repo.sha("main")),
+        ("env/dev", repo.sha("env/dev")),
+    }
+    dev = r.get_branch("env/dev")
+    assert (dev.commit.sha, dev.protected) == (repo.sha("env/dev"), False)
+    assert dev.commit.commit.message == "dev: api 1"
+    with pytest.raises(github.GithubException) as missing:
+        r.get_branch("nope")
+    assert missing.value.status == 404
+
+
+def test_github_get_commit_lists_changed_files(gh: github.Github, repo: EnvRepo) -> None:
+    commit = gh.get_repo(repo.name).get_commit(repo.sha("main"))
+    assert commit.sha == repo.sha("main")
+    assert commit.commit.message == "web 2"
+    assert [(f.filename, f.status, f.additions, f.deletions) for f in commit.files] == [
+        ("apps/web.yaml", "modified", 1, 1)
+    ]
+    assert [p.sha for p in commit.parents] == [rev_parse(repo.path, "main~1")]
+    by_branch = gh.get_repo(repo.name).get_commit("main")
+    assert by_branch.sha == repo.sha("main")
+
+
+def test_github_unknown_commit_is_422_as_on_github(gh: github.Github, repo: EnvRepo) -> None:
+    with pytest.raises(github.GithubException) as err:
+        gh.get_repo(repo.name).get_commit("0" * 40)
+    assert err.value.status == 422
+    assert "No commit found" in str(err.value.data)
+
+
+def test_github_git_refs_create_get_update_delete(gh: github.Github, repo: EnvRepo) -> None:
+    r = gh.get_repo(repo.name)
+    first, new = rev_parse(repo.path, "main~1"), repo.sha("main")
+    ref = r.create_git_ref("refs/heads/feature", first)
+    assert (ref.ref, ref.object.sha, ref.object.type) == ("refs/heads/feature", first, "commit")
+    assert repo.sha("feature") == first
+    with pytest.raises(github.GithubException) as exists:
+        r.create_git_ref("refs/heads/feature", first)
+    assert (exists.value.status, exists.value.data["message"]) == (
+        422,
+        "Reference already exists",
+    )
+    assert r.get_git_ref("heads/feature").object.sha == first
+    ref.edit(new)  # a fast-forward
+    assert repo.sha("feature") == new
+    with pytest.raises(github.GithubException) as rewind:
+        ref.edit(first)
+    assert (rewind.value.status, rewind.value.data["message"]) == (
+        422,
+        "Update is not a fast forward",
+    )
+    assert repo.sha("feature") == new
+    ref.edit(first, force=True)
+    assert repo.sha("feature") == first
+    ref.delete()
+    with pytest.raises(github.UnknownObjectException):
+        r.get_git_ref("heads/feature")
+
+
+def test_github_contents_file_and_directory(gh: github.Github, repo: EnvRepo) -> None:
+    r = gh.get_repo(repo.name)
+    f = r.get_contents("apps/web.yaml")
+    assert not isinstance(f, list)
+    assert (f.encoding, f.decoded_content, f.type) == ("base64", b"image: web:2\n", "file")
+    old = r.get_contents("apps/web.yaml", ref=rev_parse(repo.path, "main~1"))
+    assert not isinstance(old, list) and old.decoded_content == b"image: web:1\n"
+    listing = r.get_contents("apps", ref="env/dev")
+    assert isinstance(listing, list)
+    assert sorted((c.path, c.type) for c in listing) == [
+        ("apps/api.yaml", "file"),
+        ("apps/web.yaml", "file"),
+    ]
+    with pytest.raises(github.UnknownObjectException):
+        r.get_contents("nope.yaml")
+
+
+def test_github_create_and_update_file_commit_to_the_branch(
+    gh: github.Github, repo: EnvRepo
+) -> None:
+    r = gh.get_repo(repo.name)
+    made = r.create_file("apps/new.yaml", "add new", "a: 1\n", branch="env/dev")
+    assert repo.read_file("env/dev", "apps/new.yaml") == "a: 1\n"
+    assert made["commit"].sha == repo.sha("env/dev")
+    r.update_file("apps/new.yaml", "bump", "a: 2\n", made["content"].sha, branch="env/dev")
+    assert repo.read_file("env/dev", "apps/new.yaml") == "a: 2\n"
+    with pytest.raises(github.GithubException) as unsupplied:
+        r.create_file("apps/new.yaml", "again", "a: 3\n", branch="env/dev")
+    assert unsupplied.value.status == 422
+    assert repo.read_file("env/dev", "apps/new.yaml") == "a: 2\n"
+
+
+def test_github_compare_reports_ahead_behind_and_files(gh: github.Github, repo: EnvRepo) -> None:
+    r = gh.get_repo(repo.name)
+    ahead = r.compare("main~1", "main")
+    assert (ahead.status, ahead.ahead_by, ahead.behind_by) == ("ahead", 1, 0)
+    assert [c.sha for c in ahead.commits] == [repo.sha("main")]
+    assert [f.filename for f in ahead.files] == ["apps/web.yaml"]
+    assert r.compare("main", "main~1").status == "behind"
+    assert r.compare("main", "main").status == "identical"
+    diverged = r.compare("main", "env/dev")
+    assert (diverged.status, diverged.ahead_by, diverged.behind_by) == ("diverged", 1, 1)
+
+
+def test_github_rate_limit_is_served(gh: github.Github, repo: EnvRepo) -> None:
+    core = gh.get_rate_limit().resources.core
+    assert core.limit == 5000
+    assert 0 <= core.remaining <= core.limit
