@@ -166,3 +166,69 @@ def test_github_rate_limit_is_served(gh: github.Github, repo: EnvRepo) -> None:
     core = gh.get_rate_limit().resources.core
     assert core.limit == 5000
     assert 0 <= core.remaining <= core.limit
+
+
+# --- GitLab ----------------------------------------------------------------------------------
+
+
+def test_gitlab_project_by_path_and_by_id(gl: gitlab.Gitlab, repo: EnvRepo) -> None:
+    by_path = gl.projects.get(repo.name)
+    assert (by_path.path_with_namespace, by_path.default_branch) == (repo.name, "main")
+    assert by_path.http_url_to_repo == repo.url
+    assert gl.projects.get(by_path.id).path_with_namespace == repo.name
+    with pytest.raises(gitlab.GitlabGetError) as missing:
+        gl.projects.get(repo.name + "-missing")
+    assert missing.value.response_code == 404
+
+
+def test_gitlab_branches_list_and_get(gl: gitlab.Gitlab, repo: EnvRepo) -> None:
+    project = gl.projects.get(repo.name)
+    listed = {(b.name, b.commit["id"]) for b in project.branches.list(get_all=True)}
+    assert listed == {("main", repo.sha("main")), ("env/dev", repo.sha("env/dev"))}
+    dev = project.branches.get("env/dev")
+    assert (dev.commit["id"], dev.commit["title"], dev.default) == (
+        repo.sha("env/dev"),
+        "dev: api 1",
+        False,
+    )
+    with pytest.raises(gitlab.GitlabGetError) as missing:
+        project.branches.get("nope")
+    assert missing.value.response_code == 404
+
+
+def test_gitlab_commit_and_its_statuses(gl: gitlab.Gitlab, repo: EnvRepo) -> None:
+    project = gl.projects.get(repo.name)
+    commit = project.commits.get(repo.sha("main"))
+    assert (commit.id, commit.title, commit.parent_ids) == (
+        repo.sha("main"),
+        "web 2",
+        [rev_parse(repo.path, "main~1")],
+    )
+    assert commit.stats == {"additions": 1, "deletions": 1, "total": 2}
+    commit.statuses.create({"state": "success", "name": "ci/test"})
+    assert [(s.name, s.status) for s in commit.statuses.list()] == [("ci/test", "success")]
+    assert project.commits.get("main").id == repo.sha("main")
+    with pytest.raises(gitlab.GitlabGetError) as missing:
+        project.commits.get("0" * 40)
+    assert missing.value.response_code == 404
+
+
+def test_gitlab_repository_file_get(gl: gitlab.Gitlab, repo: EnvRepo) -> None:
+    project = gl.projects.get(repo.name)
+    f = project.files.get("apps/web.yaml", ref="main")
+    assert (f.decode(), f.encoding, f.blob_id) == (b"image: web:2\n", "base64", f.blob_id)
+    assert f.last_commit_id == repo.sha("main")
+    old = project.files.get("apps/web.yaml", ref=rev_parse(repo.path, "main~1"))
+    assert old.decode() == b"image: web:1\n"
+    with pytest.raises(gitlab.GitlabGetError) as missing:
+        project.files.get("nope.yaml", ref="main")
+    assert missing.value.response_code == 404
+
+
+def test_gitlab_compare(gl: gitlab.Gitlab, repo: EnvRepo) -> None:
+    project = gl.projects.get(repo.name)
+    result = project.repository_compare("main", "env/dev")
+    assert [c["id"] for c in result["commits"]] == [repo.sha("env/dev")]
+    assert [(d["new_path"], d["new_file"]) for d in result["diffs"]] == [("apps/api.yaml", True)]
+    assert "+image: api:1" in result["diffs"][0]["diff"]
+    assert project.repository_compare("main", "main")["compare_same_ref"] is True

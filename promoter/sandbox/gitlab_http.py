@@ -45,6 +45,12 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("POST", _MR + "/notes", "add_note"),
         ("GET", _P + r"/repository/commits/(?P<sha>[^/]+)/statuses", "list_statuses"),
         ("POST", _P + r"/statuses/(?P<sha>[^/]+)", "post_status"),
+        ("GET", _P, "get_project"),
+        ("GET", _P + "/repository/branches", "list_branches"),
+        ("GET", _P + "/repository/branches/(?P<branch>[^/]+)", "get_branch"),
+        ("GET", _P + "/repository/commits/(?P<sha>[^/]+)", "get_commit"),
+        ("GET", _P + "/repository/files/(?P<file_path>[^/]+)", "get_file"),
+        ("GET", _P + "/repository/compare", "compare"),
         # Not in the vendored description (see promoter/sandbox/descriptions/README.md): a
         # strict double answers it 422 as a violation; only a double without a spec serves it.
         ("GET", "/users", "list_users"),
