@@ -164,6 +164,22 @@ def history(options: Options, /, environment: str, limit: int, fmt: str | None) 
 
 
 @cli.command()
+@click.option("--env", "envs", multiple=True, metavar="ENV", help="Only these (repeatable).")
+@click.option("--since", default="30d", show_default=True, metavar="30d|12h|DATE",
+              help="Start of the window (ends now).")  # fmt: skip
+@click.option("--format", "fmt", type=_FORMAT, help="table (default), markdown or json.")
+@click.pass_obj
+def metrics(options: Options, /, envs: tuple[str, ...], since: str, fmt: str | None) -> None:
+    """Deployment frequency, lead time, change failure rate and time to restore per
+    environment, from promoter's commits and the forge's commit statuses."""
+    from promoter.commands.metrics import metrics as run_metrics
+    from promoter.commands.metrics import render
+
+    result = run_metrics(options, envs, since)
+    _emit_format(options, fmt, result.as_dict(), lambda f: render(result, f))
+
+
+@cli.command()
 @click.argument("environment")
 @click.option("--to", "rev", metavar="REV", help="Set every pin back to its value at REV.")
 @click.option("--steps", type=click.IntRange(1), metavar="N", help="Undo the last N changes.")
