@@ -166,16 +166,19 @@ def history(options: Options, /, environment: str, limit: int, fmt: str | None) 
 @cli.command()
 @click.option("--env", "envs", multiple=True, metavar="ENV", help="Only these (repeatable).")
 @click.option("--since", default="30d", show_default=True, metavar="30d|12h|DATE",
-              help="Start of the window (ends now).")  # fmt: skip
+              help="Start of the window (before --until).")  # fmt: skip
+@click.option("--until", metavar="DATE|30d", help="End of the window (default: now).")
 @click.option("--format", "fmt", type=_FORMAT, help="table (default), markdown or json.")
 @click.pass_obj
-def metrics(options: Options, /, envs: tuple[str, ...], since: str, fmt: str | None) -> None:
+def metrics(
+    options: Options, /, envs: tuple[str, ...], since: str, until: str | None, fmt: str | None
+) -> None:
     """Deployment frequency, lead time, change failure rate and time to restore per
     environment, from promoter's commits and the forge's commit statuses."""
     from promoter.commands.metrics import metrics as run_metrics
     from promoter.commands.metrics import render
 
-    result = run_metrics(options, envs, since)
+    result = run_metrics(options, envs, since, until)
     _emit_format(options, fmt, result.as_dict(), lambda f: render(result, f))
 
 

@@ -83,23 +83,27 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def parse_since(text: str, now: datetime) -> datetime:
-    """`30d`, `12h`, `90m`, or a UTC date `2026-11-01` / time `2026-11-01T12:00:00Z`."""
+def parse_since(
+    text: str, now: datetime, option: str = "--since", later_ok: bool = False
+) -> datetime:
+    """`30d`, `12h`, `90m` before `now`, or a UTC date `2026-11-01` / time
+    `2026-11-01T12:00:00Z` (not after `now`)."""
     match = _SINCE.match(text.strip())
     if match:
         size = {"d": 86400, "h": 3600, "m": 60}[match[2]] * int(match[1])
         if size == 0:
-            raise UsageError(f"--since {text}: the window is empty; give e.g. 30d")
+            raise UsageError(f"{option} {text}: the window is empty; give e.g. 30d")
         return now - timedelta(seconds=size)
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(
-            f"--since {text!r}: expected a duration like 30d, 12h or 90m, or a date like 2026-11-01"
+            f"{option} {text!r}: expected a duration like 30d, 12h or 90m, or a date like "
+            "2026-11-01"
         ) from None
     moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    if moment >= now:
-        raise UsageError(f"--since {text}: that is not in the past")
+    if moment > now and not later_ok:
+        raise UsageError(f"{option} {text}: that is in the future")
     return moment
 
 
@@ -107,13 +111,20 @@ def metrics(
     options: Options,
     envs: Sequence[str] = (),
     since: str = "30d",
+    until: str | None = None,
     forge: Forge | None = None,
     now: Callable[[], datetime] = _utcnow,
     workers: int = WORKERS,
 ) -> MetricsResult:
-    """The figures of each environment shown (`envs`, default all) over [since, now]."""
-    until = now().astimezone(UTC).replace(microsecond=0)
-    start = parse_since(since, until)
+    """The figures of each environment shown (`envs`, default all) over [since, until]
+    (`until`: a date or a duration before now, as `since` takes; default now)."""
+    current = now().astimezone(UTC).replace(microsecond=0)
+    end = current if until is None else parse_since(until, current, "--until")
+    start = parse_since(since, end, later_ok=True)
+    if start >= end:
+        raise UsageError(
+            f"--since {since} is not before --until {until or 'now'}: the window is empty"
+        )
     with scratch_repo(options) as repo:
         if not options.config:
             repo.start_fetch_default()
@@ -129,18 +140,18 @@ def metrics(
             name: [(sha, t) for sha, t in chain if t >= int(start.timestamp())]
             for name, (chain, _) in inputs.items()
         }
-        statuses, kind = _statuses(options, repo, forge, windows, until, workers)
+        statuses, kind = _statuses(options, repo, forge, windows, end, workers)
     parts = []
     for env in shown:
         changes = inputs[env.name][1]
         window = windows[env.name]
         env_input = EnvInput(env.name, env.branch, env.gate.require, env.gate.soak,
                              window, changes, statuses)  # fmt: skip
-        commits = sum(1 for _, t in window if t <= int(until.timestamp()))
-        parts.append(EnvMetrics(env.name, env.branch, figures(env_input, start, until), commits))
+        commits = sum(1 for _, t in window if t <= int(end.timestamp()))
+        parts.append(EnvMetrics(env.name, env.branch, figures(env_input, start, end), commits))
     reads = len({sha for chain in windows.values() for sha, _ in chain}) if kind else 0
     overall = combine([p.figures for p in parts])
-    return MetricsResult(start, until, kind, tuple(parts), overall, reads)
+    return MetricsResult(start, end, kind, tuple(parts), overall, reads)
 
 
 def _with_upstreams(config: Config, shown: Sequence[Environment]) -> list[Environment]:
