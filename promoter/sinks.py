@@ -7,7 +7,8 @@ messages and trailers: promoter.message). One place per sink:
   secrets, neutralises those markers (`::` → `\\::`, `##[` → `#\\#[`) and shows other control
   characters as `\\xNN`. Values are made one line before they get here (`model.show_value`).
 - Markdown (job summaries, pull-request bodies): `md_text`, `md_code`.
-- workflow commands the action writes on purpose (`::error ...::message`): `command_data`.
+- workflow commands the action writes on purpose (`::error ...::message`): `command_data`,
+  `command_property`; `::add-mask::` for a token given to the action: `mask_command`.
 - step outputs (`$GITHUB_OUTPUT`) and dotenv reports: `output_lines`, `dotenv_line`.
 """
 
@@ -130,7 +131,19 @@ def _needs_json(value: str) -> bool:
 def command_data(value: str) -> str:
     """The message part of a workflow command (`::error title=x::<data>`), escaped as the
     runner unescapes it (%, CR, LF), so the value stays one command."""
-    return scrub(value).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return _escape_data(scrub(value))
+
+
+def mask_command(secret: str) -> str:
+    """`::add-mask::<secret>`, the one workflow command that carries a secret as it is (the
+    runner hides it in every later line of the log and does not show the command itself);
+    escaped as `command_data`, but not scrubbed. GitHub Actions only: elsewhere it would print
+    the secret."""
+    return f"::add-mask::{_escape_data(secret)}\n"
+
+
+def _escape_data(value: str) -> str:
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def command_property(value: str) -> str:

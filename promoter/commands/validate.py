@@ -98,6 +98,7 @@ class Validation:
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "command": "validate",
             "valid": self.valid,
             "environments": list(self.environments),
             "apps": list(self.apps),

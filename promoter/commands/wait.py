@@ -38,6 +38,7 @@ class WaitResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "command": "wait",
             "environment": self.environment,
             "branch": self.branch,
             "required": list(self.required),

@@ -42,6 +42,7 @@ class PullRequest:
     draft: bool = False
     labels: tuple[str, ...] = ()
     merge_sha: str | None = None  # the merge (or squash) commit once merged
+    created: bool = False  # open_or_update_pull_request opened it (rather than found it)
 
 
 @dataclass(frozen=True)

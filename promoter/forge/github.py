@@ -259,7 +259,7 @@ class GitHubForge:
         # Reviewers first, labels last: the spec's labels on the PR say creation finished (a
         # run that died before them left none, and the next run completes it: see _update).
         self._request_reviewers(created, spec.reviewers, already=())
-        out = self._to_pull(created)
+        out = dataclasses.replace(self._to_pull(created), created=True)
         if spec.labels:
             out = dataclasses.replace(out, labels=self._add_labels(created, list(spec.labels)))
         return out

@@ -26,6 +26,7 @@ GitLab specifics, decided here (the value tables and conversions are in gitlab_m
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import urllib.parse
@@ -184,7 +185,7 @@ class GitLabForge:
                 data["reviewer_ids"] = self._user_ids(spec.reviewers)
             created = self._create(data)
             if isinstance(created, PullRequest):
-                return created
+                return dataclasses.replace(created, created=True)
             # Another job opened the same MR between our lookup and our create: adopt it
             # (GitLab names it in the 409) and bring it in line with the spec below.
             current = self._get(created) if created else self._find(spec.head, spec.base)
