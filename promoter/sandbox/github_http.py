@@ -248,6 +248,8 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("DELETE", "/git/refs/(?P<ref>.+)", repos.delete_ref),
         ("GET", "/contents/?(?P<path>.*)", repos.get_contents),
         ("PUT", "/contents/(?P<path>.+)", repos.put_contents),
+        ("GET", "/issues", repos.list_issues),
+        ("POST", "/issues", repos.create_issue),
         ("GET", "/labels", repos.list_repo_labels),
         ("POST", "/labels", repos.create_label),
         ("GET", "/labels/(?P<name>[^/]+)", repos.get_label),

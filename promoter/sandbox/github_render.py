@@ -12,6 +12,7 @@ from typing import Any
 
 from promoter.sandbox.github_store import (
     Comment,
+    Issue,
     Label,
     Pull,
     RepoState,
@@ -178,8 +179,11 @@ def label(u: Urls, repo: RepoState, lbl: Label) -> Json:
     }
 
 
-def _labels(u: Urls, repo: RepoState, pull: Pull) -> list[Json]:
-    return [label(u, repo, repo.labels[name.lower()]) for name in pull.labels]
+def _labels(u: Urls, repo: RepoState, pull: Pull, *, simple: bool = False) -> list[Json]:
+    out = [label(u, repo, repo.labels[name.lower()]) for name in pull.labels]
+    if simple:  # `pull-request-simple` (PR lists) types a label's description as non-null
+        out = [{**item, "description": item["description"] or ""} for item in out]
+    return out
 
 
 def pull_request(u: Urls, repo: RepoState, pull: Pull, *, full: bool) -> Json:
@@ -210,7 +214,7 @@ def pull_request(u: Urls, repo: RepoState, pull: Pull, *, full: bool) -> Json:
         "title": pull.title,
         "user": user(u, pull.user),
         "body": pull.body,
-        "labels": _labels(u, repo, pull),
+        "labels": _labels(u, repo, pull, simple=not full),
         "milestone": None,
         "active_lock_reason": None,
         "created_at": iso(pull.created_at),
@@ -285,8 +289,14 @@ def _auto_merge(u: Urls, pull: Pull) -> Json | None:
     }
 
 
-def issue(u: Urls, repo: RepoState, pull: Pull) -> Json:
-    """A PR seen through the Issues API (every PR is an issue)."""
+def issue(u: Urls, repo: RepoState, pull: Pull | Issue, *, single: bool = True) -> Json:
+    """An issue, or a PR seen through the Issues API (every PR is an issue). Lists leave out
+    `closed_by`, as GitHub's do."""
+    if isinstance(pull, Issue):
+        out = _plain_issue(u, repo, pull)
+        if single:
+            out["closed_by"] = None
+        return out
     a = f"{u.api}/repos/{repo.name}"
     self_url = f"{a}/issues/{pull.number}"
     html = f"{u.web}/{repo.name}/pull/{pull.number}"
@@ -325,13 +335,54 @@ def issue(u: Urls, repo: RepoState, pull: Pull) -> Json:
     }
 
 
-def comment(u: Urls, repo: RepoState, pull: Pull, c: Comment) -> Json:
+def _plain_issue(u: Urls, repo: RepoState, item: Issue) -> Json:
+    a = f"{u.api}/repos/{repo.name}"
+    self_url = f"{a}/issues/{item.number}"
+    return {
+        "id": item.id,
+        "node_id": node_id("I", f"{repo.name}#{item.number}"),
+        "url": self_url,
+        "repository_url": a,
+        "labels_url": f"{self_url}/labels{{/name}}",
+        "comments_url": f"{self_url}/comments",
+        "events_url": f"{self_url}/events",
+        "html_url": f"{u.web}/{repo.name}/issues/{item.number}",
+        "number": item.number,
+        "state": item.state,
+        "state_reason": "completed" if item.state == "closed" else None,
+        "title": item.title,
+        "body": item.body,
+        "user": user(u, item.user),
+        "labels": [label(u, repo, repo.labels[n.lower()]) for n in item.labels],
+        "assignee": None,
+        "assignees": [],
+        "milestone": None,
+        "locked": False,
+        "active_lock_reason": None,
+        "comments": len(item.comments),
+        "closed_at": iso(item.closed_at),
+        "created_at": iso(item.created_at),
+        "updated_at": iso(item.updated_at),
+        "author_association": "OWNER",
+        "timeline_url": f"{self_url}/timeline",
+        "performed_via_github_app": None,
+        "reactions": {
+            "url": f"{self_url}/reactions",
+            "total_count": 0,
+            **dict.fromkeys(("+1", "-1", "laugh", "hooray", "confused", "heart", "rocket"), 0),
+            "eyes": 0,
+        },
+    }
+
+
+def comment(u: Urls, repo: RepoState, pull: Pull | Issue, c: Comment) -> Json:
     a = f"{u.api}/repos/{repo.name}"
     return {
         "id": c.id,
         "node_id": node_id("IC", str(c.id)),
         "url": f"{a}/issues/comments/{c.id}",
-        "html_url": f"{u.web}/{repo.name}/pull/{pull.number}#issuecomment-{c.id}",
+        "html_url": f"{u.web}/{repo.name}/{'issues' if isinstance(pull, Issue) else 'pull'}/"
+        f"{pull.number}#issuecomment-{c.id}",
         "issue_url": f"{a}/issues/{pull.number}",
         "body": c.body,
         "user": user(u, c.user),

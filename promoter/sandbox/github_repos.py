@@ -18,10 +18,19 @@ from promoter.sandbox.github_routes import (
     Reply,
     Request,
     commit_sha,
+    ensure_labels,
     find_repo,
     invalid,
 )
-from promoter.sandbox.github_store import Label, RepoState, Store, default_branch
+from promoter.sandbox.github_store import (
+    Issue,
+    Label,
+    Pull,
+    RepoState,
+    Store,
+    default_branch,
+    now,
+)
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _COLOR = re.compile(r"^[0-9a-fA-F]{6}$")
@@ -43,6 +52,10 @@ def get_repository(store: Store, req: Request) -> Reply:
         topics=[],
         web_commit_signoff_required=False,
         permissions={"admin": True, "maintain": True, "push": True, "triage": True, "pull": True},
+        allow_forking=False,
+        allow_update_branch=False,
+        use_squash_pr_title_as_default=False,
+        temp_clone_token="",
     )
     return Reply(200, out)
 
@@ -238,8 +251,8 @@ def put_contents(store: Store, req: Request) -> Reply:
     assert written is not None
     content = gd.content_json(req.urls, repo, branch, written, body=False)
     c = gd.commit_json(req.urls, repo, new, files=False)
-    commit = {**c["commit"], "sha": new, "node_id": c["node_id"], "html_url": c["html_url"]}
-    commit["parents"] = c["parents"]
+    commit = {k: v for k, v in c["commit"].items() if k != "comment_count"}
+    commit.update(sha=new, node_id=c["node_id"], html_url=c["html_url"], parents=c["parents"])
     return Reply(201 if entry is None else 200, {"content": content, "commit": commit})
 
 
@@ -274,7 +287,7 @@ def create_label(store: Store, req: Request) -> Reply:
         raise invalid("Label", "color")
     if name.lower() in repo.labels:
         raise invalid("Label", "name", "already_exists")
-    label = Label(store.new_id(), name, color.lower(), req.field("description") or "")
+    label = Label(store.new_id(), name, color.lower(), req.field("description"))
     repo.labels[name.lower()] = label
     body = render.label(req.urls, repo, label)
     return Reply(201, body, {"Location": body["url"]})
@@ -322,6 +335,40 @@ def delete_label(store: Store, req: Request) -> Reply:
     for pull in repo.pulls.values():
         pull.labels = [n for n in pull.labels if n.lower() != label.name.lower()]
     return Reply(204)
+
+
+# --- issues --------------------------------------------------------------------------------------
+
+
+def create_issue(store: Store, req: Request) -> Reply:
+    repo = find_repo(store, req)
+    title = req.field("title")
+    if title is None or not str(title).strip():
+        raise invalid("Issue", "title", "missing_field")
+    when = now()
+    issue = Issue(repo.next_number, store.new_id(), str(title), req.field("body"), req.login,
+                  when, when)  # fmt: skip
+    issue.labels = ensure_labels(store, repo, req.field("labels") or [])
+    repo.issues[issue.number] = issue
+    repo.next_number += 1
+    body = render.issue(req.urls, repo, issue)
+    return Reply(201, body, {"Location": body["url"]})
+
+
+def list_issues(store: Store, req: Request) -> Reply:
+    """Issues and pull requests (GitHub lists both here), newest first unless asked."""
+    repo = find_repo(store, req)
+    items: list[Pull | Issue] = [*repo.issues.values()]
+    items += [store.refresh(repo, p) for p in repo.pulls.values()]
+    state = req.arg("state", "open")
+    if state != "all":
+        items = [i for i in items if i.state == state]
+    wanted = [n.strip().lower() for n in (req.arg("labels") or "").split(",") if n.strip()]
+    items = [i for i in items if all(w in {n.lower() for n in i.labels} for w in wanted)]
+    key = "updated_at" if req.arg("sort") == "updated" else "created_at"
+    items.sort(key=lambda i: (getattr(i, key), i.number), reverse=req.arg("direction") != "asc")
+    body = [render.issue(req.urls, repo, i, single=False) for i in items]
+    return Reply(200, body, paginate=True)
 
 
 # --- rate limit ----------------------------------------------------------------------------------

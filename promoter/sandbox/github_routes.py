@@ -13,6 +13,7 @@ from typing import Any
 from promoter.sandbox import github_render as render
 from promoter.sandbox.github_store import (
     Comment,
+    Issue,
     Label,
     MergeConflict,
     Pull,
@@ -95,6 +96,15 @@ def find_pull(store: Store, req: Request, key: str = "number") -> tuple[RepoStat
     return repo, store.refresh(repo, pull)
 
 
+def find_issue(store: Store, req: Request) -> tuple[RepoState, Pull | Issue]:
+    """An issue or a pull request by number: the Issues API serves both."""
+    repo = find_repo(store, req)
+    number = int(req.params["number"])
+    if number in repo.issues:
+        return repo, repo.issues[number]
+    return find_pull(store, req)
+
+
 def commit_sha(repo: RepoState, ref: str, status: int = 422) -> str:
     sha = resolve(repo.path, ref)
     if sha is None:
@@ -102,7 +112,7 @@ def commit_sha(repo: RepoState, ref: str, status: int = 422) -> str:
     return sha
 
 
-def touch(pull: Pull) -> None:
+def touch(pull: Pull | Issue) -> None:
     pull.updated_at = now()
 
 
@@ -219,6 +229,18 @@ def _edit(pull: Pull, req: Request) -> None:
         pull.state, pull.closed_at = "open", None
 
 
+def _edit_issue(issue: Issue, req: Request) -> None:
+    if req.field("title") is not None:
+        issue.title = req.field("title")
+    if "body" in (req.body or {}):
+        issue.body = req.field("body")
+    state = req.field("state")
+    if state == "closed" and issue.state == "open":
+        issue.state, issue.closed_at = "closed", now()
+    elif state == "open" and issue.state == "closed":
+        issue.state, issue.closed_at = "open", None
+
+
 def merge(store: Store, req: Request) -> Reply:
     repo, pull = find_pull(store, req)
     if pull.state != "open" or pull.draft:
@@ -260,8 +282,11 @@ def request_reviewers(store: Store, req: Request) -> Reply:
 
 
 def update_issue(store: Store, req: Request) -> Reply:
-    repo, pull = find_pull(store, req)
-    _edit(pull, req)
+    repo, pull = find_issue(store, req)
+    if isinstance(pull, Issue):
+        _edit_issue(pull, req)
+    else:
+        _edit(pull, req)
     if req.field("labels") is not None:
         pull.labels = ensure_labels(store, repo, req.field("labels"))
     touch(pull)
@@ -269,12 +294,12 @@ def update_issue(store: Store, req: Request) -> Reply:
 
 
 def list_labels(store: Store, req: Request) -> Reply:
-    repo, pull = find_pull(store, req)
+    repo, pull = find_issue(store, req)
     return Reply(200, [render.label(req.urls, repo, repo.labels[n.lower()]) for n in pull.labels])
 
 
 def add_labels(store: Store, req: Request) -> Reply:
-    repo, pull = find_pull(store, req)
+    repo, pull = find_issue(store, req)
     for name in ensure_labels(store, repo, req.field("labels", []) or []):
         if name not in pull.labels:
             pull.labels.append(name)
@@ -283,20 +308,20 @@ def add_labels(store: Store, req: Request) -> Reply:
 
 
 def set_labels(store: Store, req: Request) -> Reply:
-    repo, pull = find_pull(store, req)
+    repo, pull = find_issue(store, req)
     pull.labels = ensure_labels(store, repo, req.field("labels", []) or [])
     touch(pull)
     return list_labels(store, req)
 
 
 def list_comments(store: Store, req: Request) -> Reply:
-    repo, pull = find_pull(store, req)
+    repo, pull = find_issue(store, req)
     body = [render.comment(req.urls, repo, pull, c) for c in pull.comments]
     return Reply(200, body, paginate=True)
 
 
 def create_comment(store: Store, req: Request) -> Reply:
-    repo, pull = find_pull(store, req)
+    repo, pull = find_issue(store, req)
     text = req.field("body")
     if not isinstance(text, str) or not text:
         raise invalid("IssueComment", "body", "missing_field")

@@ -86,6 +86,23 @@ class Pull:
 
 
 @dataclass
+class Issue:
+    """An issue that is not a pull request (numbers are shared with pull requests)."""
+
+    number: int
+    id: int
+    title: str
+    body: str | None
+    user: str
+    created_at: datetime
+    updated_at: datetime
+    state: Literal["open", "closed"] = "open"
+    closed_at: datetime | None = None
+    labels: list[str] = field(default_factory=list)
+    comments: list[Comment] = field(default_factory=list)
+
+
+@dataclass
 class Status:
     id: int
     sha: str
@@ -145,7 +162,7 @@ class Label:
     id: int
     name: str
     color: str = "ededed"
-    description: str = ""  # `pull-request-simple` does not allow null here
+    description: str | None = None  # as GitHub stores a label made without one
 
 
 @dataclass
@@ -156,6 +173,7 @@ class RepoState:
     created_at: datetime = field(default_factory=lambda: now())
     next_number: int = 1
     pulls: dict[int, Pull] = field(default_factory=dict)
+    issues: dict[int, Issue] = field(default_factory=dict)
     labels: dict[str, Label] = field(default_factory=dict)  # by lower-cased name
     statuses: list[Status] = field(default_factory=list)
     check_runs: list[CheckRun] = field(default_factory=list)
