@@ -7,7 +7,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
@@ -48,6 +49,26 @@ def cli(ctx: click.Context, /, **options: Any) -> None:
     ctx.obj = Options(**options)
 
 
+_OVERRIDE_HELP = (
+    "Write even outside the environment's deploy windows or in a freeze; REASON (one line) "
+    "is recorded in the commit trailers and the pull request."
+)
+
+
+@contextmanager
+def _held(options: Options) -> Iterator[None]:
+    """A write held by its environment's windows (exit 4) still prints its JSON object
+    (`held`, `reason`, `next_opening`) with --output json; the error line goes to stderr."""
+    from promoter.errors import Held
+
+    try:
+        yield
+    except Held as held:
+        if options.output == "json":
+            click.echo(json.dumps(held.as_dict()))
+        raise
+
+
 @cli.command()
 @click.argument("environment")
 @click.option("--image", "images", multiple=True, metavar="APP[/IMAGE]=TAG|REF",
@@ -60,6 +81,7 @@ def cli(ctx: click.Context, /, **options: Any) -> None:
 @click.option("--merge", is_flag=True, help="Merge the pull request (delivery: pull-request).")
 @click.option("--auto-merge", is_flag=True, help="Enable the forge's auto-merge on the PR.")
 @click.option("--draft", is_flag=True, help="Open the pull request as a draft.")
+@click.option("--override-window", metavar="REASON", help=_OVERRIDE_HELP)
 @click.pass_obj
 def update(options: Options, /, environment: str, **kwargs: Any) -> None:
     """Pin image tags and chart versions on ENVIRONMENT's branch in one commit (or in one
@@ -67,7 +89,8 @@ def update(options: Options, /, environment: str, **kwargs: Any) -> None:
     from promoter.commands.update import update as run_update
     from promoter.report import render_update
 
-    result = run_update(options, environment, **kwargs)
+    with _held(options):
+        result = run_update(options, environment, **kwargs)
     _emit(options, result.as_dict(), render_update(result))
 
 
@@ -122,13 +145,15 @@ def wait(options: Options, /, environment: str, **kwargs: Any) -> None:
 @click.option("--auto-merge", is_flag=True, help="Enable the forge's auto-merge on the PR.")
 @click.option("--draft", is_flag=True, help="Open the pull request as a draft.")
 @click.option("--no-gate", is_flag=True, help="Skip the source environment's gate.")
+@click.option("--override-window", metavar="REASON", help=_OVERRIDE_HELP)
 @click.pass_obj
 def promote(options: Options, /, **kwargs: Any) -> None:
     """Move the source environment's versions to each --to, once the source's gate passes."""
     from promoter.commands.promote import promote as run_promote
     from promoter.promotion import raise_for_all, render_all
 
-    results = run_promote(options, **kwargs)
+    with _held(options):
+        results = run_promote(options, **kwargs)
     _emit(options, results.as_json(), render_all(results))
     raise_for_all(results)
 
@@ -189,13 +214,15 @@ def metrics(
 @click.option("--merge", is_flag=True, help="Merge the pull request (delivery: pull-request).")
 @click.option("--auto-merge", is_flag=True, help="Enable the forge's auto-merge on the PR.")
 @click.option("--draft", is_flag=True, help="Open the pull request as a draft.")
+@click.option("--override-window", metavar="REASON", help=_OVERRIDE_HELP)
 @click.pass_obj
 def rollback(options: Options, /, environment: str, **kwargs: Any) -> None:
     """Set ENVIRONMENT's pins back to an earlier commit's values, in a new commit (or PR)."""
     from promoter.commands.rollback import render
     from promoter.commands.rollback import rollback as run_rollback
 
-    result = run_rollback(options, environment, **kwargs)
+    with _held(options):
+        result = run_rollback(options, environment, **kwargs)
     _emit(options, result.as_dict(), render(result))
 
 

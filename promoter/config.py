@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any, Literal, NoReturn
 
 from promoter.errors import ConfigError
+from promoter.windows import Freeze, Schedule, Window, parse_date, parse_window, zone
 from promoter.yamledit import DocSelector, KeyPath, LimitError, check_limits, parse_key_path
 
 CONFIG_FILE = "promoter.yaml"
@@ -25,6 +26,7 @@ Delivery = Literal["push", "pull-request"]
 class Gate:
     require: tuple[str, ...] = ()
     soak: timedelta = timedelta(0)
+    schedule: Schedule = field(default_factory=Schedule)  # `windows:`, `freeze:`
 
 
 @dataclass(frozen=True)
@@ -237,14 +239,69 @@ def _gate(doc: _Doc, path: str, spec: Any) -> Gate:
     if spec is None:
         return Gate()
     _mapping(doc, path, spec)
-    _only(doc, path, spec, {"require", "soak"})
+    _only(doc, path, spec, {"require", "soak", "windows", "freeze"})
     require = _string_list(doc, f"{path}.require", spec.get("require", []))
     soak = spec.get("soak", 0)
     try:
         soak_delta = parse_duration(str(soak))
     except ValueError as err:
         doc.fail(f"{path}.soak", f"{path}.soak: {err}")
-    return Gate(require=tuple(require), soak=soak_delta)
+    windows = _windows(doc, f"{path}.windows", spec.get("windows", []))
+    default_zone = windows[0].zone if windows else zone("UTC")
+    freezes = _freezes(doc, f"{path}.freeze", spec.get("freeze", []), default_zone)
+    return Gate(require=tuple(require), soak=soak_delta, schedule=Schedule(windows, freezes))
+
+
+def _windows(doc: _Doc, path: str, value: Any) -> tuple[Window, ...]:
+    found = []
+    for i, text in enumerate(_string_list(doc, path, value)):
+        try:
+            found.append(parse_window(text))
+        except ValueError as err:
+            doc.fail(f"{path}[{i}]", f"{path}[{i}]: {err}")
+    return tuple(found)
+
+
+_FREEZE_FORM = "{from: 2026-12-20, to: 2027-01-04, reason: year-end}"
+_REASON = re.compile(r"^[^\x00-\x1f\x7f]{1,100}$")
+
+
+def _freezes(doc: _Doc, path: str, value: Any, default_zone: Any) -> tuple[Freeze, ...]:
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list):
+        doc.fail(path, f"{path}: expected a list like [{_FREEZE_FORM}], got {_kind(value)}")
+    found = []
+    for i, spec in enumerate(value):
+        where = f"{path}[{i}]"
+        if not isinstance(spec, dict):
+            doc.fail(where, f"{where}: expected a freeze like {_FREEZE_FORM}, got {_kind(spec)}")
+        _only(doc, where, spec, {"from", "to", "reason", "zone"})
+        days = []
+        for key in ("from", "to"):
+            if spec.get(key) is None:
+                doc.fail(where, f"{where}: `{key}:` is missing (a freeze is {_FREEZE_FORM})")
+            try:
+                days.append(parse_date(str(spec[key])))
+            except ValueError as err:
+                doc.fail(f"{where}.{key}", f"{where}.{key}: {err}")
+        first, last = days
+        if first > last:
+            doc.fail(
+                f"{where}.to",
+                f"{where}: from {first} is after to {last}; `to` is the last frozen day",
+            )
+        reason = _optional_string(doc, f"{where}.reason", spec.get("reason"))
+        if reason is not None and not _REASON.match(reason.strip()):
+            doc.fail(f"{where}.reason", f"{where}.reason: one printable line, up to 100 characters")
+        tz = default_zone
+        if spec.get("zone") is not None:
+            try:
+                tz = zone(_string(doc, f"{where}.zone", spec["zone"]))
+            except ValueError as err:
+                doc.fail(f"{where}.zone", f"{where}.zone: {err}")
+        found.append(Freeze(first, last, reason.strip() if reason else None, tz))
+    return tuple(found)
 
 
 def _pull_request(doc: _Doc, path: str, spec: Any) -> PullRequestSettings:

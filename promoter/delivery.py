@@ -20,6 +20,7 @@ commit time, is what derived files such as Chart.lock's `generated` use).
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from promoter.errors import PromoterError, RaceLost
+from promoter.errors import Held, PromoterError, RaceLost
 from promoter.message import Provenance, build_message
 
 if TYPE_CHECKING:
@@ -152,6 +153,7 @@ class Write:
     auto_merge: bool = False
     draft: bool = False
     accumulates: bool = False  # the plan builds on what the open pull request carries
+    override_window: str | None = None  # --override-window: the reason to go ahead if held
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,7 @@ class Delivered:
     merge_commit: str | None = None
     auto_merge: bool = False
     closed: PullRequest | None = None  # a PR that carried nothing any more, closed
+    override_window: str | None = None  # held, but let through for this (recorded) reason
 
     @property
     def changed(self) -> bool:
@@ -264,7 +267,41 @@ class WriteResult:
             "attempts": self.attempts,
             "files": list(self.files),
             "changes": [change.as_dict() for change in self.changes],
+            "held": False,
+            "override_window": done.override_window if done else None,
         }
+
+
+def admit(env: Environment, now: datetime, override: str | None) -> str | None:
+    """The window check of every write (update, promote, rollback): None when `env` takes
+    writes at `now`; the override's reason when it is held but `--override-window` lets the
+    write through; Held (exit 4, nothing written) otherwise."""
+    import sys
+
+    from promoter.windows import when_text
+
+    schedule = env.gate.schedule
+    if schedule.always_open:
+        return None
+    state = schedule.state(now)
+    if state.open:
+        return None
+    if override is not None:
+        print(f"promoter: {env.name} is held ({state.reason}); going ahead for "
+              f"--override-window: {override}", file=sys.stderr)  # fmt: skip
+        return override
+    opening = state.next_opening
+    when = f"{opening.isoformat()} ({when_text(opening, now)})" if opening else "none ahead"
+    raise Held(
+        f"{env.name}: held: {state.reason}; next opening {when}; nothing written (for an "
+        'emergency: --override-window "<reason>")',
+        {
+            "environment": env.name,
+            "reason": state.reason,
+            "next_opening": opening.isoformat() if opening else None,
+            "window": state.as_dict(),
+        },
+    )
 
 
 class PersonPushed(PromoterError):
@@ -296,7 +333,10 @@ class Deliverer:
         tip = self._tip(tip_sha or self.repo.fetch(branch))
         if write.strategy == "pull-request":
             tip = self._with_pending(tip, write, forge_optional=True)
-        return write.replan(tip)
+        plan = write.replan(tip)
+        if plan.changed:  # a run that would write is held as the real one would be
+            admit(write.environment, self.clock.now(), write.override_window)
+        return plan
 
     # ---------------------------------------------------------------- delivering
 
@@ -307,6 +347,7 @@ class Deliverer:
 
     def _by_push(self, write: Write, tip_sha: str | None) -> Delivered:
         branch = write.environment.branch
+        admitted = self._admission(write)
 
         def attempt(n: int) -> Delivered | _Lost:
             # The caller's freshly fetched tip serves the first attempt.
@@ -314,16 +355,19 @@ class Deliverer:
             plan = write.replan(self._tip(sha))
             if not plan.changed:
                 return Delivered("push")
-            commit = self._commit(sha, plan, write)
+            override = admitted()
+            commit = self._commit(sha, plan, write, override)
             if not self.repo.push(commit, branch):
                 return LOST
-            return Delivered("push", plan.changes, tuple(sorted(plan.files)), commit, pushed=True)
+            return Delivered("push", plan.changes, tuple(sorted(plan.files)), commit, pushed=True,
+                             override_window=override)  # fmt: skip
 
         done, attempts = retry(branch, attempt, self.policy, self.clock)
         return _with_attempts(done, attempts)
 
     def _by_pull_request(self, write: Write) -> Delivered:
         env = write.environment
+        admitted = self._admission(write)
 
         def attempt(n: int) -> Delivered | _Lost:
             tip = self._with_pending(self._tip(self.repo.fetch(env.branch)), write)
@@ -331,13 +375,16 @@ class Deliverer:
             previous = tip.pending.sha if tip.pending else None
             if not plan.changed:
                 return Delivered("pull-request", head_branch=write.head, commit=previous)
-            commit = self._commit(tip.sha, plan, write)
+            override = admitted()
+            commit = self._commit(tip.sha, plan, write, override)
             files = tuple(sorted(plan.files))
             if previous is not None and self._same_tree(previous, commit):
-                return Delivered("pull-request", plan.changes, files, previous)
+                return Delivered("pull-request", plan.changes, files, previous,
+                                 override_window=override)  # fmt: skip
             if not self.repo.push_owned(commit, write.head, previous):
                 return LOST
-            return Delivered("pull-request", plan.changes, files, commit, pushed=True)
+            return Delivered("pull-request", plan.changes, files, commit, pushed=True,
+                             override_window=override)  # fmt: skip
 
         done, attempts = retry(write.head, attempt, self.policy, self.clock)
         done = _with_attempts(done, attempts)
@@ -367,7 +414,7 @@ class Deliverer:
             title=write.subject.splitlines()[0]
             if write.subject
             else title(write.verb, env.name, done.changes),
-            body=write.body(done.changes),
+            body=write.body(done.changes) + _override_note(done.override_window),
             labels=settings.labels,
             reviewers=settings.reviewers,
             draft=write.draft or settings.draft,
@@ -451,9 +498,24 @@ class Deliverer:
         over = last is not None and last.state != "open" and last.head_sha == head
         return Tip(tip.sha, tip.when, Pending(head, info.parents[0], open=not over))
 
-    def _commit(self, parent: str, plan: Plan, write: Write) -> str:
+    def _admission(self, write: Write) -> Callable[[], str | None]:
+        """`admit` once per delivery, when it first has something to write (a write with
+        nothing to change is never held); its answer is kept for the retries."""
+        answer: list[str | None] = []
+
+        def admitted() -> str | None:
+            if not answer:
+                answer.append(admit(write.environment, self.clock.now(), write.override_window))
+            return answer[0]
+
+        return admitted
+
+    def _commit(self, parent: str, plan: Plan, write: Write, override: str | None) -> str:
+        provenance = write.provenance
+        if override is not None:
+            provenance = dataclasses.replace(provenance, override_window=override)
         message = build_message(
-            write.verb, write.environment.name, plan.changes, write.provenance, write.subject
+            write.verb, write.environment.name, plan.changes, provenance, write.subject
         )
         who = self.run.identity
         return self.repo.commit(parent, plan.files, message, who, who, self.clock.now().timestamp())
@@ -462,6 +524,15 @@ class Deliverer:
         """Does the promoter branch already hold what we would push (same parent and tree)?"""
         mine, theirs = self.repo.read_commit(ours), self.repo.read_commit(previous)
         return (mine.tree, mine.parents) == (theirs.tree, theirs.parents)
+
+
+def _override_note(reason: str | None) -> str:
+    """The pull request body's record of a window override (its reason as Markdown text)."""
+    if reason is None:
+        return ""
+    from promoter.sinks import md_text
+
+    return f"\n**Deploy window overridden:** {md_text(reason)}\n"
 
 
 def _trailer_block(message: str) -> str:

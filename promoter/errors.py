@@ -7,6 +7,7 @@
     ├── GitError (1)             git failed (auth, network, protocol); token scrubbed
     ├── GateFailed (3)           a required status is failure/error
     ├── GateTimeout (4)          gate not reached before --timeout
+    ├── Held (4)                 outside the environment's deploy windows, or in a freeze
     └── RaceLost (5)             lost a write race after all retries
 
 `main()` turns any of these into one line on stderr and its exit code.
@@ -43,6 +44,20 @@ class GateFailed(PromoterError):
 
 class GateTimeout(PromoterError):
     exit_code = 4
+
+
+class Held(PromoterError):
+    """A write into an environment outside its windows or inside a freeze: nothing written.
+    `details` is what JSON output carries (`held: true`, `reason`, `next_opening`, ...)."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, details: dict[str, object]) -> None:
+        super().__init__(message)
+        self.details = details
+
+    def as_dict(self) -> dict[str, object]:
+        return {"held": True, **self.details, "changed": False, "error": str(self)}
 
 
 class RaceLost(PromoterError):

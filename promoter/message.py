@@ -32,6 +32,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DIVIDER = re.compile(r"^---(\s|$)")
 _SCISSORS = re.compile(r"^#\s*-+\s*(>8|8<)")
 SUBJECT_LIMIT = 200
+REASON_LIMIT = 200
 MESSAGE_LIMIT = 4000
 
 
@@ -77,6 +78,20 @@ def check_run_id(value: str, where: str) -> str:
     return value
 
 
+def check_reason(value: str, where: str) -> str:
+    """A reason recorded as a trailer (`--override-window`): one printable line, at most
+    REASON_LIMIT characters, surrounding spaces dropped."""
+    text = value.strip()
+    if not text:
+        raise UsageError(f"{where} is empty: say why the change cannot wait")
+    if not _PRINTABLE_LINE.match(text):
+        raise UsageError(f"{where}: {_visible(value)} holds a line break or control character; "
+                         "give the reason on one line")  # fmt: skip
+    if len(text) > REASON_LIMIT:
+        raise UsageError(f"{where} is longer than {REASON_LIMIT} characters; shorten it")
+    return text
+
+
 def check_message(value: str) -> str:
     """A caller's commit message (`--message`): printable lines, none that would end git's
     reading of the message before the trailer block."""
@@ -111,6 +126,7 @@ class Provenance:
     pipeline_url: str | None = None
     actor: str | None = None
     rollback_to: str | None = None  # rollback: the commit whose pin values are restored
+    override_window: str | None = None  # the reason a held write went ahead (check_reason)
 
 
 def build_message(
@@ -129,6 +145,7 @@ def build_message(
         ("Source", provenance.source),
         ("Source-Url", provenance.source_url),
         ("Rollback-To", provenance.rollback_to),
+        ("Override-Window", provenance.override_window),
         ("Pipeline", provenance.pipeline_url),
         ("Actor", provenance.actor),
     ):

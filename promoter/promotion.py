@@ -214,6 +214,8 @@ class PromoteResult:
     pushed: bool = False  # the promoter branch was pushed (False: it already held this)
     error: str | None = None  # this target failed (fan-out goes on with the others)
     exit_code: int = 0
+    held: Mapping[str, object] | None = None  # outside its windows or in a freeze (errors.Held)
+    override_window: str | None = None  # held, but let through for this recorded reason
 
     @property
     def blocked(self) -> bool:
@@ -262,6 +264,9 @@ class PromoteResult:
             "dry_run": self.dry_run,
             "attempts": self.attempts,
             "files": list(self.files),
+            "held": self.held is not None,
+            **({k: v for k, v in self.held.items() if k != "environment"} if self.held else {}),
+            "override_window": self.override_window,
         }
 
 

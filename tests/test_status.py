@@ -253,7 +253,9 @@ def test_json_shape(bed, capsys):
     assert list(data) == ["environments", "pins", "forge", "promotion_pending", "drift"]
     env = data["environments"][0]
     assert list(env) == ["name", "branch", "from", "delivery", "head", "gate",
-                         "promotion_pending", "drift", "upstream_history"]  # fmt: skip
+                         "promotion_pending", "drift", "upstream_history", "window"]  # fmt: skip
+    assert env["window"] == {"open": True, "next_opening": None, "next_closing": None,
+                             "freeze": None, "reason": None}  # fmt: skip
     assert (env["name"], env["branch"], env["from"], env["delivery"]) == (
         "dev",
         "env/dev",

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from promoter.ci import RunContext
 from promoter.context import ForgeOpener, read_config, scratch_repo
 from promoter.delivery import DEFAULT_RETRY, Clock, Deliverer, RetryPolicy, Strategy, Tip, Write
-from promoter.errors import PromoterError, UsageError
-from promoter.message import Provenance
+from promoter.errors import Held, PromoterError, UsageError
+from promoter.message import Provenance, check_reason
 from promoter.options import Options
 from promoter.promotion import PromoteResult, Promotions, gate_line
 
@@ -46,6 +46,7 @@ def promote(
     auto_merge: bool = False,
     draft: bool = False,
     no_gate: bool = False,
+    override_window: str | None = None,
     forge: Forge | None = None,
     run: RunContext | None = None,
     policy: RetryPolicy = DEFAULT_RETRY,
@@ -58,6 +59,9 @@ def promote(
     if not targets and not source:
         raise UsageError("promote: pass --to ENV (repeatable), or --from ENV to promote to "
                          "every environment whose `from:` is ENV")  # fmt: skip
+    override = None
+    if override_window is not None:
+        override = check_reason(override_window, "--override-window")
     run = run or RunContext.from_env()
     clock = clock or Clock()
     with scratch_repo(options) as repo:
@@ -75,7 +79,7 @@ def promote(
         results = []
         for from_env, to_env in pairs:
             one = _Promotion(options, config, deliverer, opener, from_env, to_env, selected, clock)
-            flags = _Flags(merge, auto_merge, draft, no_gate)
+            flags = _Flags(merge, auto_merge, draft, no_gate, override)
             try:
                 if from_env.name not in sources:
                     sources[from_env.name] = one.read_source()
@@ -147,6 +151,7 @@ class _Flags:
     auto_merge: bool
     draft: bool
     no_gate: bool
+    override_window: str | None = None
 
 
 @dataclass
@@ -197,7 +202,8 @@ class _Promotion:
         return _Source(history, complete, self.repo.read_files(history[0][0], self.source_paths))
 
     def failed(self, err: PromoterError) -> PromoteResult:
-        return replace(self.result, error=str(err), exit_code=err.exit_code)
+        held = err.details if isinstance(err, Held) else None
+        return replace(self.result, error=str(err), exit_code=err.exit_code, held=held)
 
     def run(self, src: _Source, flags: _Flags) -> PromoteResult:
         from promoter import promotion
@@ -235,6 +241,7 @@ class _Promotion:
                 merge=flags.merge,
                 auto_merge=auto_merge,
                 draft=flags.draft,
+                override_window=flags.override_window,
             )
 
         # Decide: what differs on the target now.
@@ -269,7 +276,8 @@ class _Promotion:
                        attempts=done.attempts, pull_request=done.pull_request,
                        head_branch=done.head_branch, merged=done.merged,
                        merge_commit=done.merge_commit, auto_merge=done.auto_merge,
-                       closed=done.closed, pushed=done.pushed)  # fmt: skip
+                       closed=done.closed, pushed=done.pushed,
+                       override_window=done.override_window)  # fmt: skip
 
 
 def _plan(

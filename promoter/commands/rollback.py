@@ -36,7 +36,7 @@ from promoter.delivery import (
     WriteResult,
 )
 from promoter.errors import UsageError
-from promoter.message import Provenance, check_sha
+from promoter.message import Provenance, check_reason, check_sha
 from promoter.model import show_value
 from promoter.options import Options
 
@@ -88,6 +88,7 @@ def rollback(
     merge: bool = False,
     auto_merge: bool = False,
     draft: bool = False,
+    override_window: str | None = None,
     run: RunContext | None = None,
     policy: RetryPolicy = DEFAULT_RETRY,
     clock: Clock | None = None,
@@ -103,6 +104,9 @@ def rollback(
     if steps is not None and steps < 1:
         raise UsageError(f"--steps {steps}: give a number of changes from 1 up")
     wanted = check_sha(rev, "--to") if rev is not None else None
+    override = None
+    if override_window is not None:
+        override = check_reason(override_window, "--override-window")
     run = run or RunContext.from_env()
     with scratch_repo(options) as repo:
         if not options.config:
@@ -157,6 +161,7 @@ def rollback(
             merge=merge,
             auto_merge=auto_merge,
             draft=draft,
+            override_window=override,
         )
         deliverer = Deliverer(repo, run, opener.require, policy, clock)
         if options.dry_run:

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from promoter.forge.base import CommitStatus, Forge
     from promoter.gates import GateResult
     from promoter.gitrepo import GitRepo
+    from promoter.windows import WindowState
 
 # How far back an upstream branch is searched for a value (commits and trees only). Two steps:
 # every step is a fetch of all upstreams at once, and one 512 deep costs about 1.5x one 32 deep.
@@ -139,6 +140,7 @@ class EnvStatus:
     drift: int = 0
     upstream_searched: int = 0  # upstream commits searched for drift (0: nothing differed)
     upstream_complete: bool = False  # ... and that was the upstream's whole history
+    window: WindowState | None = None  # deploy windows and freezes now (None: none set)
 
     def as_dict(self) -> dict[str, Any]:
         searched = None
@@ -158,7 +160,12 @@ class EnvStatus:
             "promotion_pending": self.pending,
             "drift": self.drift,
             "upstream_history": searched,
+            "window": self.window.as_dict() if self.window else _ALWAYS_OPEN,
         }
+
+
+_ALWAYS_OPEN = {"open": True, "next_opening": None, "next_closing": None, "freeze": None,
+                "reason": None}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -232,6 +239,9 @@ def status(
                     drift=sum(c.drift for c in mine),
                     upstream_searched=depth,
                     upstream_complete=complete,
+                    window=None
+                    if env.gate.schedule.always_open
+                    else env.gate.schedule.state(moment),
                 )
             )
     pins = tuple(
@@ -465,6 +475,24 @@ def _gate_text(env: EnvStatus) -> str:
     return {"none": "no gate"}.get(env.gate.verdict, env.gate.verdict)
 
 
+def window_text(env: EnvStatus, now: datetime) -> str:
+    """`open until Thu 16:00 CET`, `closed, opens Mon 09:00 CET`, `frozen (year-end) through
+    2027-01-04, opens ...`; `open` where no window or freeze is set."""
+    from promoter.windows import when_text
+
+    state = env.window
+    if state is None:
+        return "open"
+    opening = f"opens {when_text(state.next_opening, now)}" if state.next_opening else "no opening"
+    if state.open:
+        closing = state.next_closing
+        return f"open until {when_text(closing, now)}" if closing else "open"
+    if state.freeze is not None:
+        why = f" ({_one_line(state.freeze.reason)})" if state.freeze.reason else ""
+        return f"frozen{why} through {state.freeze.last.isoformat()}, {opening}"
+    return f"closed, {opening}"
+
+
 def _table(result: StatusResult) -> str:
     envs = result.environments
     if not envs:
@@ -476,6 +504,8 @@ def _table(result: StatusResult) -> str:
     ]
     if result.forge is not None:
         rows.append(["gate", *(_gate_text(env) for env in envs)])
+    if any(env.window for env in envs):
+        rows.append(["window", *(window_text(env, result.generated_at) for env in envs)])
     rows += [[pin.label, *(_cell_text(pin.cells[env.name]) for env in envs)] for pin in result.pins]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
@@ -540,6 +570,9 @@ def _markdown(result: StatusResult) -> str:
         f"{md_code(env.head[:12])} {_age(env.age)} ago" for env in envs) + " |")  # fmt: skip
     if result.forge is not None:
         lines.append("| gate | " + " | ".join(_gate_text(env) for env in envs) + " |")
+    if any(env.window for env in envs):
+        texts = (md_text(window_text(env, result.generated_at)) for env in envs)
+        lines.append("| window | " + " | ".join(texts) + " |")
     for pin in result.pins:
         cells = []
         for env in envs:

@@ -18,7 +18,7 @@ from promoter.delivery import (
     WriteResult,
 )
 from promoter.errors import UsageError
-from promoter.message import Provenance, check_message, check_sha, check_url
+from promoter.message import Provenance, check_message, check_reason, check_sha, check_url
 from promoter.model import parse_chart_flag, parse_image_flag
 from promoter.options import Options
 
@@ -46,6 +46,7 @@ def update(
     merge: bool = False,
     auto_merge: bool = False,
     draft: bool = False,
+    override_window: str | None = None,
     run: RunContext | None = None,
     policy: RetryPolicy = DEFAULT_RETRY,
     clock: Clock | None = None,
@@ -59,6 +60,9 @@ def update(
     requests = [parse_image_flag(i) for i in images] + [parse_chart_flag(c) for c in charts]
     run = run or RunContext.from_env()
     subject = check_message(message) if message is not None else None
+    override = None
+    if override_window is not None:
+        override = check_reason(override_window, "--override-window")
     provenance = provenance_for(run, source_commit, source_url)
     with scratch_repo(options) as repo:
         # Network first: start fetching the default branch (for promoter.yaml) and, in a
@@ -120,6 +124,7 @@ def update(
             auto_merge=auto_merge,
             draft=draft,
             accumulates=True,
+            override_window=override,
         )
         opener = ForgeOpener(options, repo, forge)
         if by_pull_request and not options.dry_run:
