@@ -1,8 +1,8 @@
 """The strict GitHub double held to traffic recorded against api.github.com.
 
-../shared/octokit-fixtures holds `@octokit/fixtures` 23.1.2 (MIT): each scenario is a list of
-requests with GitHub's answers, ids, dates and SHAs normalised. Each scenario here sets the
-double's repository up to the state the recording starts from, replays every request (the
+tests/octokit-fixtures holds `@octokit/fixtures` 23.1.2 (MIT, see its README): each scenario is
+a list of requests with GitHub's answers, ids, dates and SHAs normalised. Each scenario here sets
+the double's repository up to the state the recording starts from, replays every request (the
 recorded method, path and body; owner/repo kept, host and prefix mapped, `/repositories/1000`
 mapped to the repository, normalised SHAs mapped to real commits) and compares what GitHub
 answered with what the double answers: the status code, the presence of the Link, ETag,
@@ -30,7 +30,7 @@ from promoter.sandbox.github_api import GitHubApiDouble
 from promoter.sandbox.github_store import Issue, Label, now
 from promoter.sandbox.openapi import GITHUB_DESCRIPTION, OpenAPISpec
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "octokit-fixtures"
+FIXTURES = Path(__file__).parent / "octokit-fixtures"
 OWNER = "octokit-fixture-org"
 SCENARIOS = [
     "get-repository",
