@@ -1,0 +1,376 @@
+"""The CI files users copy (examples/, the component project, the release workflow) hold the
+rules that the schema, zizmor and hadolint lints in .ci/lint-ci do not check: pins, scripts free
+of expressions, one writer per environment, and only the inputs the action and the component
+declare. The component project's own test jobs run here as GitLab would run them."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+ROOT = Path(__file__).parents[1]
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+OWN_ACTION = "promoter-gitops/promoter"
+GITHUB_FILES = sorted(ROOT.glob("examples/*.github.yml")) + sorted(
+    ROOT.glob(".github/workflows/*.yml")
+)
+GITLAB_EXAMPLES = sorted(ROOT.glob("examples/*.gitlab-ci.yml"))
+TEMPLATE = ROOT / "gitlab-component" / "templates" / "promoter.yml"
+# Commands that write to an environment branch or watch one: one job at a time per environment.
+ENV_COMMANDS = {"update", "wait", "promote", "rollback"}
+
+
+def _load_all(path: Path) -> list[Any]:
+    return [d for d in YAML(typ="safe").load_all(path.read_text()) if d is not None]
+
+
+def _load(path: Path) -> Any:
+    (doc,) = _load_all(path)[-1:]
+    return doc
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [str(p.relative_to(ROOT)) for p in paths]
+
+
+def _action_inputs() -> dict[str, Any]:
+    return dict(_load(ROOT / "action.yml")["inputs"])
+
+
+def _spec_inputs() -> dict[str, Any]:
+    header, _body = _load_all(TEMPLATE)
+    return dict(header["spec"]["inputs"])
+
+
+def _steps(workflow: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    for name, job in workflow["jobs"].items():
+        for step in job.get("steps", []):
+            yield name, job, step
+
+
+def _is_own(step: dict[str, Any]) -> bool:
+    return str(step.get("uses", "")).split("@")[0] == OWN_ACTION
+
+
+# --- GitHub workflows ------------------------------------------------------------------------
+
+
+def test_there_is_an_example_for_every_flow():
+    names = {p.name for p in ROOT.glob("examples/*")}
+    for flow in ("app-ci", "chart-ci", "promote-dispatch", "env-repo-validate"):
+        assert {f"{flow}.github.yml", f"{flow}.gitlab-ci.yml"} <= names, flow
+
+
+@pytest.mark.parametrize("path", GITHUB_FILES, ids=_ids(GITHUB_FILES))
+def test_every_uses_is_pinned_to_a_commit_sha_and_names_its_version(path):
+    lines = [line for line in path.read_text().splitlines() if re.match(r"\s*(- )?uses:", line)]
+    assert lines, "no uses: at all"
+    for line in lines:
+        ref = line.split("uses:", 1)[1].split("#")[0].strip()
+        if ref.split("@")[0] == OWN_ACTION:
+            # promoter's own action names the release it documents (its image is that version).
+            assert ref == f"{OWN_ACTION}@v{VERSION}", line
+            continue
+        assert re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", ref), line
+        assert re.search(r"# v\d+\.\d+\.\d+$", line), f"no '# vX.Y.Z' after the SHA: {line}"
+
+
+@pytest.mark.parametrize("path", GITHUB_FILES, ids=_ids(GITHUB_FILES))
+def test_no_expression_inside_a_run_script(path):
+    for job, _, step in _steps(_load(path)):
+        assert "${{" not in step.get("run", ""), f"{job}: pass values through env:"
+
+
+@pytest.mark.parametrize("path", GITHUB_FILES, ids=_ids(GITHUB_FILES))
+def test_permissions_are_declared_and_checkout_keeps_no_credentials(path):
+    workflow = _load(path)
+    for name, job in workflow["jobs"].items():
+        assert "permissions" in workflow or "permissions" in job, f"{name}: no permissions"
+    for name, _, step in _steps(workflow):
+        if str(step.get("uses", "")).startswith("actions/checkout@"):
+            assert step.get("with", {}).get("persist-credentials") is False, name
+
+
+@pytest.mark.parametrize("path", GITHUB_FILES, ids=_ids(GITHUB_FILES))
+def test_promoter_steps_pass_only_inputs_the_action_declares(path):
+    declared = _action_inputs()
+    required = {k for k, v in declared.items() if v.get("required")}
+    for job, _, step in _steps(_load(path)):
+        if _is_own(step):
+            given = set(step.get("with", {}))
+            assert given <= set(declared), f"{job}: {sorted(given - set(declared))}"
+            assert required <= given, f"{job}: missing {sorted(required - given)}"
+
+
+def _job_environments(job: dict[str, Any]) -> list[str]:
+    """The environments a job's promoter steps write or watch."""
+    out = []
+    for step in job.get("steps", []):
+        if _is_own(step) and step["with"]["command"] in ENV_COMMANDS:
+            given = step["with"]
+            out += [given.get("environment") or given.get("to") or given["args"].split()[0]]
+    return out
+
+
+@pytest.mark.parametrize("path", GITHUB_FILES, ids=_ids(GITHUB_FILES))
+def test_a_concurrency_group_per_environment(path):
+    workflow = _load(path)
+    for name, job in workflow["jobs"].items():
+        concurrency = job.get("concurrency") or workflow.get("concurrency")
+        for environment in _job_environments(job):
+            assert concurrency, f"{name}: no concurrency group"
+            group = concurrency["group"] if isinstance(concurrency, dict) else concurrency
+            assert environment in group, f"{name}: group {group!r} names no {environment!r}"
+            assert concurrency.get("cancel-in-progress") is False, f"{name}: a write cut short"
+        if any(_is_own(s) or "promoter " in s.get("run", "") for s in job.get("steps", [])):
+            assert concurrency, f"{name}: no concurrency group"
+
+
+def test_manual_dispatch_offers_environment_apps_and_merge():
+    workflow = _load(ROOT / "examples" / "promote-dispatch.github.yml")
+    inputs = workflow["on"]["workflow_dispatch"]["inputs"]
+    assert inputs["environment"]["type"] == "choice" and inputs["environment"]["options"]
+    assert inputs["apps"]["type"] == "string"
+    assert inputs["merge"]["type"] == "boolean"
+    (step,) = [s for _, _, s in _steps(workflow) if _is_own(s)]
+    assert step["with"]["command"] == "promote"
+    assert step["with"]["to"] == "${{ inputs.environment }}"
+    assert step["with"]["apps"] == "${{ inputs.apps }}"
+    assert step["with"]["merge"] == "${{ inputs.merge }}"
+    assert workflow["jobs"]["promote"]["environment"] == "${{ inputs.environment }}"
+
+
+# --- the release workflow's version check ------------------------------------------------------
+
+
+def _release_check(tmp_path: Path, tag: str, action_image: str) -> tuple[int, str, str]:
+    """Run the release workflow's check step on a copy of pyproject.toml and an action.yml
+    whose image is `action_image`, as the runner would (bash -e, $GITHUB_OUTPUT)."""
+    step = _load(ROOT / ".github" / "workflows" / "release.yml")["jobs"]["check"]["steps"][1]
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    (tmp_path / "action.yml").write_text(f"runs:\n  using: docker\n  image: {action_image}\n")
+    out = tmp_path / "output"
+    env = {**os.environ, **step["env"], "TAG": tag, "GITHUB_OUTPUT": str(out)}
+    done = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    return done.returncode, done.stdout, out.read_text() if out.exists() else ""
+
+
+def test_release_pushes_version_minor_and_major_tags(tmp_path):
+    image = "ghcr.io/promoter-gitops/promoter"
+    code, _, output = _release_check(tmp_path, f"v{VERSION}", f"docker://{image}:{VERSION}")
+    assert code == 0
+    major, minor, _ = VERSION.split(".")
+    assert f"tags={image}:{VERSION},{image}:{major}.{minor},{image}:{major}\n" in output
+
+
+def test_release_refuses_a_tag_other_than_pyprojects_version(tmp_path):
+    image = f"docker://ghcr.io/promoter-gitops/promoter:{VERSION}"
+    code, stdout, output = _release_check(tmp_path, "v99.0.0", image)
+    assert code == 1 and output == ""
+    assert f"the tag is v99.0.0 but pyproject.toml's version is {VERSION}" in stdout
+
+
+def test_release_refuses_an_action_that_pulls_another_image(tmp_path):
+    code, stdout, _ = _release_check(tmp_path, f"v{VERSION}", "Dockerfile")
+    assert code == 1
+    assert "::error file=action.yml::runs.image is 'Dockerfile'" in stdout
+
+
+def test_action_pulls_the_released_image():
+    image = _load(ROOT / "action.yml")["runs"]["image"]
+    assert image == f"docker://ghcr.io/promoter-gitops/promoter:{VERSION}"
+
+
+# --- GitLab ------------------------------------------------------------------------------------
+
+
+def _includes(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [i for i in doc.get("include", []) if isinstance(i, dict) and "component" in i]
+
+
+def _check_input(name: str, value: Any, spec: dict[str, Any], where: str) -> None:
+    if spec.get("type") == "boolean":
+        assert isinstance(value, bool) or value == f"$[[ inputs.{name} ]]", where
+        return
+    text = str(value)
+    if "$[[" in text:  # checked through the pipeline input it names, below
+        return
+    if "options" in spec:
+        assert value in spec["options"], f"{where}: {value!r} not in {spec['options']}"
+    if "regex" in spec:  # GitLab matches the literal text, before any $VARIABLE expands
+        assert re.search(spec["regex"], text), f"{where}: {text!r} !~ {spec['regex']}"
+
+
+@pytest.mark.parametrize("path", GITLAB_EXAMPLES, ids=_ids(GITLAB_EXAMPLES))
+def test_gitlab_examples_include_the_component_or_use_the_image(path):
+    doc = _load(path)
+    jobs = {k: v for k, v in doc.items() if isinstance(v, dict) and "script" in v}
+    images = [j["image"]["name"] if isinstance(j["image"], dict) else j["image"]
+              for j in jobs.values() if "image" in j]  # fmt: skip
+    for include in _includes(doc):
+        assert include["component"] == f"$CI_SERVER_FQDN/acme/promoter/promoter@{VERSION}"
+    assert _includes(doc) or f"ghcr.io/promoter-gitops/promoter:{VERSION}" in images
+
+
+@pytest.mark.parametrize("path", GITLAB_EXAMPLES, ids=_ids(GITLAB_EXAMPLES))
+def test_gitlab_examples_pass_only_inputs_the_component_declares(path):
+    spec = _spec_inputs()
+    docs = _load_all(path)
+    pipeline = docs[0]["spec"]["inputs"] if len(docs) == 2 else {}
+    for include in _includes(docs[-1]):
+        given = include["inputs"]
+        where = f"{path.name} {given['job_name']}"
+        assert set(given) <= set(spec), f"{where}: {sorted(set(given) - set(spec))}"
+        required = {k for k, v in spec.items() if v is None or "default" not in v}
+        assert required <= set(given), f"{where}: missing {sorted(required - set(given))}"
+        for name, value in given.items():
+            _check_input(name, value, spec[name] or {}, f"{where} {name}")
+            # A pipeline input passed on: each value it allows must pass the component's check.
+            named = re.fullmatch(r"\$\[\[ inputs\.(\w+) \]\]", str(value))
+            if named:
+                source = pipeline[named.group(1)]
+                assert source.get("type", "string") == (spec[name] or {}).get("type", "string")
+                for option in source.get("options", [source.get("default")]):
+                    _check_input(name, option, spec[name] or {}, f"{where} {name}={option}")
+
+
+@pytest.mark.parametrize("path", GITLAB_EXAMPLES, ids=_ids(GITLAB_EXAMPLES))
+def test_gitlab_writers_hold_a_resource_group_per_environment(path):
+    doc = _load_all(path)[-1]
+    for include in _includes(doc):
+        given = include["inputs"]
+        if given["command"] not in {"update", "promote", "rollback"}:
+            continue
+        job = doc.get(given["job_name"], {})
+        environment = given.get("environment") or given.get("to")
+        assert environment in job.get("resource_group", ""), given["job_name"]
+
+
+def test_multi_document_gitlab_files_are_a_spec_header_and_a_body():
+    for path in [*GITLAB_EXAMPLES, TEMPLATE]:
+        docs = _load_all(path)
+        if len(docs) > 1:
+            assert len(docs) == 2 and set(docs[0]) == {"spec"}, path
+
+
+def test_check_gitlab_ci_validates_both_documents(tmp_path):
+    """.ci/check-gitlab-ci splits a spec-header file rather than skipping it: an error in
+    either document fails."""
+    good = (ROOT / "examples" / "promote-dispatch.gitlab-ci.yml").read_text()
+    bad_body = tmp_path / "body.gitlab-ci.yml"
+    bad_body.write_text(good.replace("resource_group: promoter-", "resource_group: [1] #"))
+    bad_head = tmp_path / "head.gitlab-ci.yml"
+    bad_head.write_text(good.replace("type: boolean", "type: banana"))
+    script = [sys.executable, str(ROOT / ".ci" / "check-gitlab-ci")]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    runs = {
+        p.name: subprocess.run([*script, str(p)], env=env, capture_output=True, text=True)
+        for p in (ROOT / "examples" / "promote-dispatch.gitlab-ci.yml", bad_body, bad_head)
+    }
+    assert runs["promote-dispatch.gitlab-ci.yml"].returncode == 0
+    assert runs["body.gitlab-ci.yml"].returncode == 1
+    assert "document-2.yml::$.promote.resource_group" in runs["body.gitlab-ci.yml"].stdout
+    assert runs["head.gitlab-ci.yml"].returncode == 1
+    assert "document-1.yml::$.spec.inputs.merge" in runs["head.gitlab-ci.yml"].stdout
+
+
+# --- the component project's pipeline, run as GitLab runs its jobs ------------------------------
+
+
+def _render(include: dict[str, Any]) -> dict[str, Any]:
+    """The component's job for these inputs, interpolated as GitLab does it: in the parsed
+    document, a value that is one `$[[ inputs.x ]]` takes the input's value and type, one that
+    holds it among other text takes its text."""
+    values = {k: (v or {}).get("default", "") for k, v in _spec_inputs().items()}
+    values.update(include["inputs"])
+    pattern = re.compile(r"\$\[\[ inputs\.(\w+) \]\]")
+
+    def text(v: Any) -> str:
+        return ("true" if v else "false") if isinstance(v, bool) else str(v)
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {walk(k): walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        if isinstance(node, str):
+            whole = pattern.fullmatch(node)
+            return (
+                values[whole.group(1)]
+                if whole
+                else pattern.sub(lambda m: text(values[m.group(1)]), node)
+            )
+        return node
+
+    rendered = walk(_load_all(TEMPLATE)[1])
+    assert list(rendered) == [include["inputs"]["job_name"]]
+    return dict(rendered[include["inputs"]["job_name"]])
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merge(out[key], value) if both else value
+    return out
+
+
+def _run_job(
+    job: dict[str, Any], ci: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    """before_script and script in one shell, job variables expanded against the CI ones."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "PROMOTER_", "INPUT_"))}
+    env.update(ci)
+    for name, raw in (job.get("variables") or {}).items():
+        text = ("true" if raw else "false") if isinstance(raw, bool) else str(raw)
+        env[name] = re.sub(r"\$(\w+)", lambda m: env.get(m.group(1), ""), text)
+    script = "\n".join([*job.get("before_script", []), *job["script"]])
+    return subprocess.run(["bash", "-e", "-c", script], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+
+
+def test_component_project_pipeline_runs_its_test_jobs(tmp_path):
+    pipeline = _load(ROOT / "gitlab-component" / ".gitlab-ci.yml")
+    bin_dir = Path(sys.executable).parent  # promoter and promoter-action, as in the image
+    ci = {
+        "GITLAB_CI": "true",
+        "CI_PROJECT_DIR": str(tmp_path),
+        "CI_COMMIT_SHORT_SHA": "1a2b3c4d",
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    dotenv: dict[str, str] = {}
+    for include in _includes(pipeline):
+        name = include["inputs"]["job_name"]
+        assert include["component"] == "$CI_SERVER_FQDN/$CI_PROJECT_PATH/promoter@$CI_COMMIT_SHA"
+        local = pipeline[name]
+        job = _merge(_merge(_render(include), pipeline[local["extends"]]), local)
+        shutil.rmtree(tmp_path / "envs.git", ignore_errors=True)
+        (tmp_path / "promoter.env").unlink(missing_ok=True)
+        done = _run_job(job, ci, tmp_path)
+        assert done.returncode == 0, f"{name}:\n{done.stdout}\n{done.stderr}"
+        assert job["artifacts"]["reports"]["dotenv"] == "promoter.env"
+        lines = (tmp_path / "promoter.env").read_text().splitlines()
+        dotenv = dict(line.split("=", 1) for line in lines)
+        if include["inputs"]["command"] == "update":
+            show = ["git", "-C", str(tmp_path / "envs.git"), "show", "env/dev:apps/web/values.yaml"]
+            assert "1a2b3c4d" in subprocess.run(show, capture_output=True, text=True).stdout
+            # The next stage's job reads the outputs the dotenv report carries.
+            verify = pipeline["test-outputs"]
+            assert verify["needs"] == [name]
+            done = _run_job(verify, {**ci, **dotenv}, tmp_path)
+            assert done.returncode == 0, f"test-outputs: {dotenv}\n{done.stderr}"
+    assert dotenv["PROMOTER_CHANGED"] == "true"
