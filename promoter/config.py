@@ -120,15 +120,14 @@ class _Doc:
             # Before composing: an alias bomb expands in _value, deep nesting recurses there.
             check_limits(text, MAX_CONFIG_BYTES, aliases=False, libyaml=_HAS_CLIB)
         except LimitError as err:
-            where = f"{source} line {err.line}" if err.line else source
-            raise ConfigError(f"{where}: {err.problem}") from None
+            raise ConfigError.at(source, err.line, err.problem) from None
         try:
             # libyaml through ruamel.yaml.clib when installed: ~9x faster than the pure-Python
             # parser on a large promoter.yaml (it dominated `update` on a 1,000-app repo).
             node = YAML(typ="safe", pure=not _HAS_CLIB).compose(text)
         except MarkedYAMLError as err:
             line = err.problem_mark.line + 1 if err.problem_mark else 0
-            raise ConfigError(f"{source} line {line}: malformed YAML: {err.problem}") from None
+            raise ConfigError.at(source, line, f"malformed YAML: {err.problem}") from None
         except YAMLError as err:
             raise ConfigError(f"{source}: malformed YAML: {err}") from None
         self.root = self._value(node, "") if node is not None else None
@@ -157,8 +156,7 @@ class _Doc:
         while line is None and path:
             path_up = re.sub(r"(\.[^.\[]+|\[\d+\])$", "", path)
             line, path = self.lines.get(path_up), path_up
-        where = f"{self.source} line {line}" if line else self.source
-        raise ConfigError(f"{where}: {problem}")
+        raise ConfigError.at(self.source, line, problem)
 
 
 def _scalar(node: Any) -> Any:

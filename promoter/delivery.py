@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 from promoter.errors import Held, PromoterError, RaceLost
 from promoter.message import Provenance, build_message
@@ -208,11 +208,27 @@ def closed_json(pr: PullRequest | None) -> dict[str, object] | None:
     return None if pr is None else {"number": pr.number, "url": pr.url}
 
 
+def pull_request_operation(
+    pr: PullRequest | None, closed: PullRequest | None, pushed: bool, merged: bool
+) -> str:
+    """`operation` in the JSON of update and promote, what this run did to the pull request:
+    created, updated (a new commit pushed to it, or merged), closed (it carried nothing any
+    more), or none (push delivery, a dry run, or a pull request already as it should be)."""
+    if closed is not None:
+        return "closed"
+    if pr is None:
+        return "none"
+    if pr.created:
+        return "created"
+    return "updated" if pushed or merged else "none"
+
+
 @dataclass(frozen=True)
 class WriteResult:
     """What `update` and `rollback` report (promote's result adds the gate): the changes
     written (or that a dry run would write), where, and how they were delivered."""
 
+    command: ClassVar[str]  # the JSON's "command": each subclass names its verb
     environment: str
     branch: str
     changes: tuple[Change, ...]
@@ -255,7 +271,9 @@ class WriteResult:
 
     def as_dict(self) -> dict[str, Any]:
         done = self.delivered
+        pr, closed = (done.pull_request, done.closed) if done else (None, None)
         return {
+            "command": self.command,
             "changed": self.changed,
             "commit": self.commit,
             "environment": self.environment,
@@ -263,6 +281,9 @@ class WriteResult:
             "delivery": self.delivery,
             "pull_request": done.pull_request_dict() if done else None,
             "closed_pull_request": done.closed_dict() if done else None,
+            "operation": pull_request_operation(
+                pr, closed, bool(done and done.pushed), bool(done and done.merged)
+            ),
             "dry_run": self.dry_run,
             "attempts": self.attempts,
             "files": list(self.files),

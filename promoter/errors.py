@@ -27,7 +27,24 @@ class UsageError(PromoterError):
 
 
 class ConfigError(UsageError):
-    pass
+    """`at(source, line, problem)` reads `<source> line <N>: <problem>`; `located(text)` reads
+    source and line back from such a message (the action annotates the file and line)."""
+
+    source: str | None = None  # the file, when known
+    line: int | None = None  # 1-based, when known
+
+    @classmethod
+    def at(cls, source: str, line: int | None, problem: str) -> ConfigError:
+        err = cls(f"{source} line {line}: {problem}" if line else f"{source}: {problem}")
+        err.source, err.line = source, line or None
+        return err
+
+    @staticmethod
+    def located(text: str) -> tuple[str, int] | None:
+        import re
+
+        found = re.match(r"(\S+) line ([1-9][0-9]*): ", text)
+        return (found.group(1), int(found.group(2))) if found else None
 
 
 class EditError(UsageError):

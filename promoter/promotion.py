@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from promoter.config import Config, file_for
-from promoter.delivery import closed_json, pull_request_json
+from promoter.delivery import closed_json, pull_request_json, pull_request_operation
 from promoter.errors import EditError, GateFailed, GateTimeout, PromoterError
 from promoter.model import Change, pinned_value_problem, show_value
 from promoter.plan import Edit
@@ -248,12 +248,14 @@ class PromoteResult:
     def as_dict(self) -> dict[str, Any]:
         pr = self.pull_request
         return {
+            "command": "promote",
             "changed": self.changed,
             "from": self.source,
             "to": self.target,
             "commit": self.commit,
             "pull_request": pull_request_json(pr, self.merged, self.merge_commit, self.auto_merge),
             "closed_pull_request": closed_json(self.closed),
+            "operation": pull_request_operation(pr, self.closed, self.pushed, self.merged),
             "error": self.error,
             "exit_code": self.outcome,
             "gate": self.gate_dict(),

@@ -64,6 +64,7 @@ class Target:
 
 @dataclass(frozen=True)
 class RollbackResult(WriteResult):
+    command = "rollback"
     target: Target = Target("", "")
     skipped: tuple[str, ...] = ()  # pins left alone, each with why
 

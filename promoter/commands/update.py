@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 class UpdateResult(WriteResult):
     """What `update` reports (promoter.delivery.WriteResult)."""
 
+    command = "update"
+
 
 def update(
     options: Options,
