@@ -232,3 +232,12 @@ def test_gitlab_compare(gl: gitlab.Gitlab, repo: EnvRepo) -> None:
     assert [(d["new_path"], d["new_file"]) for d in result["diffs"]] == [("apps/api.yaml", True)]
     assert "+image: api:1" in result["diffs"][0]["diff"]
     assert project.repository_compare("main", "main")["compare_same_ref"] is True
+
+
+def test_github_list_commits_and_matching_refs(gh: github.Github, repo: EnvRepo) -> None:
+    r = gh.get_repo(repo.name)
+    assert [c.sha for c in r.get_commits()] == [repo.sha("main"), rev_parse(repo.path, "main~1")]
+    assert [c.commit.message for c in r.get_commits(sha="env/dev", path="apps/api.yaml")] == [
+        "dev: api 1"
+    ]
+    assert [ref.ref for ref in r.get_git_matching_refs("heads/env")] == ["refs/heads/env/dev"]

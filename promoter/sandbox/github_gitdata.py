@@ -47,9 +47,21 @@ class CommitInfo:
     message: str
 
 
+_LOG_FORMAT = "%H%x00%T%x00%P%x00%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%B%x1e"
+
+
 def read_commit(path: Path, sha: str) -> CommitInfo:
-    fmt = "%H%x00%T%x00%P%x00%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%B"
-    fields = run(path, "log", "-1", f"--format={fmt}", sha, "--").split("\0")
+    return log_commits(path, "-1", sha, "--")[0]
+
+
+def log_commits(path: Path, *args: str) -> list[CommitInfo]:
+    """`git log <args>` as CommitInfo records, in one git call."""
+    out = run(path, "log", f"--format={_LOG_FORMAT}", *args)
+    return [_commit_info(record.lstrip("\n")) for record in out.split("\x1e") if record.strip()]
+
+
+def _commit_info(record: str) -> CommitInfo:
+    fields = record.split("\0")
     name, email, when, cname, cemail, cwhen = fields[3:9]
     return CommitInfo(
         sha=fields[0],
@@ -61,10 +73,12 @@ def read_commit(path: Path, sha: str) -> CommitInfo:
     )
 
 
-def commit_json(u: Urls, repo: RepoState, sha: str, *, files: bool = True) -> Json:
+def commit_json(
+    u: Urls, repo: RepoState, sha: str, *, files: bool = True, info: CommitInfo | None = None
+) -> Json:
     """Schema `commit`; author/committer are null: no GitHub account owns the sandbox's emails
     (GitHub answers null too when it cannot match a commit's email to a user)."""
-    c = read_commit(repo.path, sha)
+    c = info or read_commit(repo.path, sha)
     a = f"{u.api}/repos/{repo.name}"
     out: Json = {
         "url": f"{a}/commits/{c.sha}",

@@ -87,6 +87,18 @@ def get_commit(store: Store, req: Request) -> Reply:
     return Reply(200, gd.commit_json(req.urls, repo, sha))
 
 
+def list_commits(store: Store, req: Request) -> Reply:
+    """Newest first from `sha` (default branch), filtered as GitHub filters."""
+    repo = find_repo(store, req)
+    start = req.arg("sha") or default_branch(repo.path)
+    sha = commit_sha(repo, start, status=404)
+    args = [f"--{k}={req.arg(k)}" for k in ("author", "committer", "since", "until") if req.arg(k)]
+    path = req.arg("path")
+    found = gd.log_commits(repo.path, *args, sha, "--", *([path] if path else []))
+    body = [gd.commit_json(req.urls, repo, c.sha, files=False, info=c) for c in found]
+    return Reply(200, body, paginate=True)
+
+
 def compare(store: Store, req: Request) -> Reply:
     repo = find_repo(store, req)
     spec = req.params["basehead"]
@@ -150,6 +162,15 @@ def get_ref(store: Store, req: Request) -> Reply:
     if sha is None:
         raise Problem(404, NOT_FOUND)
     return Reply(200, gd.ref_json(req.urls, repo, ref, sha))
+
+
+def matching_refs(store: Store, req: Request) -> Reply:
+    """Every ref whose name starts with refs/<ref> (GitHub's prefix match, not a path match)."""
+    repo = find_repo(store, req)
+    prefix = "refs/" + req.params.get("ref", "")
+    out = gd.run(repo.path, "for-each-ref", "--format=%(refname) %(objectname)", "refs/")
+    found = [line.split(" ") for line in out.splitlines() if line.startswith(prefix)]
+    return Reply(200, [gd.ref_json(req.urls, repo, ref, sha) for ref, sha in found])
 
 
 def create_ref(store: Store, req: Request) -> Reply:
