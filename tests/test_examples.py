@@ -257,6 +257,20 @@ def test_gitlab_writers_hold_a_resource_group_per_environment(path):
         assert environment in job.get("resource_group", ""), given["job_name"]
 
 
+def test_component_readme_lists_every_input_with_its_default():
+    readme = (ROOT / "gitlab-component" / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]*) \|", readme, re.MULTILINE))
+    for name, spec in _spec_inputs().items():
+        assert name in rows, f"gitlab-component/README.md: no row for input {name}"
+        if spec is None or "default" not in spec:
+            assert rows[name].strip() == "(required)", name
+        elif name != "image":
+            default = spec["default"]
+            text = ("true" if default else "false") if isinstance(default, bool) else default
+            assert rows[name].strip() == (f"`{text}`" if text else '`""`'), name
+    assert f"promoter:{VERSION}" in _spec_inputs()["image"]["default"]
+
+
 def test_multi_document_gitlab_files_are_a_spec_header_and_a_body():
     for path in [*GITLAB_EXAMPLES, TEMPLATE]:
         docs = _load_all(path)
