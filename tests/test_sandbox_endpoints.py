@@ -241,3 +241,15 @@ def test_github_list_commits_and_matching_refs(gh: github.Github, repo: EnvRepo)
         "dev: api 1"
     ]
     assert [ref.ref for ref in r.get_git_matching_refs("heads/env")] == ["refs/heads/env/dev"]
+
+
+def test_gitlab_list_commits(gl: gitlab.Gitlab, repo: EnvRepo) -> None:
+    project = gl.projects.get(repo.name)
+    assert [c.id for c in project.commits.list(get_all=True)] == [
+        repo.sha("main"),
+        rev_parse(repo.path, "main~1"),
+    ]
+    # python-gitlab keeps `path=` for its own URL: a file filter goes in query_parameters.
+    query = {"ref_name": "env/dev", "path": "apps/api.yaml", "with_stats": "true"}
+    on_dev = project.commits.list(query_parameters=query)
+    assert [(c.title, c.stats["additions"]) for c in on_dev] == [("dev: api 1", 1)]

@@ -48,6 +48,7 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("GET", _P, "get_project"),
         ("GET", _P + "/repository/branches", "list_branches"),
         ("GET", _P + "/repository/branches/(?P<branch>[^/]+)", "get_branch"),
+        ("GET", _P + "/repository/commits", "list_commits"),
         ("GET", _P + "/repository/commits/(?P<sha>[^/]+)", "get_commit"),
         ("GET", _P + "/repository/files/(?P<file_path>[^/]+)", "get_file"),
         ("GET", _P + "/repository/compare", "compare"),

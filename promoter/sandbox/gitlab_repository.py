@@ -20,7 +20,7 @@ from promoter.sandbox.envrepo import git_env
 from promoter.sandbox.gitlab_store import Call, Project, Reply, error, git, resolve_commit, stamp
 from promoter.sandbox.gitserver import GitHttpServer
 
-_FORMAT = "%H%x00%P%x00%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%B"
+_FORMAT = "%H%x00%P%x00%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%B%x1e"
 _HUNK = re.compile(r"^@@ ", re.MULTILINE)
 
 
@@ -70,8 +70,10 @@ class RepositoryRoutes:
             # them as strings, and a strict double can only leave the field out.
         }
 
-    def render_commit(self, p: Project, sha: str, base: str) -> dict[str, Any]:
-        fields = git(p.bare, "log", "-1", f"--format={_FORMAT}", sha, "--").stdout.split("\0")
+    def render_commit(
+        self, p: Project, sha: str, base: str, fields: list[str] | None = None
+    ) -> dict[str, Any]:
+        fields = fields or _log(p, "-1", sha, "--")[0]
         message = fields[8]
         return {
             "id": fields[0], "short_id": fields[0][:8], "created_at": _ms(fields[7]),
@@ -108,6 +110,30 @@ class RepositoryRoutes:
         if sha is None:
             return error(404, "404 Branch Not Found")
         return Reply(200, self.render_branch(p, name, sha, call.base))
+
+    def list_commits(self, p: Project, call: Call) -> Reply:
+        """Newest first from ref_name (default branch), filtered as GitLab filters."""
+        args = [f"--{k}={call.q(k)}" for k in ("since", "until", "author") if call.q(k)]
+        args += ["--first-parent"] if call.q("first_parent") == "true" else []
+        args += ["--topo-order"] if call.q("order") == "topo" else []
+        if call.q("all") == "true":
+            args.append("--all")
+        else:
+            start = resolve_commit(p.bare, call.q("ref_name") or _default_branch(p))
+            if start is None:
+                return Reply(200, [], paginate=True)  # GitLab lists nothing for an unknown ref
+            args.append(start)
+        path = call.q("path")
+        if path and call.q("follow") == "true":
+            args.insert(0, "--follow")
+        found = _log(p, *args, "--", *([path] if path else []))
+        body = [self.render_commit(p, f[0], call.base, f) for f in found]
+        if call.q("with_stats") == "true":
+            for item in body:
+                parent = item["parent_ids"][0] if item["parent_ids"] else _EMPTY_TREE
+                added, removed = _numstat(p, parent, item["id"])
+                item["stats"] = {"additions": added, "deletions": removed, "total": added + removed}
+        return Reply(200, body, paginate=True)
 
     def get_commit(self, p: Project, call: Call) -> Reply:
         sha = resolve_commit(p.bare, call.params["sha"])
@@ -168,6 +194,11 @@ class RepositoryRoutes:
 
 
 _EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+def _log(p: Project, *args: str) -> list[list[str]]:
+    out = git(p.bare, "log", f"--format={_FORMAT}", *args).stdout
+    return [r.lstrip("\n").split("\0") for r in out.split("\x1e") if r.strip()]
 
 
 def _default_branch(p: Project) -> str:
