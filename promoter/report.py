@@ -134,8 +134,10 @@ def ci_summary(kind: str, data: Result | Sequence[Result], command: str) -> str:
     """The job summary (Markdown) of a result of `kind`, from a run of `command`."""
     items = list(data) if isinstance(data, Sequence) else [data]
     render = _SUMMARIES.get(kind)
-    if render is None:
-        body = ["Finished; its JSON is in the step's `result` output."]
+    if render is None:  # a result that names no kind: status, history, a held write
+        error = items[0].get("error") if len(items) == 1 else None
+        body = [f"Stopped: {md_text(str(error))}" if error else "Finished.", "",
+                "Its JSON is in the step's `result` output."]  # fmt: skip
     else:
         body = [line for item in items for line in render(item)]
     return "\n".join([f"### promoter {md_text(command)}", "", *body]) + "\n"
@@ -296,7 +298,8 @@ def _promote_md(data: Result) -> list[str]:
     gate = data.get("gate") or {}
     code = data.get("exit_code") or 0
     if data.get("error"):
-        head = f"failed (exit {code}): {md_text(data.get('error'))}"
+        how = "held" if data.get("held") else "failed"
+        head = f"{how} (exit {code}): {md_text(data.get('error'))}"
     elif not data.get("changes"):
         head = f"nothing to promote, {target} already has {source}'s versions"
     elif gate.get("verdict") in ("fail", "pending"):
@@ -346,7 +349,7 @@ def _verdict_md(what: str, gate: Result) -> list[str]:
             lines.append(f"| {required} | — | absent | — | {reason} |")
         for ctx in statuses:
             state = md_text(ctx.get("state"))
-            since = md_text(str(ctx.get("updated_at") or "")[:19].replace("T", " ")) or "—"
+            since = _value(str(ctx.get("updated_at") or "")[:19].replace("T", " "))
             details = _link("details", ctx.get("target_url")) if ctx.get("target_url") else ""
             lines.append(f"| {required} | {md_code(ctx.get('context'))} | {state} | {since} "
                          f"| {details or md_text(pattern.get('reason'))} |")  # fmt: skip
@@ -355,9 +358,10 @@ def _verdict_md(what: str, gate: Result) -> list[str]:
 
 def _wait_md(data: Result) -> list[str]:
     where = f"**{md_text(data.get('environment'))}** ({md_code(data.get('branch'))})"
+    polls = data.get("polls")
     waited = f"after {md_text(_text(data.get('waited_seconds')))} s"
     lines = _verdict_md(f"{where}: gate", data)
-    lines[0] += f" ({waited}, {md_text(_text(data.get('polls')))} polls)"
+    lines[0] += f" ({waited}, {md_text(_text(polls))} poll{'' if polls == 1 else 's'})"
     return lines
 
 

@@ -429,3 +429,34 @@ def test_fan_out_outputs_are_keyed_by_target(env_repo, github_api, tmp_path):
     assert json.loads(step.outputs["commit"])["qa"] == repo.sha("env/qa")
     assert "#### dev → qa" in step.summary and "#### dev → prod" in step.summary
     assert [r["to"] for r in json.loads(step.outputs["result"])] == ["qa", "prod"]
+
+
+def test_summary_values_from_outside_cannot_add_markdown():
+    from promoter.report import ci_summary
+
+    evil = "x](javascript:alert(1)) | <img src=x> **b**\n| cell |"
+    gate = {
+        "verdict": "pass", "target": "a" * 40, "deciding_commit": "a" * 40, "required": [evil],
+        "contexts": [{"pattern": evil, "reason": evil, "contexts": [
+            {"context": evil, "state": "success", "updated_at": evil,
+             "target_url": "javascript:alert(1)"},
+            {"context": "ok", "state": evil, "target_url": "https://x.example/a)(b"},
+        ]}],
+    }  # fmt: skip
+    data = {
+        "command": "promote", "from": evil, "to": "prod", "branch": evil, "changed": True,
+        "source_commit": "a" * 40, "gate": gate, "operation": "created",
+        "pull_request": {"number": 3, "url": "javascript:alert(1)", "head": evil, "base": evil},
+        "changes": [{"pin": evil, "file": evil, "key": evil, "old": evil, "new": evil}],
+    }  # fmt: skip
+    text = ci_summary("promote", data, "promote")
+    # Outside code spans (where nothing is syntax) no link, HTML or emphasis came through.
+    plain = re.sub(r"<code>.*?</code>|`[^`]*`", "code", text)
+    assert "](javascript" not in plain and "**b**" not in plain
+    assert not re.search(r"(?<!\\)<img", plain)
+    assert "](https://x.example/a)(b)" not in plain
+    rows = [line for line in plain.splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + 1 + 2 + 2
+    for row in rows:  # five columns each: no value added or split a cell
+        assert len(re.split(r"(?<!\\)\|", row)) == 7, row
+    assert "[#3]" not in text and "pull request #3 opened" in text.lower()
