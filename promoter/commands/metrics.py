@@ -17,7 +17,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -168,6 +168,16 @@ def _with_upstreams(config: Config, shown: Sequence[Environment]) -> list[Enviro
 class _Branch:
     chain: list[tuple[str, int]]  # first-parent commits, newest first
     commits: dict[str, tuple[CommitInfo, str]]
+    trailers: dict[tuple[str, str], dict[str, list[str]] | None] = field(default_factory=dict)
+
+    def change(self, env: str, sha: str) -> dict[str, list[str]] | None:
+        """The Promoter-* trailers when `sha` is a promoter change of `env` (read as `history`
+        reads it: its own, or a merged promoter commit's), else None; each read once."""
+        key = (env, sha)
+        if key not in self.trailers:
+            found = promoter_commit(env, self.commits[sha][0], self.commits)
+            self.trailers[key] = found[0] if found is not None else None
+        return self.trailers[key]
 
 
 def _read_branches(repo: GitRepo, branches: Sequence[str], cutoff: int) -> dict[str, _Branch]:
@@ -208,10 +218,9 @@ def _changes(
     chain = list(reversed(branch.chain))
     changes = []
     for sha, when in chain:
-        found = promoter_commit(env.name, branch.commits[sha][0], branch.commits)
-        if found is None:
+        trailers = branch.change(env.name, sha)
+        if trailers is None:
             continue
-        trailers, _ = found
         apps = [Moved.read(value).app for value in trailers.get("Change", [])]
         rollback = bool(trailers.get("Rollback-To"))
         origin, kind = _origin(trailers, when, config, read)
@@ -238,10 +247,10 @@ def _origin(
         if upstream is None or info is None:
             return when, "unresolved"
         kind, when = "upstream", info[0].committed
-        found = promoter_commit(env_name, info[0], upstream.commits)
+        found = upstream.change(env_name, sha.lower())
         if found is None:
             return when, kind
-        trailers = found[0]
+        trailers = found
     return when, kind
 
 
