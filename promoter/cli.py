@@ -273,11 +273,18 @@ def validate(options: Options, /) -> None:
     show_default=True,
     help="Seconds the operator takes to report on a new commit.",
 )
-def sandbox(seed: str | None, forge_kind: str, operator: str, port: int, delay: float) -> None:
+@click.option(
+    "--lax",
+    is_flag=True,
+    help="Do not check requests against the forge's API description (strict by default).",
+)
+def sandbox(
+    seed: str | None, forge_kind: str, operator: str, port: int, delay: float, lax: bool
+) -> None:
     """Serve an environment repo, a forge API and an operator on 127.0.0.1 until Ctrl-C."""
     from promoter.commands.sandbox import sandbox as run_sandbox
 
-    run_sandbox(seed, forge_kind, operator, port, delay)  # type: ignore[arg-type]
+    run_sandbox(seed, forge_kind, operator, port, delay, lax)  # type: ignore[arg-type]
 
 
 @cli.command()

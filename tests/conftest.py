@@ -149,6 +149,36 @@ def make_env_repo(env_repo: EnvRepoFactory) -> EnvRepoFactory:
     return env_repo
 
 
+# --- API double modes --------------------------------------------------------------------------
+
+# The API doubles (tests/forge_fixtures.py) serve full answers, or in minimal mode only the
+# response fields the API description marks required (not kinder than the forge). These files
+# run every test that uses a double in both modes; API_MODES=full,minimal (or =minimal) in the
+# environment applies the modes named to every test that uses a double.
+BOTH_MODES = frozenset(
+    {"test_forge_contract.py", "test_promote.py", "test_promote_fanout.py", "test_wait.py"}
+)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "api_mode" not in metafunc.fixturenames:
+        return
+    chosen = os.environ.get("API_MODES", "")
+    if chosen:
+        modes = [m.strip() for m in chosen.split(",") if m.strip()]
+    elif Path(str(metafunc.definition.fspath)).name in BOTH_MODES:
+        modes = ["full", "minimal"]
+    else:
+        return
+    metafunc.parametrize("api_mode", modes, indirect=True)
+
+
+@pytest.fixture
+def api_mode(request: pytest.FixtureRequest) -> str:
+    """How the API doubles answer in this test: "full" or "minimal"."""
+    return str(getattr(request, "param", "full"))
+
+
 # --- token leak check --------------------------------------------------------------------------
 
 _LEAK_MESSAGE = "test token leaked into captured output"

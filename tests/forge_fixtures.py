@@ -46,8 +46,7 @@ from promoter.sandbox.envrepo import EnvRepo, EnvRepoFactory, git_env
 from promoter.sandbox.github_api import GitHubApiDouble
 from promoter.sandbox.github_store import now
 from promoter.sandbox.gitlab_api import GitLabApiDouble
-from promoter.sandbox.gitlab_quirks import load_gitlab_spec
-from promoter.sandbox.openapi import DESCRIPTIONS, OpenAPISpec
+from promoter.sandbox.openapi import DESCRIPTIONS
 
 FORGES = ["github", "gitlab"]
 
@@ -278,25 +277,19 @@ class GitHubHarness:
 @pytest.fixture(scope="session")
 def _github_api_session(_git_server_session: GitHttpServer) -> Iterator[GitHubApiDouble]:
     # One double per xdist worker, like the git server; each test works in its own repos.
-    spec = OpenAPISpec.load(OPENAPI / "github-rest-subset.json", prefix="/api/v3")
-    with GitHubApiDouble(_git_server_session, TEST_TOKEN, spec=spec) as api:
+    # Strict by default: validated against the packaged description.
+    with GitHubApiDouble(_git_server_session, TEST_TOKEN) as api:
         yield api
 
 
 @pytest.fixture
 def github_api(
-    _github_api_session: GitHubApiDouble, git_server: GitHttpServer
+    _github_api_session: GitHubApiDouble, git_server: GitHttpServer, api_mode: str
 ) -> Iterator[GitHubApiDouble]:
-    """The session's strict GitHub double, faults cleared; fails the test on any violation."""
+    """The session's strict GitHub double, reset, in `api_mode` (full or minimal responses);
+    fails the test on any violation."""
     api = _github_api_session
-    api.reset()
-    api.violations.clear()
-    api.errors.clear()
-    yield api
-    api.reset()
-    problems = [f"spec violation: {v}" for v in api.violations] + api.errors
-    if problems:
-        pytest.fail("GitHub double saw problems in this test:\n" + "\n".join(problems))
+    yield from _checked(api, api_mode, "GitHub")
 
 
 @pytest.fixture
@@ -402,23 +395,30 @@ class GitLabHarness:
 
 @pytest.fixture(scope="session")
 def _gitlab_api_session(_git_server_session: GitHttpServer) -> Iterator[GitLabApiDouble]:
-    spec = load_gitlab_spec(OPENAPI / "gitlab-rest-subset.yaml")
-    with GitLabApiDouble(_git_server_session, TEST_TOKEN, spec=spec) as api:
+    with GitLabApiDouble(_git_server_session, TEST_TOKEN) as api:
         yield api
 
 
 @pytest.fixture
 def gitlab_api(
-    _gitlab_api_session: GitLabApiDouble, git_server: GitHttpServer
+    _gitlab_api_session: GitLabApiDouble, git_server: GitHttpServer, api_mode: str
 ) -> Iterator[GitLabApiDouble]:
-    """The session's strict GitLab double, state and faults cleared; fails on any violation."""
-    api = _gitlab_api_session
+    """The session's strict GitLab double, state and faults cleared, in `api_mode`; fails on
+    any violation."""
+    yield from _checked(_gitlab_api_session, api_mode, "GitLab")
+
+
+def _checked(api: Any, mode: str, forge: str) -> Iterator[Any]:
     api.reset()
-    yield api
-    problems = [f"spec violation: {v}" for v in api.violations] + api.errors
-    api.reset()
+    api.minimal = mode == "minimal"
+    try:
+        yield api
+        problems = [f"spec violation: {v}" for v in api.violations] + api.errors
+    finally:
+        api.reset()
+        api.minimal = False
     if problems:
-        pytest.fail("GitLab double saw problems in this test:\n" + "\n".join(problems))
+        pytest.fail(f"{forge} double saw problems in this test ({mode}):\n" + "\n".join(problems))
 
 
 @pytest.fixture
@@ -431,6 +431,7 @@ def gitlab_harness(
 
 
 @pytest.fixture(params=FORGES)
-def forge_harness(request: pytest.FixtureRequest) -> ForgeHarness:
+def forge_harness(request: pytest.FixtureRequest, api_mode: str) -> ForgeHarness:
+    # api_mode named here so that it is parametrised (the harness is looked up by name).
     harness: ForgeHarness = request.getfixturevalue(f"{request.param}_harness")
     return harness

@@ -140,10 +140,7 @@ class Bed:
 
     def on(self, route: str, action: Callable[[], object]) -> None:
         """Run `action` just before the next request matching `route` is handled."""
-        if self.forge == "github":
-            self.api.before(route, action)
-        else:
-            self.api.fail(route, [], before=action)
+        self.api.before(route, action)
 
     def fail(self, route: str) -> None:
         """Answer the next requests of `route` with 502, once more than the adapter tries."""

@@ -229,8 +229,10 @@ def test_a_request_the_description_rejects_is_answered_422_and_recorded(
     gh: GitHubHarness, body: dict[str, Any], why: str
 ) -> None:
     status, _, answer = raw(gh.api, "POST", f"/repos/{gh.repo.name}/pulls", body)
-    assert status == 422
-    assert json.loads(answer)["message"].startswith("spec violation: request: POST")
+    assert status == 422  # as GitHub answers: Validation Failed, naming the field
+    assert json.loads(answer)["message"] == "Validation Failed"
+    [error] = json.loads(answer)["errors"]
+    assert (error["resource"], error["field"]) == ("PullRequest", why)
     assert len(gh.api.violations) == 1 and why in gh.api.violations[0]
     gh.api.violations.clear()  # shown on purpose; any other violation fails the test
     assert gh.api.pulls(gh.repo.name) == []  # and nothing was created
@@ -244,7 +246,7 @@ def test_pygithubs_legacy_statuses_route_is_rejected(gh: GitHubHarness) -> None:
     commit = client.get_repo(gh.repo.name).get_commit(gh.repo.sha(gh.base))
     with pytest.raises(GithubException) as caught:
         list(commit.get_statuses())
-    assert caught.value.status == 422
+    assert caught.value.status == 404  # not served: what GitHub answers a route it lacks
     assert gh.api.violations and "no such operation" in gh.api.violations[0]
     gh.api.violations.clear()
 

@@ -131,3 +131,98 @@ def test_seed_folder_and_no_operator(start_sandbox, tmp_path):
 def test_bad_seed_is_a_usage_error(tmp_path):
     run = finish(spawn("sandbox", "--seed", str(tmp_path)))
     assert run.code == 2 and "no promoter.yaml" in run.err
+
+
+# --- strict by default: refused as the forge refuses, and shown on stderr ----------------------
+
+
+def _call(info, method, path, body):
+    """One plain HTTP request to the sandbox's API: (status, decoded JSON answer)."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        info["api_url"] + path, data=json.dumps(body).encode(), method=method
+    )
+    request.add_header("Content-Type", "application/json")
+    if info["forge"] == "github":
+        request.add_header("Authorization", f"token {info['token']}")
+    else:
+        request.add_header("PRIVATE-TOKEN", info["token"])
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+def _tip(info, branch):
+    url = info["repo_url"].replace("http://", f"http://x-access-token:{info['token']}@")
+    out = subprocess.run(["git", "ls-remote", url, branch], capture_output=True, text=True)
+    return out.stdout.split()[0]
+
+
+def _github_error(answer):
+    assert answer["message"] == "Validation Failed" and answer["documentation_url"]
+    [error] = answer["errors"]
+    return error["field"], error["code"]
+
+
+def test_the_github_sandbox_refuses_what_github_refuses(start_sandbox):
+    proc, info = start_sandbox("--forge", "github", "--operator", "none")
+    assert info["strict"] is True
+    repo = f"/repos/{info['repository']}"
+    sha = _tip(info, "env/dev")
+
+    status, answer = _call(info, "POST", f"{repo}/statuses/{sha}", {"state": "green"})
+    assert status == 422 and _github_error(answer) == ("state", "invalid")
+    assert answer["errors"][0]["resource"] == "Status"
+    pull = {"head": "env/dev", "base": "env/staging", "title": "t"}
+    status, answer = _call(info, "POST", f"{repo}/pulls", {**pull, "colour": "red"})
+    assert status == 422 and _github_error(answer) == ("colour", "invalid")
+    status, answer = _call(info, "POST", f"{repo}/pulls", {"base": "env/staging", "title": "t"})
+    assert status == 422 and _github_error(answer) == ("head", "missing_field")
+    # A valid request still goes through.
+    status, answer = _call(info, "POST", f"{repo}/statuses/{sha}", {"state": "success"})
+    assert status == 201 and answer["state"] == "success"
+
+    err = stop(proc)
+    refused = [line for line in err.splitlines() if line.startswith("promoter sandbox: refused:")]
+    assert len(refused) == 3, err
+    assert "'green' is not one of" in refused[0] and "colour" in refused[1]
+    assert "'head' is a required property" in refused[2]
+
+
+def test_the_gitlab_sandbox_refuses_what_gitlab_refuses(start_sandbox):
+    proc, info = start_sandbox("--forge", "gitlab", "--operator", "none")
+    project = "/projects/" + info["repository"].replace("/", "%2F")
+    sha = _tip(info, "env/dev")
+
+    status, answer = _call(info, "POST", f"{project}/statuses/{sha}", {"state": "green"})
+    assert (status, answer) == (400, {"error": "state does not have a valid value"})
+    mr = {"source_branch": "env/dev", "target_branch": "env/staging", "title": "t"}
+    status, answer = _call(info, "POST", f"{project}/merge_requests", {**mr, "colour": "red"})
+    assert (status, answer) == (400, {"error": "colour is invalid"})
+    del mr["source_branch"]
+    status, answer = _call(info, "POST", f"{project}/merge_requests", mr)
+    assert (status, answer) == (400, {"error": "source_branch is missing"})
+    status, answer = _call(info, "POST", f"{project}/statuses/{sha}", {"state": "success"})
+    assert status < 300 and answer["status"] == "success"
+
+    err = stop(proc)
+    refused = [line for line in err.splitlines() if line.startswith("promoter sandbox: refused:")]
+    assert len(refused) == 3, err
+
+
+@pytest.mark.parametrize("forge", ["github", "gitlab"])
+def test_lax_serves_what_the_description_would_refuse(start_sandbox, forge):
+    proc, info = start_sandbox("--forge", forge, "--operator", "none", "--lax")
+    assert info["strict"] is False
+    sha = _tip(info, "env/dev")
+    if forge == "github":
+        path = f"/repos/{info['repository']}/statuses/{sha}"
+    else:
+        path = "/projects/" + info["repository"].replace("/", "%2F") + f"/statuses/{sha}"
+    status, _ = _call(info, "POST", path, {"state": "success", "colour": "red"})
+    assert status < 300
+    assert "refused" not in stop(proc)

@@ -535,10 +535,11 @@ def test_a_refused_merge_exits_1_and_leaves_the_pr_open(bed, capsys):
     def conflict() -> None:  # env/prod changes the same line just before the merge
         hotfix.append(bed.repo.commit("env/prod", web("1.5.9"), "hotfix web"))
 
-    if bed.forge == "github":
-        bed.api.before("PUT /repos/*/pulls/*/merge", conflict)
-    else:
-        bed.api.fail("PUT /projects/*/merge_requests/*/merge", [], before=conflict)
+    merge = {
+        "github": "PUT /repos/*/pulls/*/merge",
+        "gitlab": "PUT /projects/*/merge_requests/*/merge",
+    }
+    bed.api.before(merge[bed.forge], conflict)
     run, data = bed.json(capsys, "--image", "web=1.5.0", "--merge")
     assert run.code == 1, run.output
     [line] = run.err.strip().splitlines()

@@ -14,7 +14,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -54,9 +54,16 @@ def running_sandbox(
     port: int = 0,
     delay: float = 3.0,
     files: Mapping[str, bytes] | None = None,
+    *,
+    lax: bool = False,
+    on_violation: Callable[[str], None] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Start everything; yield the JSON-able description; stop and clean up on exit.
-    `files` (path → content) replaces the seed folder (the demo uses its own)."""
+    `files` (path → content) replaces the seed folder (the demo uses its own).
+
+    The API double is strict unless `lax`: each request is checked against the forge's API
+    description and refused as the forge would refuse it; `on_violation` gets one line per
+    refusal (default: printed on stderr)."""
     from promoter.sandbox.envrepo import seed_repo
     from promoter.sandbox.gitserver import GitHttpServer
 
@@ -75,7 +82,8 @@ def running_sandbox(
         bare = git.create_repo(REPOSITORY, default_branch="main")
         branches = {"main": files} | {env.branch: files for env in config.environments.values()}
         seed_repo(bare, branches, message="sandbox seed")
-        api = _start_api(forge, git, token, port + 1 if port else 0)
+        report = on_violation or print_violation
+        api = _start_api(forge, git, token, port + 1 if port else 0, lax, report)
         if operator != "none":
             simulator = _start_operator(forge, api.api_url, token, bare, config, operator, delay)
         yield {
@@ -85,6 +93,7 @@ def running_sandbox(
             "token": token,
             "forge": forge,
             "operator": operator,
+            "strict": not lax,
             "environments": {name: env.branch for name, env in config.environments.items()},
             "workdir": str(root),
         }
@@ -97,18 +106,34 @@ def running_sandbox(
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _start_api(forge: Forge, git: Any, token: str, port: int) -> Any:
+_PRINT_LOCK = threading.Lock()
+
+
+def print_violation(text: str) -> None:
+    """One line on stderr (through promoter's log guard) for a request the forge would refuse,
+    or an answer the sandbox got wrong."""
+    kind, _, what = text.partition(": ")
+    label = "refused" if kind == "request" else f"{kind} broke the API description"
+    line = " ".join(f"promoter sandbox: {label}: {what}".split())
+    with _PRINT_LOCK:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def _start_api(
+    forge: Forge, git: Any, token: str, port: int, lax: bool, report: Callable[[str], None]
+) -> Any:
+    api: Any
     if forge == "github":
         from promoter.sandbox.github_api import GitHubApiDouble
 
-        github = GitHubApiDouble(git, token, port=port)
-        github.start()
-        return github
-    from promoter.sandbox.gitlab_api import GitLabApiDouble
+        api = GitHubApiDouble(git, token, port=port, strict=not lax, on_violation=report)
+    else:
+        from promoter.sandbox.gitlab_api import GitLabApiDouble
 
-    gitlab = GitLabApiDouble(git, token, port=port)
-    gitlab.start()
-    return gitlab
+        api = GitLabApiDouble(git, token, port=port, strict=not lax, on_violation=report)
+    api.start()
+    return api
 
 
 def _start_operator(
@@ -148,6 +173,12 @@ def hint(info: Mapping[str, Any]) -> str:
             f"  promoter --dry-run update {first} --image web=1.4.2",
             f"  promoter update {first} --image web=1.4.2 && promoter wait {first} --soak 0",
             f"  git clone http://x-access-token:$PROMOTER_TOKEN@{info['repo_url'][7:]}",
+            (
+                "Requests are checked against the forge's API description; what it would "
+                "refuse is refused and shown here."
+                if info.get("strict", True)
+                else "--lax: requests are not checked against the API description."
+            ),
             "Stop with Ctrl-C.",
         ]
     )
@@ -159,6 +190,7 @@ def sandbox(
     operator: Operator = "argocd",
     port: int = 0,
     delay: float = 3.0,
+    lax: bool = False,
 ) -> None:
     stop = threading.Event()
 
@@ -167,7 +199,7 @@ def sandbox(
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with running_sandbox(seed, forge, operator, port, delay) as info:
+        with running_sandbox(seed, forge, operator, port, delay, lax=lax) as info:
             # The token is the sandbox's own and meant to be seen: past the scrubber.
             disclose(sys.stdout, json.dumps(info))
             disclose(sys.stderr, hint(info))

@@ -1,212 +1,156 @@
-"""HTTP side of the GitHub API double: framing, auth, faults, spec validation, pagination, ETags,
-and the table from method and path to route handler."""
+"""HTTP side of the GitHub API double: its hooks into the shared pipeline (apidouble.py) —
+token auth, GitHub's error bodies, `Link` pagination, rate-limit headers, GraphQL — and the
+table from method and path to route handler."""
 
 from __future__ import annotations
 
-import hashlib
-import json
+import hmac
 import re
-import time
 import traceback
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from email.message import Message
+from typing import Any
 
 from promoter.sandbox import github_commits as commits
 from promoter.sandbox import github_graphql, github_render
 from promoter.sandbox import github_repos as repos
 from promoter.sandbox import github_routes as pulls
+from promoter.sandbox.apidouble import Answer, ApiDouble, ApiRequest, Page
 from promoter.sandbox.github_routes import Problem, Reply, Request
 from promoter.sandbox.github_store import Store
-from promoter.sandbox.loopback import LoopbackHandler
 from promoter.sandbox.openapi import SpecViolation
 
-if TYPE_CHECKING:
-    from promoter.sandbox.github_api import GitHubApiDouble
-
+RATE_LIMIT = 5000
+DOCS = "https://docs.github.com/rest"
 _FAULT_MESSAGES = {
+    401: "Bad credentials",
     403: "You have exceeded a secondary rate limit. Please wait a few minutes before you try "
     "again. If you reach out to GitHub Support for help, please include the request ID.",
+    404: "Not Found",
     429: "You have exceeded a secondary rate limit. Please wait a few minutes before you try "
     "again.",
 }
+# GitHub's `errors[].resource` for the operations a script writes to, by operationId.
+_RESOURCES = {
+    "pulls": "PullRequest",
+    "issues": "Issue",
+    "repos/create-commit-status": "Status",
+    "repos/create-deployment": "Deployment",
+    "repos/create-deployment-status": "DeploymentStatus",
+    "repos/merge": "Merge",
+    "git": "Reference",
+    "checks": "CheckRun",
+}
 
 
-@dataclass(frozen=True)
-class ApiRequest:
-    """One request as the double answered it (never holds credentials)."""
+class GitHubHttp(ApiDouble):
+    """GitHub's answers around the routes; GitHubApiDouble (github_api.py) adds the state."""
 
-    method: str
-    path: str  # after the prefix, without the query; "/graphql" for GraphQL
-    query: str
-    status: int
-    seconds: float
+    forge = "github"
+    default_per_page = 30
+    content_type = "application/json; charset=utf-8"
+    prefix: str
+    graphql_path: str
+    login: str
+    store: Store
+    rate_remaining: int
+    _reset_at: int
 
-    @property
-    def billable(self) -> bool:
-        # GitHub does not charge conditional requests answered 304 against the rate limit.
-        return self.status != 304
+    def strip_prefix(self, path: str) -> str | None:
+        if path == self.graphql_path:
+            return "/graphql"
+        if not self.prefix:
+            return path
+        return path[len(self.prefix) :] if path.startswith(self.prefix + "/") else None
 
+    def validated(self, path: str) -> bool:
+        return path != "/graphql"  # GraphQL is held to its schema by github_graphql
 
-class RequestHandler(LoopbackHandler["GitHubApiDouble"]):
-    methods = ("GET", "POST", "PUT", "PATCH", "DELETE")
-    # Headers and body leave in one write (flushed after each request by handle_one_request):
-    # written separately, Nagle plus the client's delayed ACK cost ~40 ms per request.
-    wbufsize = 64 * 1024
-    disable_nagle_algorithm = True
+    def authorized(self, headers: Message) -> bool:
+        scheme, _, credential = (headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() not in ("token", "bearer") or not credential:
+            return False
+        return hmac.compare_digest(credential.strip().encode(), self.token.encode())
 
-    def serve(self) -> None:
-        api = self.owner
-        started = time.monotonic()
-        parts = urllib.parse.urlsplit(self.path)
-        query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
-        raw = self.read_body()
-        if parts.path == api.graphql_path:
-            path = "/graphql"
-        elif parts.path.startswith(api.prefix + "/"):
-            path = parts.path[len(api.prefix) :]
-        else:
-            path = parts.path
-        delay = api._delay(self.command, path)
-        if delay:
-            time.sleep(delay)
-        for action in api._take_hooks(self.command, path):
-            action()
-        status, body, headers = self._answer(api, path, parts, query, raw)
-        api._record(ApiRequest(self.command, path, parts.query, status, time.monotonic() - started))
-        headers.update(api._rate_headers())
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    def error_body(self, status: int, message: str | None = None) -> Any:
+        return github_render.error(message or _FAULT_MESSAGES.get(status, "Server Error"))
 
-    def _answer(
-        self,
-        api: GitHubApiDouble,
-        path: str,
-        parts: urllib.parse.SplitResult,
-        query: dict[str, list[str]],
-        raw: bytes,
-    ) -> tuple[int, bytes, dict[str, str]]:
-        operation = None
-        if path != "/graphql" and api.spec is not None:
-            try:
-                operation = api.spec.validate_request(
-                    self.command, parts.path, query, dict(self.headers.items()), raw or None
-                )
-            except SpecViolation as violation:
-                return _violation(api, f"request: {violation}")
-        reply = self._dispatch(api, path, query, raw)
-        status, body, headers = _encode(self, reply, parts, query)
-        if operation is not None and api.spec is not None:
-            try:
-                api.spec.validate_response(operation, status, headers, body or None)
-            except SpecViolation as violation:
-                return _violation(api, f"response: {violation}")
-        return status, body, headers
+    def validation_error(self, violation: SpecViolation) -> tuple[int, Any]:
+        docs = self.spec.operation_by_id(violation.operation) if self.spec else {}
+        url = str(docs.get("externalDocs", {}).get("url") or DOCS)
+        if violation.code == "unknown_operation":
+            return 404, {"message": "Not Found", "documentation_url": url}
+        if violation.code == "not_json":
+            return 400, {"message": "Problems parsing JSON", "documentation_url": url}
+        error: dict[str, Any] = {"resource": _resource(violation.operation), "code": violation.code}
+        if violation.field:
+            error["field"] = violation.field
+        error["message"] = str(violation).rpartition(": ")[2]
+        return 422, {"message": "Validation Failed", "errors": [error], "documentation_url": url}
 
-    def _dispatch(
-        self, api: GitHubApiDouble, path: str, query: dict[str, list[str]], raw: bytes
-    ) -> Reply:
-        if not api._authorized(self.headers.get("Authorization")):
-            return Reply(401, github_render.error("Bad credentials"))
-        fault = api._take_fault(self.command, path)
-        if fault is not None:
-            status = fault.statuses[0]
-            message = fault.message or _FAULT_MESSAGES.get(status, "Server Error")
-            headers = {} if fault.retry_after is None else {"Retry-After": f"{fault.retry_after:g}"}
-            return Reply(status, github_render.error(message), headers)
+    def bad_body(self, error: ValueError) -> Any:
+        return github_render.error("Problems parsing JSON")
+
+    def dispatch(
+        self, method: str, path: str, query: dict[str, list[str]], body: Any, base: str
+    ) -> Answer:
+        urls = github_render.Urls(api=base + self.prefix, web=base)
         try:
-            body = json.loads(raw) if raw.strip() else None
-        except ValueError:
-            return Reply(400, github_render.error("Problems parsing JSON"))
-        host = self.headers.get("Host") or f"{api.host}:{api.port}"
-        urls = github_render.Urls(api=f"http://{host}{api.prefix}", web=f"http://{host}")
-        try:
-            with api.store.lock:
+            with self.store.lock:
                 if path == "/graphql":
-                    data = github_graphql.execute(api.store, body, urls, api.login)
-                    return Reply(200, data)
-                found = route(self.command, path)
+                    return Answer(200, github_graphql.execute(self.store, body, urls, self.login))
+                found = route(method, path)
                 if found is None:
-                    api.errors.append(f"the double does not implement {self.command} {path}")
-                    return Reply(404, github_render.error("Not Found"))
+                    self.errors.append(f"the double does not implement {method} {path}")
+                    return Answer(404, github_render.error("Not Found"))
                 handler, params = found
-                request = Request(self.command, path, query, body, urls, api.login, params)
-                return handler(api.store, request)
+                reply = handler(self.store, Request(method, path, query, body, urls, self.login,
+                                                    params))  # fmt: skip
         except Problem as problem:
-            return problem.reply
+            reply = problem.reply
         except github_graphql.GraphQLViolation as violation:
-            api.violations.append(f"graphql: {violation}")
-            return Reply(200, {"errors": [{"message": f"spec violation: {violation}"}]})
+            self._violation(f"graphql: {violation}")
+            return Answer(200, {"errors": [{"message": f"spec violation: {violation}"}]})
         except Exception:
-            api.errors.append(traceback.format_exc())
-            return Reply(500, github_render.error("Server Error"))
+            self.errors.append(traceback.format_exc())
+            return Answer(500, github_render.error("Server Error"))
+        return Answer(reply.status, reply.body, reply.headers, reply.paginate, reply.page_key)
+
+    def page_headers(self, page: Page) -> dict[str, str]:
+        rels = []
+        if page.page < page.pages:
+            rels += [
+                f'{page.link(page.page + 1)}; rel="next"',
+                f'{page.link(page.pages)}; rel="last"',
+            ]
+        if page.page > 1:
+            rels += [f'{page.link(1)}; rel="first"', f'{page.link(page.page - 1)}; rel="prev"']
+        return {"Link": ", ".join(rels)} if rels else {}
+
+    def extra_headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(RATE_LIMIT),
+            "X-RateLimit-Remaining": str(self.rate_remaining),
+            "X-RateLimit-Used": str(RATE_LIMIT - self.rate_remaining),
+            "X-RateLimit-Reset": str(self._reset_at),
+            "X-RateLimit-Resource": "core",
+        }
+
+    def answered(self, entry: ApiRequest) -> None:
+        if entry.billable:
+            self.rate_remaining = max(0, self.rate_remaining - 1)
+
+    def _reset(self) -> None:
+        self.rate_remaining = RATE_LIMIT
 
 
-def _violation(api: GitHubApiDouble, text: str) -> tuple[int, bytes, dict[str, str]]:
-    with api._lock:
-        api.violations.append(text)
-    body = json.dumps(github_render.error(f"spec violation: {text}")).encode()
-    return 422, body, {"Content-Type": "application/json; charset=utf-8"}
-
-
-def _encode(
-    handler: RequestHandler,
-    reply: Reply,
-    parts: urllib.parse.SplitResult,
-    query: dict[str, list[str]],
-) -> tuple[int, bytes, dict[str, str]]:
-    headers = dict(reply.headers)
-    data = reply.body
-    if reply.paginate:
-        data, link = _paginate(handler, data, reply.page_key, parts, query)
-        if link:
-            headers["Link"] = link
-    if data is None:
-        return reply.status, b"", headers
-    body = json.dumps(data).encode()
-    headers["Content-Type"] = "application/json; charset=utf-8"
-    if handler.command == "GET" and reply.status == 200:
-        etag = 'W/"' + hashlib.sha1(body + headers.get("Link", "").encode()).hexdigest() + '"'
-        headers["ETag"] = etag
-        wanted = [t.strip() for t in (handler.headers.get("If-None-Match") or "").split(",")]
-        if etag in wanted or "*" in wanted:
-            return 304, b"", {"ETag": etag}
-    return reply.status, body, headers
-
-
-def _paginate(
-    handler: RequestHandler,
-    data: Any,
-    key: str | None,
-    parts: urllib.parse.SplitResult,
-    query: dict[str, list[str]],
-) -> tuple[Any, str]:
-    items = data[key] if key else data
-    try:
-        per_page = min(100, max(1, int((query.get("per_page") or ["30"])[-1])))
-        page = max(1, int((query.get("page") or ["1"])[-1]))
-    except ValueError:
-        per_page, page = 30, 1
-    last = max(1, -(-len(items) // per_page))
-    chunk = items[(page - 1) * per_page : page * per_page]
-    host = handler.headers.get("Host") or "127.0.0.1"
-
-    def link(number: int, rel: str) -> str:
-        q = {**query, "per_page": [str(per_page)], "page": [str(number)]}
-        target = f"http://{host}{parts.path}?{urllib.parse.urlencode(q, doseq=True)}"
-        return f'<{target}>; rel="{rel}"'
-
-    rels = []
-    if page < last:
-        rels += [link(page + 1, "next"), link(last, "last")]
-    if page > 1:
-        rels += [link(1, "first"), link(page - 1, "prev")]
-    return ({**data, key: chunk} if key else chunk), ", ".join(rels)
+def _resource(operation: str | None) -> str:
+    name = operation or ""
+    for key in (name, name.partition("/")[0]):
+        if key in _RESOURCES:
+            return _RESOURCES[key]
+    return name.partition("/")[0].capitalize() or "Resource"
 
 
 # --- routing ------------------------------------------------------------------------------------

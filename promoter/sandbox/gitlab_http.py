@@ -1,26 +1,30 @@
-"""HTTP side of the GitLab API double: framing, auth, faults, OpenAPI checks, pagination and
-ETags, and the table from method and path to the handler in gitlab_routes.py."""
+"""HTTP side of the GitLab API double: its hooks into the shared pipeline (apidouble.py) —
+`PRIVATE-TOKEN` / Bearer auth, GitLab's error bodies (grape's 400 `{"error": ...}` for refused
+parameters), `X-Page`/`X-Total`/`Link` pagination, form or JSON bodies — and the table from
+method and path to the handler in gitlab_routes.py."""
 
 from __future__ import annotations
 
-import hashlib
+import hmac
 import json
 import re
-import time
-import traceback
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+from email.message import Message
+from typing import Any
 
+from promoter.sandbox.apidouble import Answer, ApiDouble, Page
 from promoter.sandbox.gitlab_routes import GitLabState
 from promoter.sandbox.gitlab_store import Call, Reply, error
-from promoter.sandbox.loopback import LoopbackHandler
 from promoter.sandbox.openapi import SpecViolation
-
-if TYPE_CHECKING:
-    from promoter.sandbox.gitlab_api import GitLabApiDouble
 
 PREFIX = "/api/v4"
 _REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    409: "Conflict",
+    422: "Unprocessable Entity",
     429: "Too Many Requests",
     500: "Internal Server Error",
     502: "Bad Gateway",
@@ -59,126 +63,68 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
 ]
 
 
-class RequestHandler(LoopbackHandler["GitLabApiDouble"]):
-    methods = ("GET", "POST", "PUT", "DELETE")
-    timeout = 120
+class GitLabHttp(ApiDouble):
+    """GitLab's answers around the routes; GitLabApiDouble (gitlab_api.py) adds the state."""
 
-    def serve(self) -> None:
-        owner = self.owner
-        try:
-            self._answer(owner)
-        except ConnectionError:
-            raise  # the client went away mid-request: nothing to answer, not the double's bug
-        except Exception:
-            with owner._lock:
-                owner.errors.append(traceback.format_exc())
-            self._send(500, {"message": "500 Internal Server Error"}, {})
+    forge = "gitlab"
+    default_per_page = 20
+    state: GitLabState
 
-    def _answer(self, owner: GitLabApiDouble) -> int:
-        split = urllib.parse.urlsplit(self.path)
-        query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
-        raw = self.read_body() or None
-        headers = dict(self.headers.items())
-        if owner._latency:
-            time.sleep(owner._latency)
-        operation = None
-        if owner.spec is not None:
-            try:
-                operation = owner.spec.validate_request(
-                    self.command, split.path, query, headers, raw
-                )
-            except SpecViolation as violation:
-                return self._violation(owner, f"request: {violation}")
-        if not split.path.startswith(PREFIX + "/"):
-            return self._send(404, {"error": "404 Not Found"}, {})
-        path = split.path[len(PREFIX) :]
-        fault = owner._take_fault(self.command, path)
-        if fault is not None:
-            fault_status, spec = fault
-            time.sleep(spec.latency)
-            if fault_status is not None:
-                extra = {"Retry-After": spec.retry_after} if spec.retry_after else {}
-                reason = _REASONS.get(fault_status, "Injected Fault")
-                return self._send(fault_status, {"message": f"{fault_status} {reason}"}, extra)
-        if not owner._authorized(self.headers):
-            return self._send(401, {"message": "401 Unauthorized"}, {})
-        try:
-            body = _parse_body(raw, headers.get("Content-Type", ""))
-        except ValueError as err:
-            return self._send(400, {"error": f"body is not valid: {err}"}, {})
-        base = f"http://{self.headers.get('Host') or owner.url.removeprefix('http://')}"
-        with owner._lock:
-            reply = route(owner.state, self.command, path, query, body, base)
-        payload, extra = self._page(reply, base + split.path, query)
-        if self.command == "GET" and reply.status == 200:
-            etag = 'W/"' + hashlib.sha1(payload).hexdigest() + '"'
-            extra["ETag"] = etag
-            if etag in [t.strip() for t in (self.headers.get("If-None-Match") or "").split(",")]:
-                return self._send_raw(304, b"", extra)
-        if operation is not None and owner.spec is not None:
-            try:
-                owner.spec.validate_response(
-                    operation, reply.status, {"Content-Type": "application/json"}, payload
-                )
-            except SpecViolation as violation:
-                return self._violation(owner, f"response: {violation}")
-        return self._send_raw(reply.status, payload, extra)
+    def strip_prefix(self, path: str) -> str | None:
+        return path[len(PREFIX) :] if path.startswith(PREFIX + "/") else None
 
-    def _page(
-        self, reply: Reply, url: str, query: dict[str, list[str]]
-    ) -> tuple[bytes, dict[str, str]]:
-        headers = dict(reply.headers)
-        if not reply.paginate:
-            return json.dumps(reply.body).encode(), headers
-        items: list[Any] = reply.body
-        page = max(1, _int(query.get("page"), 1))
-        per_page = min(100, max(1, _int(query.get("per_page"), 20)))
-        pages = max(1, -(-len(items) // per_page))
-        headers.update(
-            {
-                "X-Page": str(page),
-                "X-Per-Page": str(per_page),
-                "X-Total": str(len(items)),
-                "X-Total-Pages": str(pages),
-                "X-Next-Page": str(page + 1) if page < pages else "",
-                "X-Prev-Page": str(page - 1) if page > 1 else "",
-            }
-        )
+    def authorized(self, headers: Message) -> bool:
+        candidate: str | None = headers.get("PRIVATE-TOKEN")
+        scheme, _, value = (headers.get("Authorization") or "").partition(" ")
+        if candidate is None and scheme.lower() == "bearer":
+            candidate = value.strip()
+        if not candidate:
+            return False
+        return hmac.compare_digest(candidate.encode(), self.token.encode())
 
-        def link(n: int) -> str:
-            q = {k: v for k, v in query.items() if k not in ("page", "per_page")}
-            q.update(page=[str(n)], per_page=[str(per_page)])
-            return f"<{url}?{urllib.parse.urlencode(q, doseq=True)}>"
+    def error_body(self, status: int, message: str | None = None) -> Any:
+        return {"message": message or f"{status} {_REASONS.get(status, 'Injected Fault')}"}
 
-        rels = [(page + 1, "next")] if page < pages else []
-        rels += [(page - 1, "prev")] if page > 1 else []
-        rels += [(1, "first"), (pages, "last")]
-        headers["Link"] = ", ".join(f'{link(n)}; rel="{rel}"' for n, rel in rels)
-        chunk = items[(page - 1) * per_page : page * per_page]
-        return json.dumps(chunk).encode(), headers
+    def validation_error(self, violation: SpecViolation) -> tuple[int, Any]:
+        # What grape answers a parameter it refuses: 400 {"error": "<param> is missing" | "...
+        # does not have a valid value" | "... is invalid"}; an unknown route is a 404.
+        if violation.code == "unknown_operation":
+            return 404, {"error": "404 Not Found"}
+        name = violation.field or "body"
+        if violation.code == "missing_field":
+            return 400, {"error": f"{name} is missing"}
+        if violation.code == "not_json":
+            return 400, {"error": "The provided content-type is not supported."}
+        if violation.enum:
+            return 400, {"error": f"{name} does not have a valid value"}
+        return 400, {"error": f"{name} is invalid"}
 
-    def _violation(self, owner: GitLabApiDouble, message: str) -> int:
-        with owner._lock:
-            owner.violations.append(message)
-        return self._send(422, {"message": f"OpenAPI violation: {message}"}, {})
+    def parse_body(self, raw: bytes, content_type: str) -> Any:
+        return _parse_body(raw, content_type)
 
-    def _send(self, status: int, body: Any, headers: dict[str, str]) -> int:
-        return self._send_raw(status, json.dumps(body).encode(), headers)
+    def bad_body(self, error: ValueError) -> Any:
+        return {"error": f"body is not valid: {error}"}
 
-    def _send_raw(self, status: int, payload: bytes, headers: dict[str, str]) -> int:
-        # Logged before the client can see the answer, so a test that reads the log right
-        # after its call never misses it (nor sees it land after the next test's reset).
-        self.owner._log(self.command, self.path, status)
-        self.send_response(status)
-        if status != 304:
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-        for key, value in headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        if status != 304:
-            self.wfile.write(payload)
-        return status
+    def dispatch(
+        self, method: str, path: str, query: dict[str, list[str]], body: Any, base: str
+    ) -> Answer:
+        with self._lock:
+            reply = route(self.state, method, path, query, body, base)
+        return Answer(reply.status, reply.body, dict(reply.headers), reply.paginate)
+
+    def page_headers(self, page: Page) -> dict[str, str]:
+        rels = [(page.page + 1, "next")] if page.page < page.pages else []
+        rels += [(page.page - 1, "prev")] if page.page > 1 else []
+        rels += [(1, "first"), (page.pages, "last")]
+        return {
+            "X-Page": str(page.page),
+            "X-Per-Page": str(page.per_page),
+            "X-Total": str(page.total),
+            "X-Total-Pages": str(page.pages),
+            "X-Next-Page": str(page.page + 1) if page.page < page.pages else "",
+            "X-Prev-Page": str(page.page - 1) if page.page > 1 else "",
+            "Link": ", ".join(f'{page.link(n)}; rel="{rel}"' for n, rel in rels),
+        }
 
 
 def route(
@@ -213,13 +159,6 @@ def route(
         result = getattr(state, handler)(project, mr, call)
         return result
     return error(404, "404 Not Found")
-
-
-def _int(values: list[str] | None, default: int) -> int:
-    try:
-        return int(values[0]) if values else default
-    except ValueError:
-        return default
 
 
 def _parse_body(raw: bytes | None, content_type: str) -> dict[str, Any]:
