@@ -385,3 +385,43 @@ def test_without_a_forge_the_status_metrics_are_unavailable_not_zero(bed, github
     assert data["forge"] is None and data["status_reads"] == 0
     assert "unavailable" in data["notes"][0]
     assert "n/a" in render(result, "table") and "no forge" in render(result, "markdown")
+
+
+# --- the pure figures, at the edges ---------------------------------------------------------
+
+
+def _status(context: str, state: str, seconds: int) -> Any:
+    from promoter.forge.base import CommitStatus
+
+    return CommitStatus(context, state, at(seconds))  # type: ignore[arg-type]
+
+
+def test_a_soak_that_ends_after_now_is_pending_and_an_open_incident_stays_open():
+    from promoter.metrics import Change, EnvInput, figures
+
+    web, api = "continuous-delivery/web", "continuous-delivery/api"
+    T = int(B.timestamp())
+    env = EnvInput(
+        "prod",
+        "env/prod",
+        ("continuous-delivery/{app}",),
+        timedelta(minutes=10),
+        chain=[("a" * 40, T + H), ("b" * 40, T + 2 * H)],
+        changes=[Change("a" * 40, T + H, ("web",)), Change("b" * 40, T + 2 * H, ("api",))],
+        statuses={
+            "a" * 40: [_status(web, "success", H + 5 * M), _status(api, "failure", H + 6 * M)],
+            "b" * 40: [_status(api, "success", 3 * H - 5 * M)],  # soaks until 3h05m
+        },
+    )
+    data = figures(env, B, at(3 * H)).as_dict()
+    # a: web soaked at 1h15m (api is not its app); b: its soak ends after now.
+    assert data["deployment_frequency"]["deployments"] == 1
+    assert data["pending"] == 1
+    # a was the newest change when api failed; b has no verdict, so it is not counted.
+    assert data["change_failure_rate"] == {"failed": 1, "changes": 1, "rate": 1.0}
+    # api failed at 1h06m and its success at 2h55m restores it.
+    assert data["time_to_restore"]["median_seconds"] == 2 * H - 11 * M
+    later = figures(env, B, at(4 * H)).as_dict()
+    assert later["deployment_frequency"]["deployments"] == 2 and later["pending"] == 0
+    still = figures(env, B, at(2 * H)).as_dict()  # before api's success: open
+    assert still["time_to_restore"]["open"] == 1 and still["time_to_restore"]["restored"] == 0
