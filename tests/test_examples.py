@@ -18,6 +18,11 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from promoter.sandbox import TEST_TOKEN
+from tests.test_action import APP_SHA, run_action
+
+pytest_plugins = ["tests.forge_fixtures"]
+
 ROOT = Path(__file__).parents[1]
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 OWN_ACTION = "promoter-gitops/promoter"
@@ -388,3 +393,108 @@ def test_component_project_pipeline_runs_its_test_jobs(tmp_path):
             done = _run_job(verify, {**ci, **dotenv}, tmp_path)
             assert done.returncode == 0, f"test-outputs: {dotenv}\n{done.stderr}"
     assert dotenv["PROMOTER_CHANGED"] == "true"
+
+
+# --- the GitHub examples' promoter steps, run in order against the git server and the double ---
+
+ENVS = """\
+environments:
+  dev:
+    gate: {require: ["continuous-delivery/{app}"]}
+  staging:
+    from: dev
+  prod:
+    from: staging
+    delivery: pull-request
+apps:
+  web:
+    images:
+      web: {file: apps/web/values.yaml, tag: image.tag}
+    chart: {file: apps/web/Chart.yaml, version: version}
+"""
+FILES = {
+    "promoter.yaml": ENVS,
+    "apps/web/values.yaml": "image:\n  tag: 1.0.0\n",
+    "apps/web/Chart.yaml": "apiVersion: v2\nname: web\nversion: 0.1.0\n",
+}
+EXPRESSION = re.compile(r"\$\{\{\s*([\w.-]+)\s*\}\}")
+
+
+def _evaluate(value: Any, context: dict[str, Any]) -> str:
+    """`${{ a.b.c }}` as the runner expands it, for the plain context paths the examples use; a
+    path the context does not hold fails the test."""
+
+    def lookup(match: re.Match[str]) -> str:
+        node: Any = context
+        for part in match.group(1).split("."):
+            node = node[part]
+        return ("true" if node else "false") if isinstance(node, bool) else str(node)
+
+    return EXPRESSION.sub(lookup, str(value))
+
+
+def _run_workflow(path: Path, repo: Any, api: Any, tmp_path: Path, **context: Any) -> None:
+    """Every job in order; in each, promoter's steps run through promoter-action with their
+    `with:` expanded, aimed at the test repository and the GitHub double instead of
+    github.com. The App token step yields the test token; other steps are the user's own
+    (docker, helm), whose outputs come from `context`. After an `update`, the simulated
+    Argo CD reports success on the commit it pushed."""
+    context = {
+        "github": {"sha": APP_SHA, "server_url": "https://github.example",
+                   "repository": "acme/web", "run_id": "4242"},
+        "needs": {}, **context,
+    }  # fmt: skip
+    for name, job in _load(path)["jobs"].items():
+        steps: dict[str, Any] = dict(context.pop("steps", {}).get(name, {}))
+        for step in job.get("steps", []):
+            if str(step.get("uses", "")).startswith("actions/create-github-app-token@"):
+                steps[step["id"]] = {"outputs": {"token": TEST_TOKEN}}
+            if not _is_own(step):
+                continue
+            given = {k: _evaluate(v, {**context, "steps": steps}) for k, v in step["with"].items()}
+            assert given.pop("token") == TEST_TOKEN, "the promoter step takes the App's token"
+            given.update(repo=repo.url, forge="github", api_url=api.api_url)
+            if "timeout" in given:  # a gate that never passes fails the test in seconds
+                given["timeout"] = "5s"
+            done = run_action(tmp_path, token=TEST_TOKEN, **given)
+            assert done.code == 0, f"{path.name} {name}: {done.log}"
+            if "id" in step:
+                steps[step["id"]] = {"outputs": done.outputs}
+            if given["command"] == "update" and done.outputs["changed"] == "true":
+                commit = done.outputs["commit"]
+                api.add_status(repo.name, commit, "continuous-delivery/web", "success")
+        outputs = {
+            k: _evaluate(v, {**context, "steps": steps}) for k, v in job.get("outputs", {}).items()
+        }
+        context["needs"][name] = {"outputs": outputs}
+
+
+def test_app_ci_example_pins_waits_and_promotes(env_repo, github_api, tmp_path):
+    repo = env_repo({"main": FILES, "env/dev": FILES, "env/staging": FILES, "env/prod": FILES})
+    _run_workflow(ROOT / "examples" / "app-ci.github.yml", repo, github_api, tmp_path)
+    values = f"image:\n  tag: {APP_SHA}\n"
+    assert repo.read_file("env/dev", "apps/web/values.yaml") == values
+    assert repo.read_file("env/staging", "apps/web/values.yaml") == values
+    assert repo.read_file("env/prod", "apps/web/values.yaml") == FILES["apps/web/values.yaml"]
+    # A re-run writes nothing and still passes (wait then watches the branch head).
+    before = repo.sha("env/dev"), repo.sha("env/staging")
+    _run_workflow(ROOT / "examples" / "app-ci.github.yml", repo, github_api, tmp_path)
+    assert (repo.sha("env/dev"), repo.sha("env/staging")) == before
+
+
+def test_chart_ci_example_pins_the_packaged_version(env_repo, github_api, tmp_path):
+    repo = env_repo({"main": FILES, "env/dev": FILES})
+    helm = {"package": {"package": {"outputs": {"version": "0.2.0"}}}}  # helm's step, as run
+    _run_workflow(ROOT / "examples" / "chart-ci.github.yml", repo, github_api, tmp_path, steps=helm)
+    assert "version: 0.2.0" in repo.read_file("env/dev", "apps/web/Chart.yaml")
+
+
+def test_dispatch_example_promotes_by_pull_request_and_merges(env_repo, github_api, tmp_path):
+    staged = {**FILES, "apps/web/values.yaml": "image:\n  tag: 1.1.0\n"}
+    repo = env_repo({"main": FILES, "env/staging": staged, "env/prod": FILES})
+    chosen = {"environment": "prod", "apps": "web", "merge": True}
+    _run_workflow(ROOT / "examples" / "promote-dispatch.github.yml", repo, github_api, tmp_path,
+                  inputs=chosen)  # fmt: skip
+    (pull,) = github_api.pulls(repo.name)
+    assert (pull.head, pull.base, pull.merged) == ("promoter/staging-to-prod", "env/prod", True)
+    assert repo.read_file("env/prod", "apps/web/values.yaml") == staged["apps/web/values.yaml"]
