@@ -372,7 +372,8 @@ def _validate_md(data: Result) -> list[str]:
     if data.get("valid"):
         return [f"promoter.yaml is **valid**: {md_text(counts)}", ""]
     problems = [f"- {md_text(p)}" for p in data.get("problems") or []]
-    return [f"promoter.yaml: **{len(problems)} problems** ({md_text(counts)})", "", *problems, ""]
+    many = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+    return [f"promoter.yaml: **{many}** ({md_text(counts)})", "", *problems, ""]
 
 
 _SUMMARIES: dict[str, Callable[[Result], list[str]]] = {

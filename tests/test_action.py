@@ -460,3 +460,29 @@ def test_summary_values_from_outside_cannot_add_markdown():
     for row in rows:  # five columns each: no value added or split a cell
         assert len(re.split(r"(?<!\\)\|", row)) == 7, row
     assert "[#3]" not in text and "pull request #3 opened" in text.lower()
+
+
+def test_rollback_and_validate_render_their_own_kind(env_repo, tmp_path):
+    repo = env_repo({"main": FILES, "env/dev": FILES})
+    given = {"repo": repo.url, "token": TEST_TOKEN, "forge": "none"}
+    first = run_action(tmp_path, command="update", environment="dev", images="web=1.1.0", **given)
+    assert first.code == 0, first.log
+    back = run_action(tmp_path, command="rollback", environment="dev", args="--steps 1", **given)
+    assert back.code == 0, back.log
+    sha = repo.sha("env/dev")
+    assert {k: v for k, v in back.outputs.items() if k != "result"} == {
+        "changed": "true", "commit": sha, "operation": "none", "pr_number": "", "pr_url": "",
+        "merged": "false", "rollback_to": repo.shas["env/dev"],
+    }  # fmt: skip
+    assert back.summary.startswith(f"### promoter rollback\n\n**dev** (`env/dev`): committed "
+                                   f"1 change as `{sha[:12]}`\n\nRolled back to "
+                                   f"`{repo.shas['env/dev'][:12]}`.\n")  # fmt: skip
+    assert "| web/web | `values.yaml` | `image.tag` | `1.1.0` | `1.0.0` |" in back.summary
+
+    broken = {**FILES, "values.yaml": "image:\n  name: web\n"}
+    bad = env_repo({"main": broken, "env/dev": broken})
+    step = run_action(tmp_path, command="validate", repo=bad.url, token=TEST_TOKEN, forge="none")
+    assert step.code == 2, step.log
+    assert {k: v for k, v in step.outputs.items() if k != "result"} == {"valid": "false"}
+    assert step.summary.startswith("### promoter validate\n\npromoter.yaml: **1 problem**")
+    assert "- " in step.summary and "image.tag" in step.summary
