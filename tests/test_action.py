@@ -486,3 +486,24 @@ def test_rollback_and_validate_render_their_own_kind(env_repo, tmp_path):
     assert {k: v for k, v in step.outputs.items() if k != "result"} == {"valid": "false"}
     assert step.summary.startswith("### promoter validate\n\npromoter.yaml: **1 problem**")
     assert "- " in step.summary and "image.tag" in step.summary
+
+
+def test_an_update_delivered_as_a_pull_request_reports_it(flow, tmp_path):
+    repo, api = flow
+    given = github_inputs(repo, api)
+    first = run_action(tmp_path, command="update", environment="prod", images="web=1.5.0",
+                       **given)  # fmt: skip
+    assert first.code == 0, first.log
+    (pull,) = api.pulls(repo.name)
+    url = json.loads(first.outputs["result"])["pull_request"]["url"]
+    assert {k: v for k, v in first.outputs.items() if k != "result"} == {
+        "changed": "true", "commit": repo.sha("promoter/update-prod"), "operation": "created",
+        "pr_number": str(pull.number), "pr_url": url, "merged": "false",
+    }  # fmt: skip
+    assert f"**prod** (`env/prod`): 1 change pushed\n\nPull request [#{pull.number}]({url}) " \
+           "opened (`promoter/update-prod` → `env/prod`, open)" in first.summary  # fmt: skip
+    more = run_action(tmp_path, command="update", environment="prod", images="api=2.1.0",
+                      merge="true", **given)  # fmt: skip
+    assert more.code == 0, more.log
+    assert more.outputs["operation"] == "updated" and more.outputs["merged"] == "true"
+    assert more.outputs["pr_number"] == str(pull.number)
