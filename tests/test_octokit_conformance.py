@@ -51,26 +51,26 @@ _ETAG = (
 )
 _REFS_LIST = (
     "GET /git/refs/ (every ref) is not in GitHub's current description (git/matching-refs "
-    "replaced it): the strict double answers it 404 like any undescribed path"
+    "replaced it): the strict double refuses it like any undescribed path"
 )
 _NEWER = "required or listed by the current description, newer than this 2022 recording"
 # "<scenario>#<step> <what>" -> why the double still differs from the recording there.
 ALLOWED: dict[str, str] = {
     "get-repository#0 missing $.organization": "sandbox repositories belong to users, not orgs",
     "get-repository#0 extra $.has_discussions": _NEWER,
-    "git-refs#0 status 200 -> 404": _REFS_LIST,
+    "git-refs#0 status": _REFS_LIST,
     "git-refs#0 type $": _REFS_LIST,
     "git-refs#0 header etag": _REFS_LIST,
     "git-refs#1 header etag": _ETAG,
     "git-refs#2 header etag": _ETAG,
-    "git-refs#3 status 200 -> 404": _REFS_LIST,
+    "git-refs#3 status": _REFS_LIST,
     "git-refs#3 type $": _REFS_LIST,
     "git-refs#3 header etag": _REFS_LIST,
     "labels#1 header etag": _ETAG,
     "labels#3 header etag": _ETAG,
     "add-labels-to-issue#0 header etag": _ETAG,
     "add-labels-to-issue#1 header etag": _ETAG,
-    "get-content#0 status 200 -> 404": "the description's {path} cannot be empty: GET "
+    "get-content#0 status": "the description's {path} cannot be empty: GET "
     "/contents/ (the root listing) is refused as undescribed; /contents/{dir} works",
     "get-content#0 type $": "as above: the root listing is refused",
     "get-content#0 header etag": "as above: the root listing is refused",
@@ -171,8 +171,9 @@ def _shape(recorded: Any, ours: Any, at: str, out: list[str]) -> None:
         _shape(recorded[0], ours[0], f"{at}[]", out)
 
 
-def _replay(api: GitHubApiDouble, scenario: str, shas: dict[str, str]) -> list[str]:
-    differences: list[str] = []
+def _replay(api: GitHubApiDouble, scenario: str, shas: dict[str, str]) -> dict[str, str]:
+    """Each difference as "<scenario>#<step> <what>" -> what GitHub and the double answered."""
+    differences: dict[str, str] = {}
     session = requests.Session()
     session.headers["Authorization"] = f"token {TEST_TOKEN}"
     for index, step in enumerate(_load(scenario)):
@@ -190,25 +191,27 @@ def _replay(api: GitHubApiDouble, scenario: str, shas: dict[str, str]) -> list[s
         )
         here = f"{scenario}#{index}"
         if answer.status_code != step["status"]:
-            differences.append(f"{here} status {step['status']} -> {answer.status_code}")
+            differences[f"{here} status"] = f"GitHub {step['status']}, double {answer.status_code}"
         recorded_headers = {k.lower() for k in step["headers"]}
         for header in HEADERS:
             if (header in recorded_headers) != (header in {k.lower() for k in answer.headers}):
-                differences.append(f"{here} header {header}")
+                differences[f"{here} header {header}"] = (
+                    f"sent by GitHub: {header in recorded_headers}"
+                )
         if step["response"] != "" or answer.content:
             ours = answer.json() if answer.content else ""
             found: list[str] = []
             _shape(step["response"], ours, "$", found)
-            differences += [f"{here} {d}" for d in found]
+            differences.update({f"{here} {d}": d for d in found})
     return differences
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_the_double_answers_like_the_recorded_github(api: GitHubApiDouble, scenario: str) -> None:
     _, shas = _setup(api, scenario)
-    differences = set(_replay(api, scenario, shas))
+    differences = _replay(api, scenario, shas)
     allowed = {key for key in ALLOWED if key.startswith(f"{scenario}#")}
-    unexplained = sorted(differences - allowed)
-    stale = sorted(allowed - differences)
+    unexplained = sorted(f"{key} ({differences[key]})" for key in differences.keys() - allowed)
+    stale = sorted(allowed - differences.keys())
     assert not unexplained, "differences from recorded GitHub traffic:\n" + "\n".join(unexplained)
     assert not stale, "allowlisted differences that are gone (remove them):\n" + "\n".join(stale)
