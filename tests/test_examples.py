@@ -307,32 +307,31 @@ def test_check_gitlab_ci_validates_both_documents(tmp_path):
 # --- the component project's pipeline, run as GitLab runs its jobs ------------------------------
 
 
-def _render(include: dict[str, Any]) -> dict[str, Any]:
-    """The component's job for these inputs, interpolated as GitLab does it: in the parsed
-    document, a value that is one `$[[ inputs.x ]]` takes the input's value and type, one that
-    holds it among other text takes its text."""
-    values = {k: (v or {}).get("default", "") for k, v in _spec_inputs().items()}
-    values.update(include["inputs"])
+def _interpolate(node: Any, values: dict[str, Any]) -> Any:
+    """`$[[ inputs.x ]]` as GitLab interpolates it, in the parsed document: a value that is one
+    such block takes the input's value and type, one that holds it among other text its text."""
     pattern = re.compile(r"\$\[\[ inputs\.(\w+) \]\]")
 
     def text(v: Any) -> str:
         return ("true" if v else "false") if isinstance(v, bool) else str(v)
 
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {walk(k): walk(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        if isinstance(node, str):
-            whole = pattern.fullmatch(node)
-            return (
-                values[whole.group(1)]
-                if whole
-                else pattern.sub(lambda m: text(values[m.group(1)]), node)
-            )
-        return node
+    if isinstance(node, dict):
+        return {_interpolate(k, values): _interpolate(v, values) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, values) for v in node]
+    if isinstance(node, str):
+        whole = pattern.fullmatch(node)
+        if whole:
+            return values[whole.group(1)]
+        return pattern.sub(lambda m: text(values[m.group(1)]), node)
+    return node
 
-    rendered = walk(_load_all(TEMPLATE)[1])
+
+def _render(include: dict[str, Any]) -> dict[str, Any]:
+    """The component's job for these inputs (the spec's defaults for the others)."""
+    values = {k: (v or {}).get("default", "") for k, v in _spec_inputs().items()}
+    values.update(include["inputs"])
+    rendered = _interpolate(_load_all(TEMPLATE)[1], values)
     assert list(rendered) == [include["inputs"]["job_name"]]
     return dict(rendered[include["inputs"]["job_name"]])
 
@@ -497,4 +496,86 @@ def test_dispatch_example_promotes_by_pull_request_and_merges(env_repo, github_a
                   inputs=chosen)  # fmt: skip
     (pull,) = github_api.pulls(repo.name)
     assert (pull.head, pull.base, pull.merged) == ("promoter/staging-to-prod", "env/prod", True)
+    assert repo.read_file("env/prod", "apps/web/values.yaml") == staged["apps/web/values.yaml"]
+
+
+# --- the GitLab examples' component jobs, run in order against the git server and the double ---
+
+
+def _run_pipeline(
+    path: Path,
+    repo: Any,
+    api: Any,
+    tmp_path: Path,
+    inputs: dict[str, Any] | None = None,
+    reports: dict[str, dict[str, str]] | None = None,
+) -> dict[str, dict[str, str]]:
+    """Every component job of a GitLab example in order, as its runner would run it: the
+    pipeline's own inputs interpolated first, then the component's; the job completed by the
+    example's job of the same name; each job sees the dotenv reports of the jobs it needs.
+    The environment repository and API are the test's, the token PROMOTER_TOKEN. The user's
+    own jobs (docker, helm) are given by their dotenv `reports`. Returns every job's report."""
+    docs = _load_all(path)
+    body = docs[-1]
+    if len(docs) == 2:
+        values = {k: v.get("default") for k, v in docs[0]["spec"]["inputs"].items()}
+        body = _interpolate(body, {**values, **(inputs or {})})
+    reports = dict(reports or {})
+    ci = {
+        "GITLAB_CI": "true",
+        "CI_COMMIT_SHA": APP_SHA,
+        "CI_PROJECT_PATH": "acme/web",
+        "CI_PIPELINE_URL": "https://gitlab.example/acme/web/-/pipelines/42",
+        "PROMOTER_TOKEN": TEST_TOKEN,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+    }
+    for include in _includes(body):
+        name = include["inputs"]["job_name"]
+        job = _merge(_render(include), body.get(name, {}))
+        env = dict(ci)
+        for needed in job.get("needs", []):
+            env.update(reports[needed])
+        job["variables"].update(INPUT_REPO=repo.url, INPUT_API_URL=api.api_url)
+        if job["variables"].get("INPUT_TIMEOUT"):  # a gate that never passes fails in seconds
+            job["variables"]["INPUT_TIMEOUT"] = "5s"
+        (tmp_path / "promoter.env").unlink(missing_ok=True)
+        done = _run_job(job, env, tmp_path)
+        assert done.returncode == 0, f"{path.name} {name}:\n{done.stdout}\n{done.stderr}"
+        lines = (tmp_path / "promoter.env").read_text().splitlines()
+        reports[name] = dict(line.split("=", 1) for line in lines)
+        if include["inputs"]["command"] == "update" and reports[name]["PROMOTER_CHANGED"] == "true":
+            commit = reports[name]["PROMOTER_COMMIT"]
+            api.add_status(repo.name, commit, "continuous-delivery/web", "success")
+    return reports
+
+
+def test_gitlab_app_ci_example_pins_waits_and_promotes(env_repo, gitlab_api, tmp_path):
+    repo = env_repo({"main": FILES, "env/dev": FILES, "env/staging": FILES, "env/prod": FILES})
+    reports = _run_pipeline(ROOT / "examples" / "app-ci.gitlab-ci.yml", repo, gitlab_api,
+                            tmp_path, reports={"build": {}})  # fmt: skip
+    values = f"image:\n  tag: {APP_SHA}\n"
+    assert repo.read_file("env/dev", "apps/web/values.yaml") == values
+    assert repo.read_file("env/staging", "apps/web/values.yaml") == values
+    assert reports["wait-dev"]["PROMOTER_VERDICT"] == "pass"
+    assert reports["promote-staging"]["PROMOTER_COMMIT"] == repo.sha("env/staging")
+
+
+def test_gitlab_chart_ci_example_pins_the_packaged_version(env_repo, gitlab_api, tmp_path):
+    repo = env_repo({"main": FILES, "env/dev": FILES})
+    helm = {"package-chart": {"CHART_VERSION": "0.2.0"}}  # package-chart's dotenv report
+    _run_pipeline(ROOT / "examples" / "chart-ci.gitlab-ci.yml", repo, gitlab_api, tmp_path,
+                  reports=helm)  # fmt: skip
+    assert "version: 0.2.0" in repo.read_file("env/dev", "apps/web/Chart.yaml")
+
+
+def test_gitlab_dispatch_example_promotes_by_merge_request(env_repo, gitlab_api, tmp_path):
+    staged = {**FILES, "apps/web/values.yaml": "image:\n  tag: 1.1.0\n"}
+    repo = env_repo({"main": FILES, "env/staging": staged, "env/prod": FILES})
+    chosen = {"environment": "prod", "apps": "web", "merge": True}
+    reports = _run_pipeline(ROOT / "examples" / "promote-dispatch.gitlab-ci.yml", repo,
+                            gitlab_api, tmp_path, inputs=chosen)  # fmt: skip
+    (mr,) = gitlab_api.project(repo.name).mrs.values()
+    assert (mr.source, mr.target, mr.state) == ("promoter/staging-to-prod", "env/prod", "merged")
+    assert reports["promote"]["PROMOTER_MERGED"] == "true"
     assert repo.read_file("env/prod", "apps/web/values.yaml") == staged["apps/web/values.yaml"]
