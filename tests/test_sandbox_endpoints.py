@@ -12,7 +12,7 @@ import gitlab
 import pytest
 
 from promoter.sandbox import TEST_TOKEN
-from promoter.sandbox.envrepo import EnvRepo, EnvRepoFactory, git_env, rev_parse
+from promoter.sandbox.envrepo import EnvRepo, EnvRepoFactory, git_env, list_files, rev_parse
 from promoter.sandbox.github_api import GitHubApiDouble
 from promoter.sandbox.gitlab_api import GitLabApiDouble
 
@@ -253,3 +253,25 @@ def test_gitlab_list_commits(gl: gitlab.Gitlab, repo: EnvRepo) -> None:
     query = {"ref_name": "env/dev", "path": "apps/api.yaml", "with_stats": "true"}
     on_dev = project.commits.list(query_parameters=query)
     assert [(c.title, c.stats["additions"]) for c in on_dev] == [("dev: api 1", 1)]
+
+
+def test_github_delete_file_commits_its_removal(gh: github.Github, repo: EnvRepo) -> None:
+    r = gh.get_repo(repo.name)
+    f = r.get_contents("apps/api.yaml", ref="env/dev")
+    assert not isinstance(f, list)
+    r.delete_file("apps/api.yaml", "drop api", f.sha, branch="env/dev")
+    assert "apps/api.yaml" not in list_files(repo.path, "env/dev")
+    assert repo.log("env/dev")[0] == "drop api"
+
+
+def test_gitlab_branch_create_and_delete(gl: gitlab.Gitlab, repo: EnvRepo) -> None:
+    project = gl.projects.get(repo.name)
+    made = project.branches.create({"branch": "feature/x", "ref": "env/dev"})
+    assert (made.name, made.commit["id"]) == ("feature/x", repo.sha("env/dev"))
+    assert repo.sha("feature/x") == repo.sha("env/dev")
+    with pytest.raises(gitlab.GitlabCreateError) as twice:
+        project.branches.create({"branch": "feature/x", "ref": "main"})
+    assert twice.value.response_code == 400
+    project.branches.delete("feature/x")
+    with pytest.raises(gitlab.GitlabGetError):
+        project.branches.get("feature/x")

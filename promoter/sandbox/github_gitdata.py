@@ -303,7 +303,9 @@ def commit_file(
         env = {"GIT_INDEX_FILE": str(Path(tmp) / "index"), **identity}
         run(path, "read-tree", parent, env=env)
         if data is None:
-            run(path, "update-index", "--force-remove", "--", file_path, env=env)
+            # Mode 0 in --index-info removes the entry (--force-remove needs a work tree).
+            gone = f"0 {'0' * 40}\t{file_path}\n".encode()
+            run(path, "update-index", "--index-info", data=gone, env=env)
         else:
             blob = run(path, "hash-object", "-w", "--stdin", data=data).strip()
             run(path, "update-index", "--add", "--cacheinfo", f"100644,{blob},{file_path}", env=env)

@@ -194,6 +194,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Handler]] = [
         ("DELETE", "/git/refs/(?P<ref>.+)", repos.delete_ref),
         ("GET", "/contents/?(?P<path>.*)", repos.get_contents),
         ("PUT", "/contents/(?P<path>.+)", repos.put_contents),
+        ("DELETE", "/contents/(?P<path>.+)", repos.delete_contents),
         ("GET", "/issues", repos.list_issues),
         ("POST", "/issues", repos.create_issue),
         ("GET", "/labels", repos.list_repo_labels),

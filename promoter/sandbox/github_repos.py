@@ -271,10 +271,36 @@ def put_contents(store: Store, req: Request) -> Reply:
     written = gd.tree_entry(repo.path, new, path)
     assert written is not None
     content = gd.content_json(req.urls, repo, branch, written, body=False)
-    c = gd.commit_json(req.urls, repo, new, files=False)
-    commit = {k: v for k, v in c["commit"].items() if k != "comment_count"}
-    commit.update(sha=new, node_id=c["node_id"], html_url=c["html_url"], parents=c["parents"])
+    commit = _file_commit(req, repo, new)
     return Reply(201 if entry is None else 200, {"content": content, "commit": commit})
+
+
+def delete_contents(store: Store, req: Request) -> Reply:
+    repo = find_repo(store, req)
+    path = req.params["path"].strip("/")
+    branch = req.field("branch") or default_branch(repo.path)
+    parent = gd.read_ref(repo.path, f"refs/heads/{branch}")
+    if parent is None:
+        raise Problem(404, f"Branch {branch} not found")
+    entry = gd.tree_entry(repo.path, parent, path)
+    if entry is None or entry.kind != "blob":
+        raise Problem(404, NOT_FOUND)
+    given = req.field("sha")
+    if given != entry.sha:
+        raise Problem(409, f"{path} does not match {given}")
+    message = str(req.field("message"))
+    new = gd.commit_file(repo.path, parent, path, None, message, _identity(req))
+    if not new or not _update_ref(repo, f"refs/heads/{branch}", new, parent):
+        raise Problem(409, f"{path} does not match {given}")
+    return Reply(200, {"content": None, "commit": _file_commit(req, repo, new)})
+
+
+def _file_commit(req: Request, repo: RepoState, sha: str) -> dict[str, Any]:
+    """The `commit` of a contents write (schema `file-commit`): the git commit's fields."""
+    c = gd.commit_json(req.urls, repo, sha, files=False)
+    commit = {k: v for k, v in c["commit"].items() if k != "comment_count"}
+    commit.update(sha=sha, node_id=c["node_id"], html_url=c["html_url"], parents=c["parents"])
+    return commit
 
 
 def _identity(req: Request) -> dict[str, str]:

@@ -135,6 +135,29 @@ class RepositoryRoutes:
                 item["stats"] = {"additions": added, "deletions": removed, "total": added + removed}
         return Reply(200, body, paginate=True)
 
+    def create_branch(self, p: Project, call: Call) -> Reply:
+        name, ref = str(call.body.get("branch") or ""), str(call.body.get("ref") or "")
+        sha = resolve_commit(p.bare, ref) if ref else None
+        if sha is None:
+            return Reply(400, {"message": "Invalid reference name: " + ref})
+        valid = git(p.bare, "check-ref-format", f"refs/heads/{name}").returncode == 0
+        if not name or not valid:
+            return Reply(400, {"message": "Branch name is invalid"})
+        # An all-zero old value: the ref is created only if it does not exist yet.
+        if git(p.bare, "update-ref", f"refs/heads/{name}", sha, "0" * 40).returncode != 0:
+            return Reply(400, {"message": "Branch already exists"})
+        return Reply(201, self.render_branch(p, name, sha, call.base))
+
+    def delete_branch(self, p: Project, call: Call) -> Reply:
+        name = call.params["branch"]
+        sha = dict(_branches(p)).get(name)
+        if sha is None:
+            return error(404, "404 Branch Not Found")
+        if name == _default_branch(p):
+            return Reply(400, {"message": "The default branch of a project cannot be deleted."})
+        git(p.bare, "update-ref", "-d", f"refs/heads/{name}", sha)
+        return Reply(204)
+
     def get_commit(self, p: Project, call: Call) -> Reply:
         sha = resolve_commit(p.bare, call.params["sha"])
         if sha is None:
