@@ -4,8 +4,8 @@ branches' promoter commits (their trailers) and the forge's commit statuses; not
 
 Read path: promoter.yaml; then each branch concerned (the environments shown and, for lead
 times, their upstreams) in a repo of its own, all fetched at once, commits only (no trees, no
-blobs), 256 first-parent commits deep, then deepened once to cover the window (the depth
-estimated from the commit rate of what arrived); then the statuses of every commit of the shown
+blobs), 256 first-parent commits deep, then deepened (usually once) to cover the window, the
+depth estimated from the commit rate of what arrived; then the statuses of every commit of the shown
 environments in the window, read through the forge exactly as `wait` reads them, a few at a
 time in parallel (each worker with its own client). The figures are `promoter.metrics`'s.
 """
