@@ -69,6 +69,7 @@ class GitHubApiDouble(GitHubHttp):
         self.store = Store(git)
         self.rate_remaining = RATE_LIMIT
         self._reset_at = int(time.time()) + 3600
+        self.store.rate = lambda: (RATE_LIMIT, self.rate_remaining, self._reset_at)
 
     @property
     def api_url(self) -> str:

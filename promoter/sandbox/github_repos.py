@@ -422,7 +422,7 @@ def list_issues(store: Store, req: Request) -> Reply:
 
 
 def rate_limit(store: Store, req: Request) -> Reply:
-    """The same numbers as the X-RateLimit-* headers, when the double tells the store them."""
+    """The same numbers as the X-RateLimit-* headers (the double tells the store them)."""
     limit, remaining, reset = store.rate() if store.rate else (_LIMIT, _LIMIT, 0)
     reset = reset or int(time.time()) + 3600
     core = {"limit": limit, "remaining": remaining, "reset": reset, "used": limit - remaining}
