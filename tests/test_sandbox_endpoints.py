@@ -225,6 +225,9 @@ def test_gitlab_repository_file_get(gl: gitlab.Gitlab, repo: EnvRepo) -> None:
     with pytest.raises(gitlab.GitlabGetError) as missing:
         project.files.get("nope.yaml", ref="main")
     assert missing.value.response_code == 404
+    assert project.files.raw("apps/web.yaml", ref="env/dev") == b"image: web:1\n"
+    with pytest.raises(gitlab.GitlabGetError):
+        project.files.raw("nope.yaml", ref="main")
 
 
 def test_gitlab_compare(gl: gitlab.Gitlab, repo: EnvRepo) -> None:

@@ -363,7 +363,10 @@ class ApiHandler(LoopbackHandler[ApiDouble]):
         data = answer.body
         if answer.paginate:
             data = self._paginate(api, answer, base + parts.path, query, headers)
-        payload = b"" if data is None else json.dumps(data).encode()
+        # A bytes body (a raw file download) is sent as it is, with the handler's Content-Type.
+        payload = (
+            b"" if data is None else data if isinstance(data, bytes) else json.dumps(data).encode()
+        )
         if operation is not None and spec is not None:
             try:
                 spec.validate_response(operation, answer.status, {}, payload or None)
@@ -374,9 +377,14 @@ class ApiHandler(LoopbackHandler[ApiDouble]):
         if data is None:
             return answer.status, b"", headers
         minimal = api._minimal_spec
-        if minimal is not None and operation is not None and answer.status < 300:
+        if (
+            minimal is not None
+            and operation is not None
+            and answer.status < 300
+            and not isinstance(data, bytes)
+        ):
             payload = json.dumps(minimal.minimal(operation, answer.status, data)).encode()
-        headers["Content-Type"] = api.content_type
+        headers.setdefault("Content-Type", api.content_type)
         if self.command == "GET" and answer.status == 200:
             digest = hashlib.sha1(payload + headers.get("Link", "").encode()).hexdigest()
             etag = f'W/"{digest}"'

@@ -196,6 +196,21 @@ class RepositoryRoutes:
             },
         )
 
+    def get_file_raw(self, p: Project, call: Call) -> Reply:
+        """The file's bytes as they are (Content-Type text/plain, as GitLab sends a blob)."""
+        found = _blob(p, call)
+        if isinstance(found, Reply):
+            return found
+        commit, path, blob, data = found
+        headers = {
+            "Content-Type": "text/plain; charset=utf-8",
+            "X-Gitlab-Blob-Id": blob,
+            "X-Gitlab-Commit-Id": commit,
+            "X-Gitlab-File-Path": path,
+            "X-Gitlab-Size": str(len(data)),
+        }
+        return Reply(200, data, headers)
+
     def compare(self, p: Project, call: Call) -> Reply:
         start, end = (resolve_commit(p.bare, call.q(k) or "") for k in ("from", "to"))
         if start is None or end is None:
