@@ -192,11 +192,6 @@ def test_release_refuses_an_action_that_pulls_another_image(tmp_path):
     assert "::error file=action.yml::runs.image is 'Dockerfile'" in stdout
 
 
-def test_action_pulls_the_released_image():
-    image = _load(ROOT / "action.yml")["runs"]["image"]
-    assert image == f"docker://ghcr.io/promoter-gitops/promoter:{VERSION}"
-
-
 # --- GitLab ------------------------------------------------------------------------------------
 
 
