@@ -550,6 +550,14 @@ def section_history_command(h: Harness) -> None:
     measure(h)
 
 
+def section_metrics(h: Harness) -> None:
+    """`promoter metrics` over 90 days x 20 deployments a day on 5 environments, with the
+    statuses on the GitHub double, vs git log and a plain status read (bench/metrics.py)."""
+    from bench.metrics import section_metrics as measure
+
+    measure(h)
+
+
 def section_latency(h: Harness) -> None:
     """Lean git and promoter through a latency-injecting proxy (bench/latency.py)."""
     from bench.latency import section_latency as measure
@@ -567,6 +575,7 @@ SECTIONS: dict[str, Callable[[Harness], None]] = {
     "status": section_status,
     "history-command": section_history_command,
     "latency": section_latency,
+    "metrics": section_metrics,
 }
 
 
