@@ -29,6 +29,7 @@ interpolated), in whole seconds, so every figure is a duration that actually occ
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -307,7 +308,8 @@ class _Replay:
         self.chain = chain
         self.statuses = statuses
         self.index = {sha: n for n, (sha, _) in enumerate(chain)}
-        self.times = [t for _, t in chain]
+        # A commit dated before its parent (a skewed clock) counts as landing with it.
+        self.times = list(itertools.accumulate((t for _, t in chain), max))
         soak = int(env.soak.total_seconds())
         # Every moment a status could change a verdict: when it arrived, and when a success
         # finished its soak; (moment, position of its commit in the chain, context).
