@@ -152,21 +152,26 @@ def make_env_repo(env_repo: EnvRepoFactory) -> EnvRepoFactory:
 # --- API double modes --------------------------------------------------------------------------
 
 # The API doubles (tests/forge_fixtures.py) serve full answers, or in minimal mode only the
-# response fields the API description marks required (not kinder than the forge). These files
-# run every test that uses a double in both modes; API_MODES=full,minimal (or =minimal) in the
+# response fields the API description marks required (not kinder than the forge). The forge
+# contract suite and the promote/wait end-to-end tests run every test that uses a double in
+# both modes, but for the fan-out tests' permutations (parametrised already), which run full
+# only, to keep the suite's time in check. API_MODES=full,minimal (or =minimal) in the
 # environment applies the modes named to every test that uses a double.
-BOTH_MODES = frozenset(
-    {"test_forge_contract.py", "test_promote.py", "test_promote_fanout.py", "test_wait.py"}
-)
+BOTH_MODES = frozenset({"test_forge_contract.py", "test_promote.py", "test_wait.py"})
+BOTH_MODES_UNLESS_PARAMETRISED = frozenset({"test_promote_fanout.py"})
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "api_mode" not in metafunc.fixturenames:
         return
     chosen = os.environ.get("API_MODES", "")
+    name = Path(str(metafunc.definition.fspath)).name
     if chosen:
         modes = [m.strip() for m in chosen.split(",") if m.strip()]
-    elif Path(str(metafunc.definition.fspath)).name in BOTH_MODES:
+    elif name in BOTH_MODES or (
+        name in BOTH_MODES_UNLESS_PARAMETRISED
+        and metafunc.definition.get_closest_marker("parametrize") is None
+    ):
         modes = ["full", "minimal"]
     else:
         return

@@ -186,3 +186,82 @@ def test_patches_apply_to_a_private_copy_cached_per_patch_set(tmp_path):
     assert "x-other" not in once.document and both.document["x-other"] is True
     assert OpenAPISpec.load(source, patches=(mark,)).document is once.document  # applied once
     assert OpenAPISpec.load(source).document["x-mark"] == 0
+
+
+def test_minimal_keeps_only_required_fields_through_all_of_and_one_of() -> None:
+    document = {
+        "openapi": "3.0.0",
+        "paths": {
+            "/things": {
+                "get": {
+                    "operationId": "things/list",
+                    "responses": {
+                        "200": {
+                            "description": "ok",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/thing"},
+                                    }
+                                }
+                            },
+                        }
+                    },
+                }
+            }
+        },
+        "components": {
+            "schemas": {
+                "base": {
+                    "type": "object",
+                    "required": ["id"],
+                    "properties": {"id": {"type": "integer"}, "note": {"type": "string"}},
+                },
+                "thing": {
+                    "allOf": [
+                        {"$ref": "#/components/schemas/base"},
+                        {
+                            "type": "object",
+                            "required": ["owner"],
+                            "properties": {
+                                "owner": {
+                                    "oneOf": [
+                                        {
+                                            "type": "object",
+                                            "required": ["login"],
+                                            "properties": {
+                                                "login": {"type": "string"},
+                                                "email": {"type": "string"},
+                                            },
+                                        },
+                                        {
+                                            "type": "object",
+                                            "required": ["slug"],
+                                            "properties": {
+                                                "slug": {"type": "string"},
+                                                "size": {"type": "integer"},
+                                            },
+                                        },
+                                    ]
+                                },
+                                "tags": {"type": "array", "items": {"type": "string"}},
+                                "meta": {"type": "object", "additionalProperties": True},
+                            },
+                        },
+                    ]
+                },
+            }
+        },
+    }
+    spec = OpenAPISpec(document)
+    op = spec.validate_request("GET", "/things", {}, {}, None)
+    data = [
+        {"id": 1, "note": "n", "owner": {"login": "a", "email": "e"}, "tags": ["x"]},
+        {"id": 2, "owner": {"slug": "team", "size": 3}, "meta": {"k": 1}},
+    ]
+    assert spec.minimal(op, 200, data) == [
+        {"id": 1, "owner": {"login": "a"}},
+        {"id": 2, "owner": {"slug": "team"}},
+    ]
+    assert spec.minimal(op, 304, None) is None  # nothing described: left as it is

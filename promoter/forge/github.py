@@ -208,9 +208,24 @@ class GitHubForge:
         )
 
     def _find(self, head: str, base: str) -> GhPullRequest | None:
-        pulls = self._repo().get_pulls(state="open", head=f"{self._owner}:{head}", base=base)
-        for pr in pulls:  # at most one open PR per head/base pair; stop after the first page
-            return pr
+        # At most one open PR per head/base pair: the first of the first page.
+        return self._first_pull(state="open", head=head, base=base)
+
+    def _first_pull(self, state: str, head: str, base: str) -> GhPullRequest | None:
+        """The first PR GitHub lists for head -> base in `state` (newest first), built from the
+        listed JSON alone: a field the list leaves out (the description does not require
+        `draft`, `requested_reviewers`, `requested_teams`) reads None, and never costs the
+        GET of the whole PR that PyGithub's lazy list items would make (which leaves them
+        out just the same)."""
+        from github.PullRequest import PullRequest as GhPull
+
+        query = {"state": state, "head": f"{self._owner}:{head}", "base": base}
+        _, data = self._gh.requester.requestJsonAndCheck(
+            "GET", f"{self._repo().url}/pulls", parameters=query
+        )
+        for item in data if isinstance(data, list) else ():
+            if isinstance(item, dict):
+                return self._gh.create_from_raw_data(GhPull, item)
         return None
 
     # --- the Protocol -------------------------------------------------------------------------
@@ -224,10 +239,7 @@ class GitHubForge:
     def last_pull_request(self, head: str, base: str) -> PullRequest | None:
         def newest() -> GhPullRequest | None:
             # Listed newest first (sort=created, direction=desc are GitHub's defaults).
-            pulls = self._repo().get_pulls(state="all", head=f"{self._owner}:{head}", base=base)
-            for pr in pulls:
-                return pr
-            return None
+            return self._first_pull(state="all", head=head, base=base)
 
         pr = self._guard(f"finding the last pull request {head} -> {base}", newest)
         return None if pr is None else self._to_pull(pr)
@@ -259,7 +271,9 @@ class GitHubForge:
         # Reviewers first, labels last: the spec's labels on the PR say creation finished (a
         # run that died before them left none, and the next run completes it: see _update).
         self._request_reviewers(created, spec.reviewers, already=())
-        out = dataclasses.replace(self._to_pull(created), created=True)
+        # `draft` is not a required field of the answer: absent, it is what was asked for.
+        draft = spec.draft if created.draft is None else bool(created.draft)
+        out = dataclasses.replace(self._to_pull(created), created=True, draft=draft)
         if spec.labels:
             out = dataclasses.replace(out, labels=self._add_labels(created, list(spec.labels)))
         return out
@@ -285,7 +299,13 @@ class GitHubForge:
             self._request_reviewers(pr, spec.reviewers, already=self._requested(pr))
         if missing_labels:  # after the reviewers, as on creation
             labels = self._add_labels(pr, missing_labels)
-        if spec.draft != current.draft:
+        if pr.draft is None:
+            # The answer did not say (`draft` is optional in the description): ask for a draft
+            # when one is wanted (converting a draft again changes nothing); a PR opened ready
+            # stays ready, so no ready-for-review call is made blind.
+            if spec.draft:
+                pr.convert_to_draft()
+        elif spec.draft != current.draft:
             if spec.draft:
                 pr.convert_to_draft()
             else:
@@ -303,8 +323,9 @@ class GitHubForge:
         return tuple(label["name"] for label in data or () if isinstance(label, dict))
 
     def _requested(self, pr: GhPullRequest) -> tuple[str, ...]:
-        users = tuple(user.login for user in pr.requested_reviewers)
-        return users + tuple(f"{self._owner}/{team.slug}" for team in pr.requested_teams)
+        # Neither list is a required field of a PR answer: absent reads as none pending.
+        users = tuple(user.login for user in pr.requested_reviewers or ())
+        return users + tuple(f"{self._owner}/{team.slug}" for team in pr.requested_teams or ())
 
     def _request_reviewers(
         self, pr: GhPullRequest, wanted: tuple[str, ...], already: tuple[str, ...]
