@@ -9,9 +9,11 @@ test modules' `pytest_plugins`) that yields an object satisfying `ForgeHarness`:
 - `.forge`   the adapter under test (the real SDK inside), pointed at the double;
 - `.repo`    an EnvRepo with branches `.base` and `.head`, where `.head` is `.base` plus one
              commit that merges cleanly; `.conflicting` is a branch that conflicts with `.base`;
-- `.api`     the double: `.request_log` (list of (method, path, status)), `.violations`
-             (must be empty at teardown: the fixture asserts it), and
-             `.fail(route, statuses, *, retry_after=None)` to script faults;
+- `.api`     the double (apidouble.ApiDouble: one control API on both forges):
+             `.request_log` (list of (method, path after the prefix, status)), `.violations`
+             (must be empty at teardown: the fixture asserts it), `.minimal` (the `api_mode`),
+             `.fail(route, statuses, *, retry_after=None, message=None)` to script faults,
+             `.before(route, action)` for races, `.latency(seconds, route)`;
 - `.token`   the token the double accepts;
 - `.other`   a second repository (an application repo, branch `main`) on the same double;
 - `.routes`  fault-route patterns in the double's `fail()` syntax: "find" (the PR lookup);

@@ -13,7 +13,7 @@ GitLab specifics, decided here (the value tables and conversions are in gitlab_m
   (no extra call), usernames are looked up with GET /users?username= (one call each, cached
   per run). The username lookup is NOT covered by the vendored API description
   (it has no /users path), so the strict double cannot vouch for it: it is tested on a double
-  without a spec. Numeric ids are the path the contract suite holds to the description.
+  with strict=False. Numeric ids are the path the contract suite holds to the description.
   An MR is created with its labels and reviewers in one request (nothing half-made for a
   crashed run to leave), and a reviewer stays one after approving, so every update may
   re-add missing reviewers without pinging anyone who already reviewed.
@@ -274,8 +274,9 @@ class GitLabForge:
         return ids
 
     def _lookup_user(self, username: str) -> int:
-        # GET /users?username= is outside the vendored API description (promoter/sandbox/descriptions/): it is
-        # exercised against a double without a spec only. Pass numeric ids to avoid it.
+        # GET /users?username= is outside the vendored API description (in
+        # promoter/sandbox/descriptions/): it is exercised against a double with strict=False
+        # only. Pass numeric ids to avoid it.
         found = self._call(
             f"looking up GitLab user {username!r}",
             lambda: self.gl.users.list(username=username, get_all=False, max_retries=MAX_RETRIES),

@@ -3,7 +3,8 @@
 `LoopbackServer` is the lifecycle (start on a free port, clean stop, context manager, `url`),
 the request log and the record of unexpected handler errors; `LoopbackHandler` routes the HTTP
 methods a server serves to one `serve()` and reads request bodies. What each server answers,
-and how it injects faults, stays in gitserver.py, github_http.py and gitlab_http.py.
+and how it injects faults, stays in gitserver.py and apidouble.py (with github_http.py and
+gitlab_http.py for each forge's side).
 """
 
 from __future__ import annotations
