@@ -425,3 +425,16 @@ def test_a_soak_that_ends_after_now_is_pending_and_an_open_incident_stays_open()
     assert later["deployment_frequency"]["deployments"] == 2 and later["pending"] == 0
     still = figures(env, B, at(2 * H)).as_dict()  # before api's success: open
     assert still["time_to_restore"]["open"] == 1 and still["time_to_restore"]["restored"] == 0
+
+
+def test_a_forge_error_stops_the_status_reads_and_is_one_line(bed, github_api, capsys):
+    repo, _ = bed
+    github_api.fail("/repos/*/commits/*/statuses", [401] * 100)
+    before = len(github_api.request_log)
+    run = run_cli(capsys, "--repo", repo.url, "--token", TEST_TOKEN, "--forge", "github",
+                  "--api-url", github_api.api_url, "metrics", "--since", B.isoformat())  # fmt: skip
+    assert run.code == 1, run.output
+    assert "authentication failed" in run.err and len(run.err.strip().splitlines()) == 1
+    reads = [p for _, p, _ in github_api.request_log[before:] if p.endswith("/statuses")]
+    assert len(reads) < 14, reads  # the first answer stops the rest (4 in flight at most)
+    github_api.reset()

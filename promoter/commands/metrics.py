@@ -282,6 +282,8 @@ def _statuses(
             client = local.forge = open_forge(info, token)
         return client.statuses(sha)
 
+    # The first error (a 401, an exhausted quota) stops the reads not yet sent: Executor.map
+    # cancels its pending calls when its results stop being read.
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         found = dict(zip(shas, pool.map(read, shas), strict=True))
     return found, info.kind
