@@ -308,8 +308,8 @@ def notes(result: MetricsResult) -> list[str]:
     unresolved = sum(1 for o in result.overall.deployed if o.change.origin_kind == "unresolved")
     if unresolved:
         out.append(
-            f"{unresolved} promotion(s) name a source commit older than the window's upstream "
-            f"history (read {LOOKBACK.days} days before the window): their lead time counts "
+            f"{unresolved} promotion(s) name a source commit not found in the upstream history "
+            f"read (the window and {LOOKBACK.days} days before it): their lead time counts "
             "from the promotion's own commit"
         )
     if result.forge == "gitlab":
