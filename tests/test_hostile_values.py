@@ -283,7 +283,7 @@ def test_the_action_escapes_repo_values_in_its_summary_and_log(env_repo, tmp_pat
     proc = run_action(
         tmp_path, command="update", args="dev --image web=1.4.2", repo=repo.url, token=TEST_TOKEN
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.code == 0, proc.stdout + proc.stderr
     assert workflow_commands(proc.stdout + proc.stderr) == []
     summary = (tmp_path / "summary").read_text()
     assert workflow_commands(summary) == []
@@ -297,7 +297,7 @@ def test_the_actions_error_annotation_is_one_command(tmp_path):
 
     proc = run_action(tmp_path, command="update", args="dev --image 'web=1\n::warning::x'",
                       repo=str(tmp_path / "nowhere"))  # fmt: skip
-    assert proc.returncode == 2
+    assert proc.code == 2
     commands = workflow_commands(proc.stdout + proc.stderr)
     assert len(commands) == 1 and commands[0].startswith("::error title=promoter update")
     assert "%0A::warning::x" in commands[0] or "\\n::warning::x" in commands[0]
