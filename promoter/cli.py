@@ -56,16 +56,17 @@ _OVERRIDE_HELP = (
 
 
 @contextmanager
-def _held(options: Options) -> Iterator[None]:
+def _held(options: Options, command: str) -> Iterator[None]:
     """A write held by its environment's windows (exit 4) still prints its JSON object
-    (`held`, `reason`, `next_opening`) with --output json; the error line goes to stderr."""
+    (`command`, `held`, `reason`, `next_opening`) with --output json; the error line goes to
+    stderr."""
     from promoter.errors import Held
 
     try:
         yield
     except Held as held:
         if options.output == "json":
-            click.echo(json.dumps(held.as_dict()))
+            click.echo(json.dumps({"command": command, **held.as_dict()}))
         raise
 
 
@@ -89,7 +90,7 @@ def update(options: Options, /, environment: str, **kwargs: Any) -> None:
     from promoter.commands.update import update as run_update
     from promoter.report import render_update
 
-    with _held(options):
+    with _held(options, "update"):
         result = run_update(options, environment, **kwargs)
     _emit(options, result.as_dict(), render_update(result))
 
@@ -152,7 +153,7 @@ def promote(options: Options, /, **kwargs: Any) -> None:
     from promoter.commands.promote import promote as run_promote
     from promoter.promotion import raise_for_all, render_all
 
-    with _held(options):
+    with _held(options, "promote"):
         results = run_promote(options, **kwargs)
     _emit(options, results.as_json(), render_all(results))
     raise_for_all(results)
@@ -221,7 +222,7 @@ def rollback(options: Options, /, environment: str, **kwargs: Any) -> None:
     from promoter.commands.rollback import render
     from promoter.commands.rollback import rollback as run_rollback
 
-    with _held(options):
+    with _held(options, "rollback"):
         result = run_rollback(options, environment, **kwargs)
     _emit(options, result.as_dict(), render(result))
 

@@ -373,7 +373,8 @@ def render_all(promotions: Promotions) -> str:
 def render(result: PromoteResult) -> str:
     move = f"{result.source} ({result.source_branch}) -> {result.target} ({result.target_branch})"
     if result.error is not None:
-        return f"{move}: failed (exit {result.exit_code}): {result.error}"
+        how = "held" if result.held is not None else "failed"
+        return f"{move}: {how} (exit {result.exit_code}): {result.error}"
     if not result.changes:
         head = f"{move}: nothing to promote, {result.target} already has {result.source}'s versions"
         if result.closed is not None:

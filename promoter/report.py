@@ -272,8 +272,12 @@ def _count(data: Result) -> str:
 
 def _write_md(data: Result) -> list[str]:
     """update and rollback: where, what happened, the pull request, the changes."""
-    where = f"**{md_text(data.get('environment'))}** ({md_code(data.get('branch'))})"
+    where = f"**{md_text(data.get('environment'))}**"
+    if data.get("branch"):
+        where += f" ({md_code(data.get('branch'))})"
     pr = _pull_request(data)
+    if data.get("held"):
+        return [f"{where}: held (exit 4): {md_text(data.get('error'))}", ""]
     if data.get("dry_run"):
         head = f"would write {_count(data)} (dry run, nothing written)"
     elif not data.get("changes"):

@@ -19,6 +19,7 @@ from promoter.config import load_config
 from promoter.delivery import Clock
 from promoter.errors import ConfigError, Held, UsageError
 from promoter.options import Options
+from promoter.report import ci_summary, result_kind
 from promoter.sandbox import TEST_TOKEN
 from promoter.sandbox.envrepo import commit_message
 from promoter.sinks import md_text
@@ -485,6 +486,9 @@ def test_cli_held_is_exit_4_with_one_line_and_the_json_object(frozen, capsys):
     assert data["reason"] == 'freeze "migration" through 2999-12-31'
     assert data["next_opening"] == "3000-01-01T09:00:00+01:00"
     assert data["window"]["open"] is False
+    assert data["command"] == "update"  # the action's job summary says why it stopped
+    summary = ci_summary(result_kind(data), data, "update")
+    assert "**prod**: held (exit 4): " + md_text("prod: held: freeze") in summary
     run = run_cli(capsys, *args, "--output", "json", "promote", "--to", "prod")
     assert run.code == 4 and json.loads(run.out)["held"] is True
     run = run_cli(capsys, *args, "--output", "json", "promote", "--from", "dev")
