@@ -42,7 +42,8 @@ class PullRequest:
     draft: bool = False
     labels: tuple[str, ...] = ()
     merge_sha: str | None = None  # the merge (or squash) commit once merged
-    created: bool = False  # open_or_update_pull_request opened it (rather than found it)
+    # open_or_update_pull_request opened it (rather than found it); not part of its identity
+    created: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
