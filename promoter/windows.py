@@ -43,7 +43,7 @@ def zone(name: str) -> ZoneInfo:
             pass
     raise ValueError(
         f"unknown time zone {name!r}: write an IANA name such as Europe/Berlin, "
-        "America/New_York or UTC (and install the system's tzdata if a valid name is refused)"
+        "America/New_York or UTC"
     )
 
 
