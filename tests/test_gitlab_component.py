@@ -142,7 +142,7 @@ def test_every_input_is_declared_and_used():
     assert body["artifacts"]["reports"]["dotenv"] == "promoter.env"
     assert body["variables"]["PROMOTER_DOTENV"] == "promoter.env"
     assert INPUTS["command"]["options"] == ["update", "wait", "promote", "rollback",
-                                            "validate", "status", "history"]  # fmt: skip
+                                            "validate", "status", "history", "metrics"]  # fmt: skip
     assert INPUTS["forge"]["options"] == ["auto", "github", "gitlab", "none"]
     # The same typed inputs as the action, as INPUT_* variables for the same entry point.
     from promoter import action
