@@ -81,8 +81,8 @@ class Snapshot:
 @dataclass(frozen=True)
 class CommitMeta:
     """A commit as the delivery layer needs it: parents in order (first parent first), the
-    full message exactly as stored (headline, blank line, body; GitHub's API joins
-    `messageHeadline` and `messageBody` that way), the committer date (aware UTC)."""
+    full message as stored (headline, blank line, body), except that trailing newlines may be
+    missing (GitHub's `message` drops them); the committer date (aware UTC)."""
 
     sha: str
     parents: tuple[str, ...]

@@ -1,5 +1,6 @@
-"""The GraphQL side of the GitHub API double: only the named mutations PyGithub sends for
-pull requests (auto-merge, draft / ready for review).
+"""The GraphQL side of the GitHub API double: the named mutations PyGithub sends for pull
+requests (auto-merge, draft / ready for review), and the api path's (`--commit-via api`)
+read queries and `createCommitOnBranch` (promoter.sandbox.github_graphql_commits).
 
 GraphQL is outside the REST description, so these inputs are checked here, against the input
 types of GitHub's GraphQL schema; anything else is answered with a GraphQL error and recorded as
@@ -27,6 +28,21 @@ _INPUTS: dict[str, set[str]] = {
     },
     "convertPullRequestToDraft": {"pullRequestId", "clientMutationId"},
     "markPullRequestReadyForReview": {"pullRequestId", "clientMutationId"},
+    "createCommitOnBranch": {
+        "branch",
+        "expectedHeadOid",
+        "fileChanges",
+        "message",
+        "clientMutationId",
+    },
+}
+# The nested input types of createCommitOnBranch (same schema): field -> required.
+NESTED_INPUTS: dict[str, dict[str, bool]] = {
+    "CommittableBranch": {"id": False, "repositoryNameWithOwner": False, "branchName": False},
+    "FileChanges": {"additions": False, "deletions": False},
+    "FileAddition": {"path": True, "contents": True},
+    "FileDeletion": {"path": True},
+    "CommitMessage": {"headline": True, "body": False},
 }
 _MERGE_METHODS = {"MERGE": "merge", "SQUASH": "squash", "REBASE": "rebase"}
 _MUTATION = re.compile(r"^\s*mutation\b[^{]*\{\s*(\w+)\s*\(\s*input\s*:\s*\$input\s*\)")
@@ -36,7 +52,7 @@ class GraphQLViolation(Exception):
     """A request GitHub's GraphQL schema would reject."""
 
 
-def _error(name: str | None, message: str, kind: str | None = None) -> dict[str, Any]:
+def error(name: str | None, message: str, kind: str | None = None) -> dict[str, Any]:
     err: dict[str, Any] = {"message": message}
     if kind:
         err["type"] = kind
@@ -49,6 +65,10 @@ def execute(store: Store, body: Any, urls: render.Urls, login: str) -> dict[str,
     """Run one mutation; raises GraphQLViolation for requests outside the schema."""
     if not isinstance(body, dict) or not isinstance(body.get("query"), str):
         raise GraphQLViolation("a GraphQL request is a JSON object with a string `query`")
+    from promoter.sandbox import github_graphql_commits as commits
+
+    if not body["query"].lstrip().startswith("mutation"):
+        return commits.query(store, body["query"], body.get("variables") or {})
     match = _MUTATION.match(body["query"])
     if match is None or match.group(1) not in _INPUTS:
         raise GraphQLViolation(f"unsupported GraphQL document: {body['query'][:120]!r}")
@@ -57,6 +77,10 @@ def execute(store: Store, body: Any, urls: render.Urls, login: str) -> dict[str,
     if not isinstance(data, dict):
         raise GraphQLViolation(f"{name}: variables.input must be an object")
     unknown = set(data) - _INPUTS[name]
+    if name == "createCommitOnBranch":
+        if unknown:
+            raise GraphQLViolation(f"{name}: input has unknown {sorted(unknown)}")
+        return commits.create_commit_on_branch(store, data, login)
     if unknown or "pullRequestId" not in data:
         raise GraphQLViolation(f"{name}: input has unknown {sorted(unknown)} or no pullRequestId")
     method = data.get("mergeMethod", "MERGE")
@@ -66,17 +90,17 @@ def execute(store: Store, body: Any, urls: render.Urls, login: str) -> dict[str,
     found = store.find_pull_by_node(str(data["pullRequestId"]))
     if found is None:
         node = data["pullRequestId"]
-        return _error(
+        return error(
             name, f"Could not resolve to a node with the global id of '{node}'", "NOT_FOUND"
         )
     pull = store.refresh(*found)
     if pull.state != "open":
-        return _error(name, "Pull request is closed", "UNPROCESSABLE")
+        return error(name, "Pull request is closed", "UNPROCESSABLE")
     result: dict[str, Any] = {"clientMutationId": data.get("clientMutationId")}
     if name == "enablePullRequestAutoMerge":
         expected = data.get("expectedHeadOid")
         if expected is not None and expected != pull.head_sha:
-            return _error(name, "Head branch was modified", "UNPROCESSABLE")
+            return error(name, "Head branch was modified", "UNPROCESSABLE")
         pull.auto_merge = {
             "merge_method": _MERGE_METHODS[method],
             "enabled_by": login,

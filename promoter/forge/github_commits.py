@@ -1,0 +1,336 @@
+"""GitHub's side of the api path (promoter.forge.commits.CommitAPI): reads in one GraphQL
+query, writes with the `createCommitOnBranch` mutation, promoter/* branches with REST refs.
+
+Through PyGithub's requester (the same auth, retry, timeout and error translation as the
+forge adapter, which this class extends). GitHub signs a commit made by `createCommitOnBranch`
+("Verified"): it sets the author (the token's user) and the committer (GitHub) itself, which is
+why promoter never sets an identity here; its actor stays in the message's trailers.
+"""
+
+from __future__ import annotations
+
+import base64
+import urllib.parse
+from collections.abc import Collection, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from promoter.forge.base import ForgeError, ForgeInfo
+from promoter.forge.commits import HEAD_MOVED, CommitMeta, Snapshot, _HeadMoved, check_owned
+from promoter.forge.github import GitHubForge
+
+# What a file read asks of the tree entry at a path: a blob's text, or enough to fetch its
+# bytes over REST when GitHub gives no text (binary, or too large to inline).
+_ENTRY = "{ object { __typename ... on Blob { oid text isBinary isTruncated } } }"
+_COMMIT = "oid message committedDate parents(first: 2) { nodes { oid } }"
+_CREATE = (
+    "mutation($input: CreateCommitOnBranchInput!) "
+    "{ createCommitOnBranch(input: $input) { commit { oid } } }"
+)
+
+
+class GitHubCommits(GitHubForge):
+    """CommitAPI over GitHub's GraphQL API (and three REST ref endpoints)."""
+
+    kind = "github"
+
+    def __init__(self, info: ForgeInfo, token: str | None, **kwargs: Any) -> None:
+        super().__init__(info, token, **kwargs)
+        self.requests = 0
+        self._blobs: dict[tuple[str, str], bytes | None] = {}
+        self._owner_name = str(info.repository).split("/", 1)
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    def _query(self, what: str, document: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """One GraphQL request; its `data` (errors become ForgeError, token scrubbed)."""
+
+        def send() -> dict[str, Any]:
+            self.requests += 1
+            _, data = self._gh.requester.graphql_query(document, variables)
+            return dict(data.get("data") or {})
+
+        return self._guard(what, send)
+
+    def _rest(self, what: str, method: str, path: str, body: Any = None) -> Any:
+        url = f"{self._gh.requester.base_url}/repos/{self.info.repository}{path}"
+
+        def send() -> Any:
+            self.requests += 1
+            _, data = self._gh.requester.requestJsonAndCheck(method, url, input=body)
+            return data
+
+        return self._guard(what, send)
+
+    def _files(
+        self, what: str, sha: str, entries: Mapping[str, Any], paths: list[str]
+    ) -> dict[str, bytes | None]:
+        """Bytes of each path from its GraphQL tree entry (`f<i>` aliases), cached by SHA; a
+        blob GitHub gives no text for is read over REST, as base64."""
+        out: dict[str, bytes | None] = {}
+        for i, path in enumerate(paths):
+            entry = entries.get(f"f{i}") or {}
+            blob = entry.get("object") or {}
+            data: bytes | None = None
+            if blob.get("__typename") == "Blob":
+                text = blob.get("text")
+                if text is None or blob.get("isBinary") or blob.get("isTruncated"):
+                    data = self._raw(what, sha, path)
+                else:
+                    data = str(text).encode("utf-8")
+            self._blobs[(sha, path)] = data
+            out[path] = data
+        return out
+
+    def _raw(self, what: str, sha: str, path: str) -> bytes | None:
+        quoted = urllib.parse.quote(path)
+        found = self._rest(what, "GET", f"/contents/{quoted}?ref={sha}")
+        if not isinstance(found, dict) or found.get("encoding") != "base64":
+            return None
+        return base64.b64decode(str(found.get("content") or ""))
+
+    @staticmethod
+    def _file_fields(paths: list[str], prefix: str = "p") -> tuple[str, str]:
+        """(variable declarations, `f<i>: file(path: $<prefix><i>)` fields) for `paths`."""
+        decls = "".join(f", ${prefix}{i}: String!" for i in range(len(paths)))
+        fields = " ".join(f"f{i}: file(path: ${prefix}{i}) {_ENTRY}" for i in range(len(paths)))
+        return decls, fields
+
+    # --- CommitAPI ----------------------------------------------------------------------------
+
+    def snapshot(
+        self, branch: str, paths: Collection[str] = (), default_paths: Collection[str] = ()
+    ) -> Snapshot:
+        wanted, defaults = sorted(paths), sorted(default_paths)
+        decls, fields = self._file_fields(wanted)
+        ddecls, dfields = self._file_fields(defaults, "d")
+        default = ""
+        if defaults:
+            default = f"defaultBranchRef {{ target {{ oid ... on Commit {{ {dfields} }} }} }}"
+        document = (
+            f"query($owner: String!, $name: String!, $ref: String!{decls}{ddecls}) "
+            "{ repository(owner: $owner, name: $name) { "
+            "ref(qualifiedName: $ref) { target { oid ... on Commit { committedDate "
+            f"{fields} }} }} }} "
+            f"{default} }} }}"
+        )
+        variables: dict[str, Any] = {
+            "owner": self._owner_name[0],
+            "name": self._owner_name[1],
+            "ref": f"refs/heads/{branch}",
+        }
+        variables.update({f"p{i}": p for i, p in enumerate(wanted)})
+        variables.update({f"d{i}": p for i, p in enumerate(defaults)})
+        what = f"reading {branch}"
+        repository = self._repository(self._query(what, document, variables), what)
+        target = (repository.get("ref") or {}).get("target") or {}
+        sha = target.get("oid")
+        files: dict[str, bytes | None] = dict.fromkeys(wanted)
+        committed = None
+        if sha:
+            committed = _when(str(target.get("committedDate")))
+            files = self._files(what, str(sha), target, wanted)
+        default_sha, default_files = None, {}
+        if defaults:
+            head = (repository.get("defaultBranchRef") or {}).get("target") or {}
+            default_sha = head.get("oid")
+            if default_sha:
+                default_files = self._files(what, str(default_sha), head, defaults)
+        return Snapshot(branch, sha, committed, files, default_sha, default_files)
+
+    def read_files(self, sha: str, paths: Collection[str]) -> dict[str, bytes | None]:
+        missing = sorted(p for p in set(paths) if (sha, p) not in self._blobs)
+        if missing:
+            decls, fields = self._file_fields(missing)
+            document = (
+                f"query($owner: String!, $name: String!, $oid: GitObjectID!{decls}) "
+                "{ repository(owner: $owner, name: $name) { "
+                f"object(oid: $oid) {{ ... on Commit {{ {fields} }} }} }} }}"
+            )
+            variables: dict[str, Any] = {
+                "owner": self._owner_name[0],
+                "name": self._owner_name[1],
+                "oid": sha,
+            }
+            variables.update({f"p{i}": p for i, p in enumerate(missing)})
+            what = f"reading files at {sha[:12]}"
+            commit = self._repository(self._query(what, document, variables), what).get("object")
+            if commit is None:
+                raise ForgeError(f"GitHub has no commit {sha[:12]} in {self.info.repository}")
+            self._files(what, sha, commit, missing)
+        return {p: self._blobs[(sha, p)] for p in paths}
+
+    def commit_meta(self, sha: str) -> CommitMeta:
+        document = (
+            "query($owner: String!, $name: String!, $oid: GitObjectID!) "
+            "{ repository(owner: $owner, name: $name) { "
+            f"object(oid: $oid) {{ ... on Commit {{ {_COMMIT} }} }} }} }}"
+        )
+        variables = {"owner": self._owner_name[0], "name": self._owner_name[1], "oid": sha}
+        what = f"reading commit {sha[:12]}"
+        commit = self._repository(self._query(what, document, variables), what).get("object")
+        if not commit or not commit.get("oid"):
+            raise ForgeError(f"GitHub has no commit {sha[:12]} in {self.info.repository}")
+        parents = tuple(str(n["oid"]) for n in (commit.get("parents") or {}).get("nodes") or [])
+        return CommitMeta(
+            str(commit["oid"]),
+            parents,
+            str(commit.get("message") or ""),
+            _when(str(commit.get("committedDate"))),
+        )
+
+    def changed_paths(self, sha: str) -> frozenset[str]:
+        data = self._rest(f"reading commit {sha[:12]}", "GET", f"/commits/{sha}")
+        names: set[str] = set()
+        for item in (data or {}).get("files") or []:
+            names.add(str(item.get("filename")))
+            if item.get("previous_filename"):
+                names.add(str(item["previous_filename"]))
+        return frozenset(names)
+
+    def branch_head(self, branch: str) -> str | None:
+        from github import GithubException
+
+        ref = urllib.parse.quote(f"heads/{branch}")
+        try:
+            data = self._rest_raw("GET", f"/git/ref/{ref}")
+        except GithubException as exc:
+            if exc.status == 404:
+                return None
+            raise self._translate(f"reading {branch}", exc.status, exc.data, exc.message) from None
+        return str((data or {}).get("object", {}).get("sha") or "") or None
+
+    def _rest_raw(self, method: str, path: str, body: Any = None) -> Any:
+        """A REST request whose GithubException the caller handles (a 404/422 that means
+        something); network errors still become ForgeError."""
+        import requests
+
+        url = f"{self._gh.requester.base_url}/repos/{self.info.repository}{path}"
+        try:
+            self.requests += 1
+            _, data = self._gh.requester.requestJsonAndCheck(method, url, input=body)
+        except requests.RequestException as exc:
+            raise ForgeError(
+                f"GitHub API at {self.host} unreachable: {self._clean(str(exc))}"
+            ) from None
+        return data
+
+    def create_commit(
+        self,
+        branch: str,
+        expected_head: str,
+        files: Mapping[str, bytes | None],
+        message: str,
+    ) -> str | _HeadMoved:
+        import requests
+        from github import GithubException
+
+        headline, _, body = message.partition("\n")
+        changes: dict[str, Any] = {}
+        additions = [
+            {"path": p, "contents": base64.b64encode(data).decode("ascii")}
+            for p, data in sorted(files.items())
+            if data is not None
+        ]
+        deletions = [{"path": p} for p, data in sorted(files.items()) if data is None]
+        if additions:
+            changes["additions"] = additions
+        if deletions:
+            changes["deletions"] = deletions
+        commit_message: dict[str, str] = {"headline": headline}
+        if body.startswith("\n"):
+            body = body[1:]
+        if body:
+            commit_message["body"] = body
+        variables = {
+            "input": {
+                "branch": {
+                    "repositoryNameWithOwner": str(self.info.repository),
+                    "branchName": branch,
+                },
+                "expectedHeadOid": expected_head,
+                "message": commit_message,
+                "fileChanges": changes,
+            }
+        }
+        what = f"committing to {branch}"
+        try:
+            self.requests += 1
+            _, data = self._gh.requester.graphql_query(_CREATE, variables)
+        except GithubException as exc:
+            if _stale(exc.data):
+                return HEAD_MOVED
+            raise self._translate(what, exc.status, exc.data, exc.message) from None
+        except requests.RequestException as exc:
+            detail = self._clean(str(exc))
+            raise ForgeError(
+                f"GitHub API at {self.host} unreachable while {what}: {detail}"
+            ) from None
+        made = ((data.get("data") or {}).get("createCommitOnBranch") or {}).get("commit") or {}
+        if not made.get("oid"):
+            raise ForgeError(f"GitHub answered no commit while {what} in {self.info.repository}")
+        return str(made["oid"])
+
+    def set_owned(self, branch: str, sha: str, expected: str | None) -> bool:
+        check_owned(branch)
+        current = self.branch_head(branch)
+        if current != expected:
+            return False
+        if current == sha:
+            return True
+        return self._ref_write(branch, sha, expected)
+
+    def _ref_write(self, branch: str, sha: str | None, expected: str | None) -> bool:
+        """Create (expected None), move (force) or delete (sha None) refs/heads/<branch>; a
+        422/404 from GitHub means the ref was not as read (created or deleted meanwhile)."""
+        from github import GithubException
+
+        ref = urllib.parse.quote(f"heads/{branch}")
+        try:
+            if expected is None:
+                self._rest_raw("POST", "/git/refs", {"ref": f"refs/heads/{branch}", "sha": sha})
+            elif sha is None:
+                self._rest_raw("DELETE", f"/git/refs/{ref}")
+            else:
+                self._rest_raw("PATCH", f"/git/refs/{ref}", {"sha": sha, "force": True})
+        except GithubException as exc:
+            if exc.status in (404, 409, 422):
+                return False
+            what = f"moving {branch}"
+            raise self._translate(what, exc.status, exc.data, exc.message) from None
+        return True
+
+    def delete_owned(self, branch: str, expected: str) -> bool:
+        check_owned(branch)
+        if self.branch_head(branch) != expected:
+            return False
+        return self._ref_write(branch, None, expected)
+
+    # --- answers ------------------------------------------------------------------------------
+
+    def _repository(self, data: dict[str, Any], what: str) -> dict[str, Any]:
+        repository = data.get("repository")
+        if not isinstance(repository, dict):
+            raise ForgeError(f"GitHub knows no repository {self.info.repository} ({what})")
+        return repository
+
+
+def _stale(data: Any) -> bool:
+    """GitHub's answer to an `expectedHeadOid` that is not the head: a STALE_DATA error,
+    "Expected branch to point to \\"<oid>\\" but it did not. Pull and try again."."""
+    if not isinstance(data, dict):
+        return False
+    for error in data.get("errors") or []:
+        if isinstance(error, dict) and (
+            error.get("type") == "STALE_DATA"
+            or "expected branch to point to" in str(error.get("message", "")).lower()
+        ):
+            return True
+    return False
+
+
+def _when(stamp: str) -> datetime:
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        raise ForgeError(f"GitHub answered an unreadable commit date {stamp[:40]!r}") from None
