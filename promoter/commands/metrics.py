@@ -376,7 +376,8 @@ def _window(result: MetricsResult) -> str:
     days = (result.until - result.since).total_seconds() / 86400
     shown = f"{days:g}" if days == int(days) else f"{days:.2f}"
     fmt = "%Y-%m-%d %H:%M"
-    return f"{result.since.strftime(fmt)} to {result.until.strftime(fmt)} UTC ({shown} days)"
+    unit = "day" if days == 1 else "days"
+    return f"{result.since.strftime(fmt)} to {result.until.strftime(fmt)} UTC ({shown} {unit})"
 
 
 def render(result: MetricsResult, fmt: str = "table") -> str:
