@@ -55,6 +55,7 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("GET", _P + "/repository/branches/(?P<branch>[^/]+)", "get_branch"),
         ("DELETE", _P + "/repository/branches/(?P<branch>[^/]+)", "delete_branch"),
         ("GET", _P + "/repository/commits", "list_commits"),
+        ("POST", _P + "/repository/commits", "create_commit"),
         ("GET", _P + "/repository/commits/(?P<sha>[^/]+)", "get_commit"),
         ("GET", _P + "/repository/files/(?P<file_path>[^/]+)", "get_file"),
         ("GET", _P + "/repository/files/(?P<file_path>[^/]+)/raw", "get_file_raw"),

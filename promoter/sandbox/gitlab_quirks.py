@@ -15,8 +15,10 @@ description no longer has it (GitLab fixed it) or has changed shape, loading fai
 message saying which patch to revisit, rather than silently patching something else.
 
 Quirks the README lists that need no patch: the HEAD file operations' `requestBody`, the
-multipart-only commit/file bodies, and `{noteable_id}` naming the MR iid (promoter and the
-double use none of those operations, and the path name does not change what is sent).
+multipart-only file bodies, and `{noteable_id}` naming the MR iid (promoter and the double use
+none of those operations, and the path name does not change what is sent). The multipart-only
+commit body is patched: the api path creates commits (gitlab_commits.py has that patch, next to
+the handler it describes).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from promoter.sandbox.gitlab_commits import commit_create_takes_json_actions
 from promoter.sandbox.openapi import GITLAB_DESCRIPTION, OpenAPISpec, Patch
 
 _SCHEMAS = "#/components/schemas/"
@@ -98,6 +101,7 @@ GITLAB_QUIRKS: tuple[Patch, ...] = (
     merge_request_users_are_lists,
     label_list_is_an_array,
     note_list_is_an_array,
+    commit_create_takes_json_actions,
 )
 
 

@@ -3,8 +3,8 @@ commits, files and comparisons, all read from the real bare repository. Shapes f
 entities (API::Entities::Project, Branch, Commit, CommitDetail, Compare, Diff); absent values are
 omitted rather than null, as in gitlab_routes.py.
 
-`RepositoryRoutes` is mixed into GitLabState, so gitlab_http's table names these handlers like
-the others."""
+`RepositoryRoutes` is a base of GitLabState (through gitlab_commits.CommitRoutes), so
+gitlab_http's table names these handlers like the others."""
 
 from __future__ import annotations
 
@@ -270,6 +270,12 @@ def git_bytes(p: Project, *args: str) -> bytes:
         ["git", "--git-dir", str(p.bare), *args], capture_output=True, env=git_env(), check=False
     )
     return proc.stdout
+
+
+def commit_stats(p: Project, parent: str | None, sha: str) -> dict[str, int]:
+    """API::Entities::CommitStats of `sha` against `parent` (the empty tree for a root)."""
+    added, removed = _numstat(p, parent or _EMPTY_TREE, sha)
+    return {"additions": added, "deletions": removed, "total": added + removed}
 
 
 def _numstat(p: Project, old: str, new: str) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from promoter.sandbox.gitlab_repository import RepositoryRoutes
+from promoter.sandbox.gitlab_commits import CommitRoutes
 from promoter.sandbox.gitlab_store import (
     ACTIVE,
     Call,
@@ -53,7 +53,7 @@ def _clean(data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if v is not None}
 
 
-class GitLabState(RepositoryRoutes):
+class GitLabState(CommitRoutes):
     """Every project under the git server's root is a GitLab project, by path or numeric id."""
 
     def __init__(self, git_server: GitHttpServer, clock: Callable[[], datetime]) -> None:
