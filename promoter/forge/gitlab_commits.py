@@ -1,0 +1,422 @@
+"""GitLab's side of the api path (promoter.forge.commits.CommitAPI): reads through the
+repository files API, writes with `POST /projects/:id/repository/commits` and `actions`.
+
+Through python-gitlab (the forge adapter's client, retries, timeouts and error translation:
+this class extends GitLabForge). GitLab does not sign a commit made through its API: it
+records the token's user as author and committer (its name and commit email), so here the api
+path brings the compare-and-swap and fewer round trips, not a signature. No author is ever set;
+promoter's actor is in the message's trailers.
+
+Round trips (requests counted in `requests`, retries included):
+- `snapshot`: GitLab reads one file per request. The branch (head and commit date) and every
+  file, read by the branch's name, go out together in ONE round of concurrent requests; a file
+  answer whose `commit_id` is not the head the branch read reported (the branch moved during
+  the read), and every absent file (a 404 does not say at which commit), is read again by SHA
+  in a second round. promoter.yaml (`default_paths`) is read at `HEAD`, the default branch,
+  in the first round too, and its `commit_id` is the default branch's head.
+  An update of one file: 1 round, 2 requests (+1 per more file); then 1 for the commit.
+- Reads by SHA are cached with each file's `last_commit_id`, which the write needs.
+
+The head check, what GitLab offers and what it does not. The commits endpoint takes no
+expected head (`start_sha` on an existing branch is refused unless `force`, which replaces the
+branch: used on promoter/* branches only, never on an environment branch). So:
+- every update and delete carries the file's `last_commit_id` as read at `expected_head`:
+  GitLab refuses (400 "The file has changed since you started editing it: <path>") when the
+  file's last commit on the branch is not that one; a create is refused when the file appeared
+  ("A file with this name already exists"), an update or delete when it vanished. Each is a
+  lost race (HEAD_MOVED): the caller re-reads, re-plans and retries. So no change to a file
+  promoter writes is ever overwritten.
+- not detected by GitLab: commits since `expected_head` that touched only other files. The
+  commit then lands on top of them (GitLab commits on the branch's current head; nothing is
+  lost, nothing forced). The 201's `parent_ids` show it; the commits in between are then
+  compared (one request) with every path read at `expected_head` on that branch: if one the
+  plan read but did not write changed (promoter.yaml kept on the environment's own branch, a
+  Chart.yaml read for a Chart.lock), a one-line warning on stderr names the commit to check.
+  For update, promote and rollback of the files they write, the plan is still right: what they
+  write depends on those files only (promoter.yaml comes from the default branch).
+"""
+
+from __future__ import annotations
+
+import base64
+import sys
+import threading
+from collections.abc import Callable, Collection, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from promoter.forge.base import ForgeError, ForgeInfo
+from promoter.forge.commits import HEAD_MOVED, CommitMeta, Snapshot, _HeadMoved, check_owned
+from promoter.forge.gitlab import MAX_RETRIES, GitLabForge
+
+if TYPE_CHECKING:
+    import gitlab
+    import requests
+
+T = TypeVar("T")
+WORKERS = 8  # concurrent reads; below urllib3's pool of 10 connections per host
+# GitLab's answers (400) to an action on a file that is not as read: a lost race.
+_LOST = (
+    "has changed since you started editing it",  # Files::MultiService (and UpdateService)
+    "A file with this name already exists",  # Gitaly: a create whose file appeared
+    "A file with this name doesn't exist",  # Gitaly: an update/delete whose file vanished
+    "Could not update refs/heads/",  # Gitaly: the branch moved between its read and write
+    "You can only create or edit files when you are on a branch",  # the branch is gone
+)
+
+
+class _File:
+    """A file as read at one commit: its bytes (None: absent) and its last commit."""
+
+    __slots__ = ("data", "last_commit")
+
+    def __init__(self, data: bytes | None, last_commit: str | None) -> None:
+        self.data = data
+        self.last_commit = last_commit
+
+
+class GitLabCommits(GitLabForge):
+    """CommitAPI over GitLab's REST API v4."""
+
+    kind = "gitlab"
+
+    def __init__(self, info: ForgeInfo, token: str | None) -> None:
+        super().__init__(info, token)
+        self.requests = 0
+        self._count_lock = threading.Lock()
+        self._files: dict[tuple[str, str], _File] = {}
+        self._metas: dict[str, CommitMeta] = {}
+        self._read_at: dict[tuple[str, str], set[str]] = {}  # (branch, sha) → paths read
+        self._moves: dict[str, tuple[str, str]] = {}  # owned branch → (sha, expected)
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @property
+    def gl(self) -> gitlab.Gitlab:
+        fresh = self._gl is None
+        client = super().gl
+        if fresh:
+            client.session.hooks["response"].append(self._counted)
+        return client
+
+    def _counted(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        with self._count_lock:
+            self.requests += 1
+
+    def _concurrently(self, calls: Iterable[Callable[[], T]]) -> list[T]:
+        todo = list(calls)
+        if len(todo) <= 1:
+            return [call() for call in todo]
+        self.gl  # noqa: B018 (the client and its session exist before the threads share them)
+        with ThreadPoolExecutor(min(WORKERS, len(todo))) as pool:
+            return list(pool.map(lambda call: call(), todo))
+
+    def _get_file(self, path: str, ref: str) -> tuple[_File, str | None]:
+        """(the file at `ref`, the commit GitLab read it at); a 404 is an absent file, read at
+        an unknown commit."""
+        import gitlab.exceptions as glexc
+
+        what = f"reading {path} at {ref[:40]} in {self._repository}"
+        try:
+            found = self._project().files.get(path, ref=ref, max_retries=MAX_RETRIES)
+        except glexc.GitlabGetError as err:
+            if err.response_code == 404:
+                return _File(None, None), None
+            raise self._translate(what, err) from None
+        except glexc.GitlabError as err:
+            raise self._translate(what, err) from None
+        except _requests_error() as err:
+            raise self._translate(what, err) from None
+        attrs = found.attributes
+        if attrs.get("encoding") != "base64":
+            raise ForgeError(f"{what}: GitLab answered an encoding other than base64")
+        data = base64.b64decode(str(attrs.get("content") or ""))
+        return _File(data, attrs.get("last_commit_id")), attrs.get("commit_id")
+
+    def _branch(self, branch: str) -> dict[str, Any] | None:
+        """GET /repository/branches/:branch: its head commit, None when it does not exist."""
+        import gitlab.exceptions as glexc
+
+        what = f"reading branch {branch} of {self._repository}"
+        try:
+            found = self._project().branches.get(branch, max_retries=MAX_RETRIES)
+        except glexc.GitlabGetError as err:
+            if err.response_code == 404:
+                return None
+            raise self._translate(what, err) from None
+        except (glexc.GitlabError, _requests_error()) as err:
+            raise self._translate(what, err) from None
+        commit = found.attributes.get("commit")
+        if not isinstance(commit, dict) or not commit.get("id"):
+            raise ForgeError(f"{what}: GitLab answered a branch without its commit")
+        return commit
+
+    def _at(self, sha: str, paths: Collection[str]) -> dict[str, bytes | None]:
+        """`paths` at commit `sha`, from the cache or in one round of concurrent reads."""
+        missing = sorted({p for p in paths if (sha, p) not in self._files})
+
+        def read(path: str) -> Callable[[], None]:
+            def run() -> None:
+                self._files[(sha, path)] = self._get_file(path, sha)[0]
+
+            return run
+
+        self._concurrently(read(p) for p in missing)
+        return {p: self._files[(sha, p)].data for p in paths}
+
+    # -- CommitAPI: reads --------------------------------------------------------------------
+
+    def snapshot(
+        self, branch: str, paths: Collection[str] = (), default_paths: Collection[str] = ()
+    ) -> Snapshot:
+        self._settle(branch)
+        wanted, defaults = sorted(set(paths)), sorted(set(default_paths))
+        calls: list[Callable[[], Any]] = [lambda: self._branch(branch)]
+        calls += [_bind(self._get_file, p, branch) for p in wanted]
+        calls += [_bind(self._get_file, p, "HEAD") for p in defaults]
+        answers = self._concurrently(calls)
+        head: dict[str, Any] | None = answers[0]
+        on_branch = answers[1 : 1 + len(wanted)]
+        on_default = answers[1 + len(wanted) :]
+        default_sha, default_files = self._default(defaults, on_default)
+        if head is None:
+            files: dict[str, bytes | None] = dict.fromkeys(wanted)
+            return Snapshot(branch, None, None, files, default_sha, default_files)
+        sha = str(head["id"])
+        for path, (found, at) in zip(wanted, on_branch, strict=True):
+            if at == sha:  # read at the head: kept; a 404 or another commit: read again below
+                self._files[(sha, path)] = found
+        self._read_at.setdefault((branch, sha), set()).update(wanted)
+        files = self._at(sha, wanted)
+        committed = _when(str(head.get("committed_date") or head.get("created_at")))
+        self._metas.setdefault(sha, _meta(head))
+        return Snapshot(branch, sha, committed, files, default_sha, default_files)
+
+    def _default(
+        self, paths: list[str], answers: list[tuple[_File, str | None]]
+    ) -> tuple[str | None, dict[str, bytes | None]]:
+        """The default branch's head and files from reads at HEAD: the commit most answers
+        name; files read elsewhere (it moved meanwhile) or absent are read again at it."""
+        if not paths:
+            return None, {}
+        seen = [at for _, at in answers if at]
+        if not seen:
+            branch = self._project_default_branch()
+            head = self._branch(branch) if branch else None
+            if head is None:
+                return None, dict.fromkeys(paths)
+            seen = [str(head["id"])]
+        sha = max(set(seen), key=seen.count)
+        for path, (found, at) in zip(paths, answers, strict=True):
+            if at == sha:
+                self._files[(sha, path)] = found
+        return sha, self._at(sha, paths)
+
+    def _project_default_branch(self) -> str | None:
+        project = self._call(
+            f"reading project {self._repository}",
+            lambda: self.gl.projects.get(self._repository, max_retries=MAX_RETRIES),
+        )
+        value = project.attributes.get("default_branch")
+        return str(value) if value else None
+
+    def read_files(self, sha: str, paths: Collection[str]) -> dict[str, bytes | None]:
+        return self._at(sha, paths)
+
+    def commit_meta(self, sha: str) -> CommitMeta:
+        if sha not in self._metas:
+            commit = self._call(
+                f"reading commit {sha[:12]} of {self._repository}",
+                lambda: self._project().commits.get(sha, stats="false", max_retries=MAX_RETRIES),
+            )
+            self._metas[sha] = _meta(commit.attributes)
+        return self._metas[sha]
+
+    def changed_paths(self, sha: str) -> frozenset[str]:
+        parents = self.commit_meta(sha).parents
+        if not parents:
+            raise ForgeError(f"commit {sha[:12]} of {self._repository} has no parent to compare")
+        return self._compare(parents[0], sha)
+
+    def _compare(self, old: str, new: str) -> frozenset[str]:
+        """Paths changed from `old` to `new` (GET /repository/compare, straight: the diff of
+        the two trees, as `git diff old new`)."""
+        answer = self._call(
+            f"comparing {old[:12]}..{new[:12]} in {self._repository}",
+            lambda: self._project().repository_compare(
+                old, new, straight="true", max_retries=MAX_RETRIES
+            ),
+        )
+        names: set[str] = set()
+        diffs = answer.get("diffs") if isinstance(answer, dict) else None
+        for diff in diffs or []:
+            names.update(str(diff[key]) for key in ("old_path", "new_path") if diff.get(key))
+        return frozenset(names)
+
+    def branch_head(self, branch: str) -> str | None:
+        self._settle(branch)
+        head = self._branch(branch)
+        return None if head is None else str(head["id"])
+
+    # -- CommitAPI: writes -------------------------------------------------------------------
+
+    def create_commit(
+        self,
+        branch: str,
+        expected_head: str,
+        files: Mapping[str, bytes | None],
+        message: str,
+    ) -> str | _HeadMoved:
+        move = self._moves.pop(branch, None)
+        replace = move is not None and move[0] == expected_head
+        if move is not None and not replace:
+            self._moves[branch] = move
+            self._settle(branch)
+        before = self._at(expected_head, files)
+        actions = []
+        for path, content in sorted(files.items()):
+            action: dict[str, Any] = {"file_path": path}
+            if content is None:
+                if before[path] is None:
+                    continue  # absent already: nothing to delete
+                action["action"] = "delete"
+            else:
+                action["action"] = "create" if before[path] is None else "update"
+                encoded = base64.b64encode(content).decode("ascii")
+                action.update(content=encoded, encoding="base64")
+            last = self._files[(expected_head, path)].last_commit
+            if action["action"] != "create" and last and not replace:
+                action["last_commit_id"] = last
+            actions.append(action)
+        if not actions:
+            raise ForgeError(f"committing to {branch}: nothing to change at {expected_head[:12]}")
+        data: dict[str, Any] = {"branch": branch, "commit_message": message, "actions": actions}
+        if replace:  # promoter/* only (set_owned checked it): replaced under the lease read
+            data.update(start_sha=expected_head, force=True)
+        answer = self._post_commit(branch, data)
+        if isinstance(answer, _HeadMoved):
+            return answer
+        made, parents = answer
+        if parents != [expected_head]:
+            self._moved_under(branch, expected_head, parents, made, set(files))
+        return made
+
+    def _post_commit(self, branch: str, data: dict[str, Any]) -> tuple[str, list[str]] | _HeadMoved:
+        import gitlab.exceptions as glexc
+
+        what = f"committing to {branch} of {self._repository}"
+        try:
+            made = self._project().commits.create(data, max_retries=MAX_RETRIES)
+        except glexc.GitlabCreateError as err:
+            text = str(err.error_message)
+            if err.response_code == 400 and any(lost in text for lost in _LOST):
+                return HEAD_MOVED
+            raise self._translate(what, err) from None
+        except (glexc.GitlabError, _requests_error()) as err:
+            raise self._translate(what, err) from None
+        attrs = made.attributes
+        if not attrs.get("id"):
+            raise ForgeError(f"{what}: GitLab answered no commit")
+        self._metas[str(attrs["id"])] = _meta(attrs)
+        return str(attrs["id"]), [str(p) for p in attrs.get("parent_ids") or []]
+
+    def _moved_under(
+        self, branch: str, expected: str, parents: list[str], made: str, written: set[str]
+    ) -> None:
+        """The commit landed on a head past `expected` (GitLab has no head check): warn when a
+        commit in between changed a path the plan read on this branch but did not write."""
+        read = self._read_at.get((branch, expected), set()) - written
+        if not parents or not read:
+            return
+        touched = sorted(read & self._compare(expected, parents[0]))
+        if touched:
+            print(
+                f"promoter: {branch} moved while promoter wrote {made[:12]} through the API "
+                f"(GitLab cannot check the head): {', '.join(touched)} changed after "
+                f"{expected[:12]}; the files written had not, check {made[:12]}",
+                file=sys.stderr,
+            )
+
+    def set_owned(self, branch: str, sha: str, expected: str | None) -> bool:
+        check_owned(branch)
+        self._settle(branch)
+        current = self.branch_head(branch)
+        if current != expected:
+            return False
+        if current == sha:
+            return True
+        if expected is None:
+            return self._create_branch(branch, sha)
+        # GitLab's REST API cannot point an existing branch at another commit. The next commit
+        # on it (create_commit with expected_head == sha) does it in the same request:
+        # start_sha + force. Anything else that looks at the branch first settles the move.
+        self._moves[branch] = (sha, expected)
+        return True
+
+    def _settle(self, branch: str) -> None:
+        """Carry out a move set_owned recorded: delete the branch (if still as leased) and
+        create it at the new commit."""
+        move = self._moves.pop(branch, None)
+        if move is None:
+            return
+        sha, expected = move
+        if self.delete_owned(branch, expected):
+            self._create_branch(branch, sha)
+
+    def _create_branch(self, branch: str, sha: str) -> bool:
+        import gitlab.exceptions as glexc
+
+        try:
+            self._project().branches.create({"branch": branch, "ref": sha}, max_retries=MAX_RETRIES)
+        except glexc.GitlabCreateError as err:
+            if err.response_code == 400 and "already exists" in str(err.error_message):
+                return False
+            raise self._translate(f"creating {branch} in {self._repository}", err) from None
+        except (glexc.GitlabError, _requests_error()) as err:
+            raise self._translate(f"creating {branch} in {self._repository}", err) from None
+        return True
+
+    def delete_owned(self, branch: str, expected: str) -> bool:
+        import gitlab.exceptions as glexc
+
+        check_owned(branch)
+        self._settle(branch)
+        if self.branch_head(branch) != expected:
+            return False
+        what = f"deleting {branch} of {self._repository}"
+        try:
+            self._project().branches.delete(branch, max_retries=MAX_RETRIES)
+        except glexc.GitlabDeleteError as err:
+            if err.response_code == 404:
+                return False
+            raise self._translate(what, err) from None
+        except (glexc.GitlabError, _requests_error()) as err:
+            raise self._translate(what, err) from None
+        return True
+
+
+def _bind(fn: Callable[[str, str], T], path: str, ref: str) -> Callable[[], T]:
+    return lambda: fn(path, ref)
+
+
+def _meta(commit: Mapping[str, Any]) -> CommitMeta:
+    return CommitMeta(
+        str(commit["id"]),
+        tuple(str(p) for p in commit.get("parent_ids") or []),
+        str(commit.get("message") or ""),
+        _when(str(commit.get("committed_date") or commit.get("created_at"))),
+    )
+
+
+def _when(stamp: str) -> datetime:
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).astimezone(UTC)
+    except ValueError:
+        raise ForgeError(f"GitLab answered an unreadable commit date {stamp[:40]!r}") from None
+
+
+def _requests_error() -> type[Exception]:
+    import requests
+
+    return requests.RequestException
