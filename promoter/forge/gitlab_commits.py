@@ -26,14 +26,17 @@ branch: used on promoter/* branches only, never on an environment branch). So:
   ("A file with this name already exists"), an update or delete when it vanished. Each is a
   lost race (HEAD_MOVED): the caller re-reads, re-plans and retries. So no change to a file
   promoter writes is ever overwritten.
-- not detected by GitLab: commits since `expected_head` that touched only other files. The
-  commit then lands on top of them (GitLab commits on the branch's current head; nothing is
-  lost, nothing forced). The 201's `parent_ids` show it; the commits in between are then
-  compared (one request) with every path read at `expected_head` on that branch: if one the
-  plan read but did not write changed (promoter.yaml kept on the environment's own branch, a
-  Chart.yaml read for a Chart.lock), a one-line warning on stderr names the commit to check.
-  For update, promote and rollback of the files they write, the plan is still right: what they
-  write depends on those files only (promoter.yaml comes from the default branch).
+- every other file read at `expected_head` (the plan's inputs on that branch that it does not
+  write: promoter.yaml kept on the environment's own branch, a Chart.yaml read for a
+  Chart.lock) goes along as an `update` to the very same bytes with its `last_commit_id`: it
+  changes nothing in the tree, and GitLab checks it like the others.
+- not detected by GitLab: commits since `expected_head` that touched only files the plan did
+  not read (or read as absent: an absent file cannot be guarded). The commit then lands on top
+  of them (GitLab commits on the branch's current head; nothing is lost, nothing forced), and
+  the plan is still right: it depends on the files it read only. The 201's `parent_ids` show
+  it; if a file read as absent appeared in between (one compare request), a one-line warning
+  on stderr names the commit to check. What does follow the head rather than the files: the
+  tip's commit time (Chart.lock's `generated`) stays that of `expected_head`.
 """
 
 from __future__ import annotations
@@ -87,7 +90,7 @@ class GitLabCommits(GitLabForge):
         self._count_lock = threading.Lock()
         self._files: dict[tuple[str, str], _File] = {}
         self._metas: dict[str, CommitMeta] = {}
-        self._read_at: dict[tuple[str, str], set[str]] = {}  # (branch, sha) → paths read
+        self._read: dict[str, set[str]] = {}  # sha → every path read at it
         self._moves: dict[str, tuple[str, str]] = {}  # owned branch → (sha, expected)
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -154,6 +157,7 @@ class GitLabCommits(GitLabForge):
 
     def _at(self, sha: str, paths: Collection[str]) -> dict[str, bytes | None]:
         """`paths` at commit `sha`, from the cache or in one round of concurrent reads."""
+        self._read.setdefault(sha, set()).update(paths)
         missing = sorted({p for p in paths if (sha, p) not in self._files})
 
         def read(path: str) -> Callable[[], None]:
@@ -187,7 +191,6 @@ class GitLabCommits(GitLabForge):
         for path, (found, at) in zip(wanted, on_branch, strict=True):
             if at == sha:  # read at the head: kept; a 404 or another commit: read again below
                 self._files[(sha, path)] = found
-        self._read_at.setdefault((branch, sha), set()).update(wanted)
         files = self._at(sha, wanted)
         committed = _when(str(head.get("committed_date") or head.get("created_at")))
         self._metas.setdefault(sha, _meta(head))
@@ -273,8 +276,42 @@ class GitLabCommits(GitLabForge):
         if move is not None and not replace:
             self._moves[branch] = move
             self._settle(branch)
+        actions = self._actions(expected_head, files, guard=not replace)
+        if all("_same" in action for action in actions):
+            raise ForgeError(f"committing to {branch}: nothing to change at {expected_head[:12]}")
+        for action in actions:
+            action.pop("_same", None)
+        data: dict[str, Any] = {"branch": branch, "commit_message": message, "actions": actions}
+        if replace:  # promoter/* only (set_owned checked it): replaced under the lease read
+            data.update(start_sha=expected_head, force=True)
+        answer = self._post_commit(branch, data)
+        if isinstance(answer, _HeadMoved):
+            return answer
+        made, parents = answer
+        if parents != [expected_head]:
+            self._moved_under(branch, expected_head, parents, made, set(files))
+        return made
+
+    def _actions(
+        self, expected_head: str, files: Mapping[str, bytes | None], guard: bool
+    ) -> list[dict[str, Any]]:
+        """GitLab's actions for `files` on `expected_head`: create, update or delete, each
+        update and delete with the file's `last_commit_id` there (when `guard`). And, when
+        `guard`, one `update` to the same bytes for every other file read at `expected_head`
+        (the plan's inputs on that branch): GitLab checks its `last_commit_id` too and changes
+        nothing in the tree, so a concurrent change to a file the plan only read is a lost race
+        as well. (Marked `_same`: not a change; removed before sending.)"""
         before = self._at(expected_head, files)
-        actions = []
+        actions: list[dict[str, Any]] = []
+        read = sorted(self._read.get(expected_head, set()) - set(files)) if guard else []
+        for path in read:
+            found = self._files.get((expected_head, path))
+            if found is None or found.data is None or not found.last_commit:
+                continue  # an absent file cannot be guarded by an update
+            encoded = base64.b64encode(found.data).decode("ascii")
+            actions.append({"action": "update", "file_path": path, "content": encoded,
+                            "encoding": "base64", "last_commit_id": found.last_commit,
+                            "_same": True})  # fmt: skip
         for path, content in sorted(files.items()):
             action: dict[str, Any] = {"file_path": path}
             if content is None:
@@ -286,21 +323,10 @@ class GitLabCommits(GitLabForge):
                 encoded = base64.b64encode(content).decode("ascii")
                 action.update(content=encoded, encoding="base64")
             last = self._files[(expected_head, path)].last_commit
-            if action["action"] != "create" and last and not replace:
+            if action["action"] != "create" and last and guard:
                 action["last_commit_id"] = last
             actions.append(action)
-        if not actions:
-            raise ForgeError(f"committing to {branch}: nothing to change at {expected_head[:12]}")
-        data: dict[str, Any] = {"branch": branch, "commit_message": message, "actions": actions}
-        if replace:  # promoter/* only (set_owned checked it): replaced under the lease read
-            data.update(start_sha=expected_head, force=True)
-        answer = self._post_commit(branch, data)
-        if isinstance(answer, _HeadMoved):
-            return answer
-        made, parents = answer
-        if parents != [expected_head]:
-            self._moved_under(branch, expected_head, parents, made, set(files))
-        return made
+        return actions
 
     def _post_commit(self, branch: str, data: dict[str, Any]) -> tuple[str, list[str]] | _HeadMoved:
         import gitlab.exceptions as glexc
@@ -324,9 +350,14 @@ class GitLabCommits(GitLabForge):
     def _moved_under(
         self, branch: str, expected: str, parents: list[str], made: str, written: set[str]
     ) -> None:
-        """The commit landed on a head past `expected` (GitLab has no head check): warn when a
-        commit in between changed a path the plan read on this branch but did not write."""
-        read = self._read_at.get((branch, expected), set()) - written
+        """The commit landed on a head past `expected` (GitLab has no head check): every file
+        it wrote or read and found was checked by GitLab; warn when a file the plan found absent
+        (which no action can guard) appeared in a commit in between."""
+        read = {
+            path
+            for path in self._read.get(expected, set()) - written
+            if (expected, path) in self._files and self._files[(expected, path)].data is None
+        }
         if not parents or not read:
             return
         touched = sorted(read & self._compare(expected, parents[0]))

@@ -1,0 +1,298 @@
+"""The api path on GitLab (`--commit-via api`): promoter.forge.gitlab_commits against the strict
+GitLab double's files and commits APIs, on the session's real bare repos.
+
+What GitLab checks and what it cannot (no expected head on its commits endpoint) is spelled
+out in promoter/forge/gitlab_commits.py; these tests hold the adapter and the double to it."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import threading
+from typing import Any
+
+import pytest
+
+from promoter.forge.base import ForgeAuthError, ForgeError, ForgeInfo
+from promoter.forge.commits import HEAD_MOVED, CommitAPI, open_commit_api
+from promoter.sandbox import TEST_TOKEN
+from promoter.sandbox.envrepo import EnvRepo, commit_files, git_env
+from promoter.sandbox.gitlab_api import GitLabApiDouble
+
+pytest_plugins = ["tests.forge_fixtures"]
+
+VALUES = "apps/web/values.yaml"
+CHART = "apps/web/Chart.yaml"
+MESSAGE = "update(dev): web 2\n\nPromoter-Environment: dev\nPromoter-Actor: ci-bot\n"
+
+
+def _git(repo: EnvRepo, *args: str) -> str:
+    out = subprocess.run(["git", "--git-dir", str(repo.path), *args], capture_output=True,
+                         env=git_env(), check=True)  # fmt: skip
+    return out.stdout.decode()
+
+
+def _api(gitlab_api: GitLabApiDouble, repo: EnvRepo, token: str = TEST_TOKEN) -> CommitAPI:
+    return open_commit_api(ForgeInfo("gitlab", gitlab_api.api_url, repo.name, "127.0.0.1"), token)
+
+
+@pytest.fixture
+def bed(gitlab_api: GitLabApiDouble, env_repo: Any) -> tuple[EnvRepo, CommitAPI]:
+    repo = env_repo(
+        {
+            "main": {"promoter.yaml": "environments: {}\n"},
+            "env/dev": {VALUES: "tag: 1\r\n", CHART: "version: 0.1.0\n", "bin.dat": b"x\0y"},
+        }
+    )
+    return repo, _api(gitlab_api, repo)
+
+
+# --- reads -------------------------------------------------------------------------------------
+
+
+def test_snapshot_reads_head_files_and_config_in_one_round(bed, gitlab_api) -> None:  # type: ignore[no-untyped-def]
+    repo, api = bed
+    head, main = repo.sha("env/dev"), repo.sha("main")
+    snap = api.snapshot("env/dev", [VALUES, "bin.dat"], ["promoter.yaml"])
+    # The branch, two files by the branch's name, promoter.yaml at HEAD: one round of four.
+    assert api.requests == 4
+    assert (snap.sha, snap.default_sha) == (head, main)
+    assert snap.files == {VALUES: b"tag: 1\r\n", "bin.dat": b"x\0y"}  # byte-exact
+    assert snap.default_files == {"promoter.yaml": b"environments: {}\n"}
+    assert snap.committed is not None and snap.committed.utcoffset() is not None
+    # Reads at a SHA are cached; an absent file (a 404 says not at which commit) is read again
+    # by SHA, so it costs a second request.
+    assert api.read_files(head, [VALUES]) == {VALUES: b"tag: 1\r\n"}
+    assert api.requests == 4
+    assert api.snapshot("env/dev", ["missing.yaml"]).files == {"missing.yaml": None}
+    assert api.requests == 4 + 3
+    assert api.snapshot("env/nope", [VALUES]).sha is None
+    assert api.branch_head("env/nope") is None
+
+
+def test_a_snapshot_taken_while_the_branch_moves_is_one_commit(bed, gitlab_api) -> None:  # type: ignore[no-untyped-def]
+    repo, api = bed
+    # Someone pushes between the branch read and the file reads: the files answer from the
+    # new head, and are read again at the head the snapshot reports.
+    gitlab_api.before(
+        "GET /projects/*/repository/files/*",
+        lambda: commit_files(repo.path, "env/dev", {VALUES: "tag: 9\n"}, "someone"),
+    )
+    gitlab_api.latency(0.2, "GET /projects/*/repository/files/*")
+    snap = api.snapshot("env/dev", [VALUES])
+    assert snap.files[VALUES] == repo.read_file(str(snap.sha), VALUES).encode()
+
+
+# --- writes ------------------------------------------------------------------------------------
+
+
+def test_a_commit_is_exact_bytes_by_the_tokens_user_unsigned(bed, gitlab_api) -> None:  # type: ignore[no-untyped-def]
+    repo, api = bed
+    snap = api.snapshot("env/dev", [VALUES, CHART, "bin.dat", "n.txt"])  # what the plan reads
+    before = api.requests
+    new = api.create_commit(
+        "env/dev", str(snap.sha), {VALUES: b"tag: 2\r\n", "bin.dat": None, "n.txt": b"\0"}, MESSAGE
+    )
+    assert isinstance(new, str) and api.requests == before + 1  # one POST, nothing else
+    assert repo.sha("env/dev") == new
+    assert _git(repo, "log", "-1", "--format=%an <%ae>|%cn <%ce>|%P", new).strip() == (
+        "Promoter-Bot <1-promoter-bot@users.noreply.127.0.0.1>|"
+        f"Promoter-Bot <1-promoter-bot@users.noreply.127.0.0.1>|{snap.sha}"
+    )
+    raw = _git(repo, "cat-file", "commit", new)
+    assert "gpgsig" not in raw  # GitLab does not sign API commits
+    assert raw.split("\n\n", 1)[1] == MESSAGE  # the trailer block byte for byte
+    assert repo.read_file(new, VALUES) == "tag: 2\r\n"
+    assert _git(repo, "cat-file", "blob", f"{new}:n.txt") == "\0"
+    # Only what was asked changed: the files read and not written are untouched.
+    changed = _git(repo, "diff", "--name-only", str(snap.sha), new).split()
+    assert sorted(changed) == sorted([VALUES, "bin.dat", "n.txt"])
+    meta = api.commit_meta(new)
+    assert meta.parents == (snap.sha,) and meta.message == MESSAGE
+    assert api.changed_paths(new) == {VALUES, "bin.dat", "n.txt"}
+
+
+def test_a_concurrent_change_to_a_written_file_is_a_lost_race(bed) -> None:  # type: ignore[no-untyped-def]
+    repo, api = bed
+    snap = api.snapshot("env/dev", [VALUES])
+    theirs = commit_files(repo.path, "env/dev", {VALUES: "tag: 7\n"}, "someone else")
+    assert api.create_commit("env/dev", str(snap.sha), {VALUES: b"tag: 2\n"}, MESSAGE) is HEAD_MOVED
+    assert repo.sha("env/dev") == theirs  # nothing written, nothing overwritten
+    # Re-read, re-apply: lands on theirs.
+    again = api.snapshot("env/dev", [VALUES])
+    new = api.create_commit("env/dev", str(again.sha), {VALUES: b"tag: 2\n"}, MESSAGE)
+    assert isinstance(new, str) and api.commit_meta(new).parents == (theirs,)
+
+
+def test_a_concurrent_change_to_a_file_only_read_is_a_lost_race(bed) -> None:  # type: ignore[no-untyped-def]
+    repo, api = bed
+    snap = api.snapshot("env/dev", [VALUES, CHART])  # the plan read Chart.yaml, writes values
+    commit_files(repo.path, "env/dev", {CHART: "version: 0.2.0\n"}, "someone else")
+    assert api.create_commit("env/dev", str(snap.sha), {VALUES: b"tag: 2\n"}, MESSAGE) is HEAD_MOVED
+
+
+def test_a_file_created_or_deleted_meanwhile_is_a_lost_race(bed) -> None:  # type: ignore[no-untyped-def]
+    repo, api = bed
+    snap = api.snapshot("env/dev", ["new.yaml", VALUES])
+    theirs = commit_files(repo.path, "env/dev", {"new.yaml": "x\n"}, "someone else")
+    assert api.create_commit("env/dev", str(snap.sha), {"new.yaml": b"y\n"}, MESSAGE) is HEAD_MOVED
+    commit_files(repo.path, "env/dev", {VALUES: None}, "someone deletes")
+    snap = api.snapshot("env/dev", [VALUES])
+    assert snap.files[VALUES] is None
+    assert repo.sha("env/dev") != theirs
+
+
+def test_a_commit_on_other_files_meanwhile_stays_under_ours(bed) -> None:  # type: ignore[no-untyped-def]
+    """GitLab's commits API has no expected head: a commit that touched none of the files the
+    plan read lands first, ours on top of it; nothing is lost and nothing forced."""
+    repo, api = bed
+    snap = api.snapshot("env/dev", [VALUES])
+    theirs = commit_files(repo.path, "env/dev", {"other.yaml": "o\n"}, "someone else")
+    new = api.create_commit("env/dev", str(snap.sha), {VALUES: b"tag: 2\n"}, MESSAGE)
+    assert isinstance(new, str) and api.commit_meta(new).parents == (theirs,)
+    assert repo.read_file(new, "other.yaml") == "o\n" and repo.read_file(new, VALUES) == "tag: 2\n"
+
+
+def test_eight_concurrent_writers_on_one_file_all_land(gitlab_api, env_repo) -> None:  # type: ignore[no-untyped-def]
+    repo = env_repo({"env/dev": {"log.txt": ""}})
+    landed: list[int] = []
+
+    def writer(n: int) -> None:
+        api = _api(gitlab_api, repo)
+        for _ in range(200):
+            snap = api.snapshot("env/dev", ["log.txt"])
+            text = (snap.files["log.txt"] or b"") + f"writer {n}\n".encode()
+            if (
+                api.create_commit("env/dev", str(snap.sha), {"log.txt": text}, f"w{n}\n")
+                is not HEAD_MOVED
+            ):
+                landed.append(n)
+                return
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(landed) == list(range(8))
+    lines = repo.read_file("env/dev", "log.txt").splitlines()
+    assert sorted(lines) == [f"writer {n}" for n in range(8)]  # none lost, none twice
+    assert len(_git(repo, "rev-list", "refs/heads/env/dev").split()) == 1 + 8
+
+
+# --- promoter/* branches -----------------------------------------------------------------------
+
+
+def test_owned_branches_move_only_under_their_lease(bed, gitlab_api) -> None:  # type: ignore[no-untyped-def]
+    repo, api = bed
+    head, main = repo.sha("env/dev"), repo.sha("main")
+    assert api.set_owned("promoter/update-dev", head, None)
+    assert not api.set_owned("promoter/update-dev", main, None)  # exists now
+    assert not api.set_owned("promoter/update-dev", main, main)  # not where the lease says
+    assert api.set_owned("promoter/update-dev", main, head)
+    assert api.branch_head("promoter/update-dev") == main
+    assert not api.delete_owned("promoter/update-dev", head)
+    assert api.delete_owned("promoter/update-dev", main)
+    assert api.branch_head("promoter/update-dev") is None
+    before = api.requests
+    for call in (lambda: api.set_owned("env/dev", main, head),
+                 lambda: api.delete_owned("env/dev", head)):  # fmt: skip
+        with pytest.raises(ForgeError, match="not a promoter/ branch"):
+            call()
+    assert api.requests == before and repo.sha("env/dev") == head
+
+
+def test_a_promoter_branch_is_rebuilt_on_the_new_tip_in_one_commit_request(bed) -> None:  # type: ignore[no-untyped-def]
+    repo, api = bed
+    tip = repo.sha("env/dev")
+    assert api.set_owned("promoter/update-dev", tip, None)
+    first = api.create_commit("promoter/update-dev", tip, {VALUES: b"tag: 2\n"}, MESSAGE)
+    assert isinstance(first, str)
+    newer = commit_files(repo.path, "env/dev", {"other.yaml": "o\n"}, "env moved on")
+    snap = api.snapshot("env/dev", [VALUES])
+    before = api.requests
+    assert api.set_owned("promoter/update-dev", newer, first)
+    second = api.create_commit("promoter/update-dev", newer, {VALUES: b"tag: 3\n"}, MESSAGE)
+    # The lease read, then one POST: start_sha + force on the promoter branch replaces it.
+    assert isinstance(second, str) and api.requests == before + 2
+    assert repo.sha("promoter/update-dev") == second
+    assert api.commit_meta(second).parents == (snap.sha,)
+    assert repo.sha("env/dev") == newer  # the environment branch is never moved by this
+
+
+# --- the double: GitLab's answers --------------------------------------------------------------
+
+
+def _post(api: GitLabApiDouble, project: str, body: dict[str, Any]) -> tuple[int, Any]:
+    import json
+    import urllib.parse
+    import urllib.request
+
+    url = f"{api.api_url}/projects/{urllib.parse.quote(project, safe='')}/repository/commits"
+    request = urllib.request.Request(url, json.dumps(body).encode(), method="POST", headers={
+        "PRIVATE-TOKEN": TEST_TOKEN, "Content-Type": "application/json"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def _update(path: str, text: str, **extra: str) -> dict[str, str]:
+    content = base64.b64encode(text.encode()).decode()
+    return {"action": "update", "file_path": path, "content": content, "encoding": "base64",
+            **extra}  # fmt: skip
+
+
+def test_the_double_answers_as_gitlab(bed, gitlab_api) -> None:  # type: ignore[no-untyped-def]
+    repo, _ = bed
+    head = repo.sha("env/dev")
+    stale = repo.sha("main")
+    base = {"branch": "env/dev", "commit_message": "m\n"}
+    status, body = _post(gitlab_api, repo.name, {**base, "actions": [_update(VALUES, "a\n")]})
+    assert status == 201 and body["parent_ids"] == [head] and body["stats"]["total"] == 2
+    moved = body["id"]
+    # last_commit_id: the file's last commit as read (or a later commit that kept it) passes.
+    status, body = _post(gitlab_api, repo.name, {**base, "actions": [
+        _update(CHART, "version: 1\n", last_commit_id=head)]})  # fmt: skip
+    assert status == 201
+    status, body = _post(gitlab_api, repo.name, {**base, "actions": [
+        _update(VALUES, "b\n", last_commit_id=head)]})  # fmt: skip
+    assert (status, body) == (400, {"message": f"The file has changed since you started "
+                                               f"editing it: {VALUES}"})  # fmt: skip
+    status, body = _post(gitlab_api, repo.name, {**base, "start_sha": head, "actions": [
+        _update(VALUES, "b\n")]})  # fmt: skip
+    assert (status, body["message"]) == (
+        400,
+        "A branch called 'env/dev' already exists. Switch to that branch in order to make changes",
+    )
+    status, body = _post(gitlab_api, repo.name, {**base, "actions": [
+        {"action": "create", "file_path": VALUES, "content": "x"}]})  # fmt: skip
+    assert (status, body) == (400, {"message": "A file with this name already exists"})
+    status, body = _post(gitlab_api, repo.name, {**base, "actions": [
+        {"action": "delete", "file_path": "nope"}]})  # fmt: skip
+    assert (status, body) == (400, {"message": "A file with this name doesn't exist"})
+    status, body = _post(gitlab_api, repo.name, {**base, "branch": "promoter/x",
+                                                 "start_sha": stale, "actions": []})  # fmt: skip
+    assert status == 201 and body["parent_ids"] == [stale]
+    assert repo.sha("env/dev") != moved and gitlab_api.violations == []
+    status, body = _post(gitlab_api, repo.name, {**base, "actions": [
+        {"action": "rename", "file_path": VALUES}]})  # fmt: skip
+    assert status == 400 and "does not have a valid value" in body["error"]
+    assert len(gitlab_api.violations) == 1  # a request GitLab refuses: recorded as such
+    gitlab_api.violations.clear()
+
+
+def test_no_token_in_any_answer_or_error(bed, gitlab_api) -> None:  # type: ignore[no-untyped-def]
+    repo, _ = bed
+    wrong = "glpat-wrong-" + TEST_TOKEN[::-1]
+    api = _api(gitlab_api, repo, wrong)
+    with pytest.raises(ForgeAuthError) as caught:
+        api.snapshot("env/dev", [VALUES])
+    assert wrong not in str(caught.value) and TEST_TOKEN not in str(caught.value)
+    gitlab_api.fail("POST /projects/*/repository/commits", [403], message=f"no {wrong}")
+    api = _api(gitlab_api, repo)
+    snap = api.snapshot("env/dev", [VALUES])
+    with pytest.raises(ForgeAuthError) as caught:
+        api.create_commit("env/dev", str(snap.sha), {VALUES: b"x\n"}, MESSAGE)
+    assert TEST_TOKEN not in str(caught.value)
