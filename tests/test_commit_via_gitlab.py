@@ -202,12 +202,15 @@ def test_owned_branches_move_only_under_their_lease(bed, gitlab_api) -> None:  #
     assert api.requests == before and repo.sha("env/dev") == head
 
 
-def test_a_promoter_branch_is_rebuilt_on_the_new_tip_in_one_commit_request(bed) -> None:  # type: ignore[no-untyped-def]
+def test_a_promoter_branch_is_made_and_rebuilt_in_one_commit_request_each(bed) -> None:  # type: ignore[no-untyped-def]
     repo, api = bed
-    tip = repo.sha("env/dev")
+    tip = str(api.snapshot("env/dev", [VALUES]).sha)
+    before = api.requests
     assert api.set_owned("promoter/update-dev", tip, None)
     first = api.create_commit("promoter/update-dev", tip, {VALUES: b"tag: 2\n"}, MESSAGE)
-    assert isinstance(first, str)
+    # The lease read (no branch yet), then one POST that creates the branch with the commit.
+    assert isinstance(first, str) and api.requests == before + 2
+    assert api.commit_meta(first).parents == (tip,)
     newer = commit_files(repo.path, "env/dev", {"other.yaml": "o\n"}, "env moved on")
     snap = api.snapshot("env/dev", [VALUES])
     before = api.requests

@@ -66,6 +66,7 @@ _LOST = (
     "A file with this name doesn't exist",  # Gitaly: an update/delete whose file vanished
     "Could not update refs/heads/",  # Gitaly: the branch moved between its read and write
     "You can only create or edit files when you are on a branch",  # the branch is gone
+    "already exists. Switch to that branch",  # a promoter/* branch created meanwhile
 )
 
 
@@ -91,7 +92,8 @@ class GitLabCommits(GitLabForge):
         self._files: dict[tuple[str, str], _File] = {}
         self._metas: dict[str, CommitMeta] = {}
         self._read: dict[str, set[str]] = {}  # sha → every path read at it
-        self._moves: dict[str, tuple[str, str]] = {}  # owned branch → (sha, expected)
+        # promoter/* branch → (sha, expected) that set_owned was asked for, not yet carried out
+        self._moves: dict[str, tuple[str, str | None]] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -282,8 +284,10 @@ class GitLabCommits(GitLabForge):
         for action in actions:
             action.pop("_same", None)
         data: dict[str, Any] = {"branch": branch, "commit_message": message, "actions": actions}
-        if replace:  # promoter/* only (set_owned checked it): replaced under the lease read
-            data.update(start_sha=expected_head, force=True)
+        if replace and move is not None:  # promoter/* only: set_owned checked it, and the lease
+            data["start_sha"] = expected_head  # a new branch on expected_head, or
+            if move[1] is not None:
+                data["force"] = True  # the branch replaced (its lease was read by set_owned)
         answer = self._post_commit(branch, data)
         if isinstance(answer, _HeadMoved):
             return answer
@@ -377,22 +381,21 @@ class GitLabCommits(GitLabForge):
             return False
         if current == sha:
             return True
-        if expected is None:
-            return self._create_branch(branch, sha)
-        # GitLab's REST API cannot point an existing branch at another commit. The next commit
-        # on it (create_commit with expected_head == sha) does it in the same request:
-        # start_sha + force. Anything else that looks at the branch first settles the move.
+        # GitLab's REST API cannot point an existing branch at another commit, and creating one
+        # costs a request of its own. The next commit on it (create_commit with expected_head
+        # == sha) does either in the same request: start_sha (+ force when it exists). Anything
+        # else that looks at the branch first carries the move out (_settle).
         self._moves[branch] = (sha, expected)
         return True
 
     def _settle(self, branch: str) -> None:
-        """Carry out a move set_owned recorded: delete the branch (if still as leased) and
-        create it at the new commit."""
+        """Carry out a move set_owned recorded: create the branch at the new commit (after
+        deleting it, if it still is as leased)."""
         move = self._moves.pop(branch, None)
         if move is None:
             return
         sha, expected = move
-        if self.delete_owned(branch, expected):
+        if expected is None or self.delete_owned(branch, expected):
             self._create_branch(branch, sha)
 
     def _create_branch(self, branch: str, sha: str) -> bool:
