@@ -36,6 +36,13 @@ from promoter.sinks import GuardedStream
 @click.option("--api-url", metavar="URL", help="Forge API base URL (GitHub Enterprise, GitLab).")
 @click.option("--token", metavar="TOKEN", help="Token for git and the forge API (never printed).")
 @click.option(
+    "--commit-via",
+    type=click.Choice(["git", "api"]),
+    default=None,
+    help="How writes reach the repo: git (commit and push; the default) or api (the forge's API "
+    "makes each commit, which GitHub signs). promoter.yaml's `commit_via: api` forces api.",
+)
+@click.option(
     "--output",
     type=click.Choice(["text", "json"]),
     default="text",

@@ -45,6 +45,9 @@ class Environment:
     gate: Gate = Gate()
     delivery: Delivery = "push"
     pull_request: PullRequestSettings = PullRequestSettings()
+    # `commit_via: api`: the environment takes only commits the forge makes (verified): every
+    # write to it goes through the forge's API (promoter.delivery.commit_via). None: not set.
+    commit_via: Literal["git", "api"] | None = None
 
 
 @dataclass(frozen=True)
@@ -197,7 +200,8 @@ def _environments(doc: _Doc, specs: dict[str, Any]) -> dict[str, Environment]:
         _check_name(doc, path, name)
         spec = spec if spec is not None else {}
         _mapping(doc, path, spec)
-        _only(doc, path, spec, {"branch", "from", "gate", "delivery", "pull_request"})
+        _only(doc, path, spec, {"branch", "from", "gate", "delivery", "pull_request",
+                                "commit_via"})  # fmt: skip
         branch = _string(doc, f"{path}.branch", spec.get("branch", f"env/{name}"))
         problem = branch_problem(branch)
         if problem:
@@ -208,6 +212,13 @@ def _environments(doc: _Doc, specs: dict[str, Any]) -> dict[str, Environment]:
                 f"{path}.delivery",
                 f"{path}.delivery: {delivery!r} is not one of push, pull-request",
             )
+        via = spec.get("commit_via")
+        if via is not None and via not in ("git", "api"):
+            doc.fail(
+                f"{path}.commit_via",
+                f"{path}.commit_via: {via!r} is not one of git, api (api: every commit is made "
+                "by the forge's API, which GitHub signs)",
+            )
         envs[name] = Environment(
             name=name,
             branch=branch,
@@ -215,6 +226,7 @@ def _environments(doc: _Doc, specs: dict[str, Any]) -> dict[str, Environment]:
             gate=_gate(doc, f"{path}.gate", spec.get("gate")),
             delivery=delivery,
             pull_request=_pull_request(doc, f"{path}.pull_request", spec.get("pull_request")),
+            commit_via=via,
         )
     for name, env in envs.items():
         if env.source is not None and env.source not in envs:

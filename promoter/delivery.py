@@ -10,6 +10,12 @@ target branch); this module delivers, with one of two strategies:
   environment branch; then merged or auto-merged on request. A promoter branch that carries
   nothing any more is closed (PR) and deleted; one a person pushed to is left alone.
 
+Two ways to write, one code path around them (`Way`): **git** (a commit made in the scratch
+repo and pushed: fast-forward, or under a lease on promoter branches) and **api**
+(`--commit-via api`, promoter.forge.commits.CommitAPI: the forge makes the commit, as a
+compare-and-swap on the branch head; GitHub signs it). Plans, edits, message, trailers, the
+no-op rule, admission, retries and the pull request flow do not know which one is used.
+
 It owns the single retry loop (bounded in attempts and time, jittered backoff scaled to the
 cycle just lost, no sleep after the last attempt), the no-op rule (nothing to change: nothing
 is written; a promoter branch already holding the same tree on the same parent is not pushed
@@ -23,10 +29,10 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
 
 from promoter.errors import Held, PromoterError, RaceLost
 from promoter.message import Provenance, build_message
@@ -35,8 +41,10 @@ if TYPE_CHECKING:
     from promoter.ci import RunContext
     from promoter.config import Environment
     from promoter.forge.base import Forge, PullRequest
+    from promoter.forge.commits import CommitAPI, CommitVia
     from promoter.gitrepo import GitRepo
     from promoter.model import Change
+    from promoter.options import Options
     from promoter.plan import Plan
 
 T = TypeVar("T")
@@ -154,6 +162,7 @@ class Write:
     draft: bool = False
     accumulates: bool = False  # the plan builds on what the open pull request carries
     override_window: str | None = None  # --override-window: the reason to go ahead if held
+    reads: Collection[str] = ()  # files the plan will read on the tip (api: same round trip)
 
 
 @dataclass(frozen=True)
@@ -325,12 +334,270 @@ def admit(env: Environment, now: datetime, override: str | None) -> str | None:
     )
 
 
+class Reader(Protocol):
+    """What plans read on a tip, whichever way delivers (a GitRepo-backed `GitReader`, or the
+    api path's `ApiReader`)."""
+
+    def read_files(self, sha: str, paths: Iterable[str]) -> dict[str, bytes | None]:
+        """Contents at commit `sha` (None: absent)."""
+        ...
+
+    def touched(self, sha: str, parent: str, paths: Sequence[str]) -> list[str]:
+        """Those of `paths` whose content differs between commit `sha` and its first parent
+        `parent`, in the order given."""
+        ...
+
+
+class GitReader:
+    """Reads through the scratch repo."""
+
+    def __init__(self, repo: GitRepo) -> None:
+        self.repo = repo
+
+    def read_files(self, sha: str, paths: Iterable[str]) -> dict[str, bytes | None]:
+        return self.repo.read_files(sha, paths)
+
+    def touched(self, sha: str, parent: str, paths: Sequence[str]) -> list[str]:
+        # Trees are compared first: a large repo costs a few blobs, not every pinned file.
+        ours, base = self.repo.list_files(sha, paths), self.repo.list_files(parent, paths)
+        return [path for path in paths if ours.get(path) != base.get(path)]
+
+
+class ApiReader:
+    """Reads through the forge's API (cached at each SHA by the CommitAPI)."""
+
+    def __init__(self, api: CommitAPI) -> None:
+        self.api = api
+
+    def read_files(self, sha: str, paths: Iterable[str]) -> dict[str, bytes | None]:
+        return self.api.read_files(sha, list(paths))
+
+    def touched(self, sha: str, parent: str, paths: Sequence[str]) -> list[str]:
+        changed = self.api.changed_paths(sha)  # promoter's own one-commit branch: small
+        return [path for path in paths if path in changed]
+
+
+@dataclass(frozen=True)
+class Owned:
+    """A promoter branch's head commit as the delivery layer checks it."""
+
+    sha: str
+    parents: tuple[str, ...]
+    message: str
+
+
+class Way(Protocol):
+    """How commits reach the remote: the only part of delivery that differs between
+    `--commit-via git` and `--commit-via api`."""
+
+    @property
+    def via(self) -> CommitVia: ...
+
+    @property
+    def reader(self) -> Reader: ...
+
+    def head(self, branch: str, reads: Collection[str]) -> str:
+        """The environment branch's head now (reading `reads` there too, when that is free)."""
+        ...
+
+    def committed(self, sha: str) -> datetime:
+        """The commit time of `sha` (a tip read by `head`), aware UTC."""
+        ...
+
+    def owned(self, branch: str) -> Owned | None:
+        """The promoter branch's head commit, None when the branch does not exist."""
+        ...
+
+    def write(
+        self, branch: str, parent: str, files: Mapping[str, bytes], message: str
+    ) -> str | None:
+        """A commit of `files` over `parent` put on environment branch `branch`, which must
+        still be at `parent` (fast-forward / compare-and-swap); None when it moved (lost)."""
+        ...
+
+    def put_owned(
+        self,
+        branch: str,
+        parent: str,
+        files: Mapping[str, bytes],
+        message: str,
+        previous: Owned | None,
+    ) -> tuple[str, bool] | None:
+        """A commit of `files` over `parent` as the one commit of promoter branch `branch`,
+        replacing `previous` under a lease: (its sha, pushed); (previous's sha, False) when
+        `previous` already holds the same files on the same parent (nothing is written);
+        None when the branch moved meanwhile (lost)."""
+        ...
+
+    def delete_owned(self, branch: str, expected: str) -> bool: ...
+
+
+class GitWay:
+    """`--commit-via git`: commits made in the scratch repo, pushed."""
+
+    via: CommitVia = "git"
+
+    def __init__(self, repo: GitRepo, run: RunContext, clock: Clock) -> None:
+        self.repo = repo
+        self.run = run
+        self.clock = clock
+        self.reader = GitReader(repo)
+
+    def head(self, branch: str, reads: Collection[str]) -> str:
+        return self.repo.fetch(branch)
+
+    def committed(self, sha: str) -> datetime:
+        return datetime.fromtimestamp(self.repo.read_commit(sha).committed, UTC)
+
+    def owned(self, branch: str) -> Owned | None:
+        head = self.repo.remote_tip(branch)
+        if head is None:
+            return None
+        self.repo.fetch(branch, depth=2)
+        info = self.repo.read_commit(head)
+        return Owned(head, info.parents, info.message)
+
+    def _commit(self, parent: str, files: Mapping[str, bytes], message: str) -> str:
+        who = self.run.identity
+        return self.repo.commit(parent, files, message, who, who, self.clock.now().timestamp())
+
+    def write(
+        self, branch: str, parent: str, files: Mapping[str, bytes], message: str
+    ) -> str | None:
+        commit = self._commit(parent, files, message)
+        return commit if self.repo.push(commit, branch) else None
+
+    def put_owned(
+        self,
+        branch: str,
+        parent: str,
+        files: Mapping[str, bytes],
+        message: str,
+        previous: Owned | None,
+    ) -> tuple[str, bool] | None:
+        commit = self._commit(parent, files, message)
+        if previous is not None and self._same_tree(previous.sha, commit):
+            return previous.sha, False
+        if not self.repo.push_owned(commit, branch, previous.sha if previous else None):
+            return None
+        return commit, True
+
+    def _same_tree(self, previous: str, ours: str) -> bool:
+        """Does the promoter branch already hold what we would push (same parent and tree)?"""
+        mine, theirs = self.repo.read_commit(ours), self.repo.read_commit(previous)
+        return (mine.tree, mine.parents) == (theirs.tree, theirs.parents)
+
+    def delete_owned(self, branch: str, expected: str) -> bool:
+        return self.repo.delete_owned(branch, expected)
+
+
+class ApiWay:
+    """`--commit-via api`: the forge makes each commit (promoter.forge.commits.CommitAPI), as a
+    compare-and-swap on the branch head; a promoter branch is first reset to the tip under its
+    lease, then committed on."""
+
+    via: CommitVia = "api"
+
+    def __init__(self, api: CommitAPI) -> None:
+        self.api = api
+        self.reader = ApiReader(api)
+        self._dates: dict[str, datetime] = {}
+
+    def head(self, branch: str, reads: Collection[str]) -> str:
+        snap = self.api.snapshot(branch, sorted(set(reads)))
+        if snap.sha is None:
+            from promoter.errors import GitError
+
+            raise GitError(f"branch {branch} not found in the repository (--commit-via api)")
+        if snap.committed is not None:
+            self._dates[snap.sha] = snap.committed
+        return snap.sha
+
+    def committed(self, sha: str) -> datetime:
+        if sha not in self._dates:
+            self._dates[sha] = self.api.commit_meta(sha).committed
+        return self._dates[sha]
+
+    def owned(self, branch: str) -> Owned | None:
+        head = self.api.branch_head(branch)
+        if head is None:
+            return None
+        meta = self.api.commit_meta(head)
+        return Owned(head, meta.parents, meta.message)
+
+    def write(
+        self, branch: str, parent: str, files: Mapping[str, bytes], message: str
+    ) -> str | None:
+        from promoter.forge.commits import HEAD_MOVED
+
+        made = self.api.create_commit(branch, parent, files, message)
+        return None if made is HEAD_MOVED else str(made)
+
+    def put_owned(
+        self,
+        branch: str,
+        parent: str,
+        files: Mapping[str, bytes],
+        message: str,
+        previous: Owned | None,
+    ) -> tuple[str, bool] | None:
+        if previous is not None and self._same_content(previous, parent, files):
+            return previous.sha, False
+        # The branch is reset to the tip under its lease, then the forge commits on it.
+        if not self.api.set_owned(branch, parent, previous.sha if previous else None):
+            return None
+        made = self.write(branch, parent, files, message)
+        return None if made is None else (made, True)
+
+    def _same_content(self, previous: Owned, parent: str, files: Mapping[str, bytes]) -> bool:
+        """Same parent, and every path either commit changes has the same content in both:
+        the same tree, compared without building ours."""
+        if previous.parents != (parent,):
+            return False
+        paths = sorted(self.api.changed_paths(previous.sha) | set(files))
+        theirs = self.api.read_files(previous.sha, paths)
+        base = self.api.read_files(parent, [p for p in paths if p not in files])
+        return all(theirs[p] == (files[p] if p in files else base[p]) for p in paths)
+
+    def delete_owned(self, branch: str, expected: str) -> bool:
+        return self.api.delete_owned(branch, expected)
+
+
+def commit_via(options: Options, env: Environment) -> CommitVia:
+    """How `env` is written: `commit_via: api` in promoter.yaml (an environment that requires
+    verified commits) or --commit-via / PROMOTER_COMMIT_VIA, else git. Asking git for an
+    environment that requires api is a UsageError (exit 2), before anything is written."""
+    wanted = options.commit_via
+    if env.commit_via == "api":
+        if wanted == "git":
+            from promoter.errors import UsageError
+
+            raise UsageError(
+                f"--commit-via git: environment {env.name} requires commits made through the "
+                "forge's API (commit_via: api in promoter.yaml); drop --commit-via git"
+            )
+        return "api"
+    return wanted or "git"
+
+
+def open_commit_api(options: Options, repo_url: str) -> CommitAPI:
+    """The CommitAPI of the forge promoter talks to (same detection and token as the forge
+    adapter); with none (--forge none), a UsageError (exit 2), before any write."""
+    from promoter.context import resolve_token
+    from promoter.forge import detect
+    from promoter.forge.commits import open_commit_api as open_api
+
+    info = detect(options.forge, options.api_url, repo_url)
+    return open_api(info, resolve_token(options, repo_url))
+
+
 class PersonPushed(PromoterError):
     """Someone pushed their own commits to a promoter branch: it is theirs now."""
 
 
 class Deliverer:
-    """Delivers `Write`s through one scratch repo; opens the forge only when a PR needs it."""
+    """Delivers `Write`s through one scratch repo (`--commit-via git`) or the forge's API
+    (`api`: a CommitAPI); opens the forge only when a PR needs it."""
 
     def __init__(
         self,
@@ -339,19 +606,30 @@ class Deliverer:
         forge: Callable[[str], Forge],
         policy: RetryPolicy = DEFAULT_RETRY,
         clock: Clock | None = None,
+        api: CommitAPI | None = None,
     ) -> None:
         self.repo = repo
         self.run = run
         self._forge = forge
         self.policy = policy
         self.clock = clock or Clock()
+        self.way: Way = ApiWay(api) if api is not None else GitWay(repo, run, self.clock)
+
+    @property
+    def reader(self) -> Reader:
+        """Where plans read files on a tip: the same way the commits go."""
+        return self.way.reader
+
+    def head(self, branch: str, reads: Collection[str] = ()) -> str:
+        """The environment branch's head now (for a caller that decides before delivering)."""
+        return self.way.head(branch, reads)
 
     # ---------------------------------------------------------------- planning only
 
     def preview(self, write: Write, tip_sha: str | None = None) -> Plan:
         """The plan as it stands now (for --dry-run and for deciding before writing)."""
         branch = write.environment.branch
-        tip = self._tip(tip_sha or self.repo.fetch(branch))
+        tip = self._tip(tip_sha or self.way.head(branch, write.reads))
         if write.strategy == "pull-request":
             tip = self._with_pending(tip, write, forge_optional=True)
         plan = write.replan(tip)
@@ -372,13 +650,13 @@ class Deliverer:
 
         def attempt(n: int) -> Delivered | _Lost:
             # The caller's freshly fetched tip serves the first attempt.
-            sha = tip_sha if n == 1 and tip_sha else self.repo.fetch(branch)
+            sha = tip_sha if n == 1 and tip_sha else self.way.head(branch, write.reads)
             plan = write.replan(self._tip(sha))
             if not plan.changed:
                 return Delivered("push")
             override = admitted()
-            commit = self._commit(sha, plan, write, override)
-            if not self.repo.push(commit, branch):
+            commit = self.way.write(branch, sha, plan.files, self._message(plan, write, override))
+            if commit is None:
                 return LOST
             return Delivered("push", plan.changes, tuple(sorted(plan.files)), commit, pushed=True,
                              override_window=override)  # fmt: skip
@@ -391,20 +669,19 @@ class Deliverer:
         admitted = self._admission(write)
 
         def attempt(n: int) -> Delivered | _Lost:
-            tip = self._with_pending(self._tip(self.repo.fetch(env.branch)), write)
+            tip, owned = self._pending_tip(self._tip(self.way.head(env.branch, write.reads)), write)
             plan = write.replan(tip)
             previous = tip.pending.sha if tip.pending else None
             if not plan.changed:
                 return Delivered("pull-request", head_branch=write.head, commit=previous)
             override = admitted()
-            commit = self._commit(tip.sha, plan, write, override)
+            message = self._message(plan, write, override)
             files = tuple(sorted(plan.files))
-            if previous is not None and self._same_tree(previous, commit):
-                return Delivered("pull-request", plan.changes, files, previous,
-                                 override_window=override)  # fmt: skip
-            if not self.repo.push_owned(commit, write.head, previous):
+            put = self.way.put_owned(write.head, tip.sha, plan.files, message, owned)
+            if put is None:
                 return LOST
-            return Delivered("pull-request", plan.changes, files, commit, pushed=True,
+            commit, pushed = put
+            return Delivered("pull-request", plan.changes, files, commit, pushed=pushed,
                              override_window=override)  # fmt: skip
 
         done, attempts = retry(write.head, attempt, self.policy, self.clock)
@@ -450,7 +727,7 @@ class Deliverer:
                     f"{answer.message or 'the forge refused'}"
                 )
             merged, merge_commit = True, answer.sha
-            self.repo.delete_owned(write.head, str(done.commit))  # its work is done
+            self.way.delete_owned(write.head, str(done.commit))  # its work is done
         elif write.auto_merge:
             outcome = forge.enable_auto_merge(pull.number, "merge")  # GitLab may merge at once
             merged, merge_commit, auto = outcome.merged, outcome.sha, not outcome.merged
@@ -477,47 +754,55 @@ class Deliverer:
                 "request carried, so it has nothing left to change.",
             )
             forge.close_pull_request(pull.number)
-        self.repo.delete_owned(write.head, done.commit)
+        self.way.delete_owned(write.head, done.commit)
         return _replace(done, commit=None, closed=pull)
 
     # ---------------------------------------------------------------- helpers
 
     def _tip(self, sha: str) -> Tip:
         def when() -> datetime:
-            return datetime.fromtimestamp(self.repo.read_commit(sha).committed, UTC)
+            return self.way.committed(sha)
 
         return Tip(sha, when)
 
     def _with_pending(self, tip: Tip, write: Write, forge_optional: bool = False) -> Tip:
-        """The promoter branch's commit while its pull request is open (what is in flight).
-        A branch left over from a merged or closed pull request carries nothing; a branch a
-        person pushed to is theirs (PersonPushed)."""
-        head = self.repo.remote_tip(write.head)
-        if head is None:
-            return tip
-        self.repo.fetch(write.head, depth=2)
-        info = self.repo.read_commit(head)
+        return self._pending_tip(tip, write, forge_optional)[0]
+
+    def _pending_tip(
+        self, tip: Tip, write: Write, forge_optional: bool = False
+    ) -> tuple[Tip, Owned | None]:
+        """The promoter branch's commit while its pull request is open (what is in flight),
+        and that branch's head as read. A branch left over from a merged or closed pull
+        request carries nothing, nor one that points at the tip itself (an api-path run that
+        stopped between resetting it and committing on it); a branch a person pushed to is
+        theirs (PersonPushed)."""
+        owned = self.way.owned(write.head)
+        if owned is None:
+            return tip, None
+        head = owned.sha
+        if head == tip.sha:
+            return Tip(tip.sha, tip.when, Pending(head, head, open=False)), owned
         marker = f"Promoter-Environment: {write.environment.name}"
-        if len(info.parents) != 1 or marker not in _trailer_block(info.message):
+        if len(owned.parents) != 1 or marker not in _trailer_block(owned.message):
             raise PersonPushed(
                 f"{write.head} holds a commit promoter did not write ({head[:12]}): someone "
                 "pushed to it, so promoter leaves it and its pull request alone; merge or "
                 f"close that pull request, delete {write.head}, then run again"
             )
         if not write.accumulates:  # what the branch carries does not matter to the plan
-            return Tip(tip.sha, tip.when, Pending(head, info.parents[0]))
+            return Tip(tip.sha, tip.when, Pending(head, owned.parents[0])), owned
         try:
             forge = self._forge(f"delivering to {write.environment.name} by pull request")
         except PromoterError:
             if not forge_optional:
                 raise
-            return Tip(tip.sha, tip.when, Pending(head, info.parents[0]))
+            return Tip(tip.sha, tip.when, Pending(head, owned.parents[0])), owned
         # Its newest pull request says whether it is in flight: open, or none for this very
         # commit (a run died between pushing and opening: its values must not be lost); one
         # merged or closed at this commit means the branch is a leftover carrying nothing.
         last = forge.last_pull_request(write.head, write.environment.branch)
         over = last is not None and last.state != "open" and last.head_sha == head
-        return Tip(tip.sha, tip.when, Pending(head, info.parents[0], open=not over))
+        return Tip(tip.sha, tip.when, Pending(head, owned.parents[0], open=not over)), owned
 
     def _admission(self, write: Write) -> Callable[[], str | None]:
         """`admit` once per delivery, when it first has something to write (a write with
@@ -531,20 +816,14 @@ class Deliverer:
 
         return admitted
 
-    def _commit(self, parent: str, plan: Plan, write: Write, override: str | None) -> str:
+    def _message(self, plan: Plan, write: Write, override: str | None) -> str:
+        """The one commit message of every way: promoter.message's, with the override."""
         provenance = write.provenance
         if override is not None:
             provenance = dataclasses.replace(provenance, override_window=override)
-        message = build_message(
+        return build_message(
             write.verb, write.environment.name, plan.changes, provenance, write.subject
         )
-        who = self.run.identity
-        return self.repo.commit(parent, plan.files, message, who, who, self.clock.now().timestamp())
-
-    def _same_tree(self, previous: str, ours: str) -> bool:
-        """Does the promoter branch already hold what we would push (same parent and tree)?"""
-        mine, theirs = self.repo.read_commit(ours), self.repo.read_commit(previous)
-        return (mine.tree, mine.parents) == (theirs.tree, theirs.parents)
 
 
 def _override_note(reason: str | None) -> str:

@@ -24,6 +24,8 @@ from promoter.sandbox.envrepo import (
 )
 from tests.helpers import finish, run_cli, spawn
 
+pytest_plugins = ["tests.forge_fixtures"]
+
 CONFIG = """\
 environments:
   dev: {branch: env/dev}
@@ -79,6 +81,23 @@ def cli(repo, *args):
     return ("--repo", repo.url, "--token", TEST_TOKEN, *args)
 
 
+@pytest.fixture(params=["git", "api"])
+def via(request):
+    """The global options of each write path: `--commit-via git` (the default: nothing to add)
+    or `--commit-via api` through the GitHub double (GraphQL createCommitOnBranch)."""
+    if request.param == "git":
+        return ()
+    api = request.getfixturevalue("github_api")
+    return ("--forge", "github", "--api-url", api.api_url, "--commit-via", "api")
+
+
+def via_options(via):
+    """`via` as Options fields, for tests that call the command function."""
+    if not via:
+        return {}
+    return {"forge": "github", "api_url": via[3], "commit_via": "api"}
+
+
 def diff_lines(repo, sha):
     """The +/- lines of one commit's diff, without headers."""
     import subprocess
@@ -108,11 +127,11 @@ THREE_PINS = (
 )
 
 
-def test_update_combines_images_and_chart_into_one_commit(repo, capsys):
+def test_update_combines_images_and_chart_into_one_commit(repo, capsys, via):
     before = repo.sha("env/dev")
     run = run_cli(
         capsys,
-        *cli(repo, *THREE_PINS),
+        *cli(repo, *via, *THREE_PINS),
     )
     assert run.code == 0, run.err
     tip = repo.sha("env/dev")
@@ -132,14 +151,14 @@ def test_update_combines_images_and_chart_into_one_commit(repo, capsys):
 
     again = run_cli(
         capsys,
-        *cli(repo, *THREE_PINS),
+        *cli(repo, *via, *THREE_PINS),
     )
     assert again.code == 0
     assert repo.sha("env/dev") == tip
     assert "already up to date" in again.out
 
 
-def test_commit_message_carries_trailers_and_ci_identity(repo, capsys, monkeypatch):
+def test_commit_message_carries_trailers_and_ci_identity(repo, capsys, monkeypatch, via):
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_ACTOR", "octocat")
     monkeypatch.setenv("GITHUB_ACTOR_ID", "583231")
@@ -147,7 +166,7 @@ def test_commit_message_carries_trailers_and_ci_identity(repo, capsys, monkeypat
     monkeypatch.setenv("GITHUB_REPOSITORY", "acme/web")
     monkeypatch.setenv("GITHUB_RUN_ID", "42")
     monkeypatch.setenv("GITHUB_SHA", "a" * 40)
-    run = run_cli(capsys, *cli(repo, "update", "dev", "--image", "web=1.4.2"))
+    run = run_cli(capsys, *cli(repo, *via, "update", "dev", "--image", "web=1.4.2"))
     assert run.code == 0, run.err
     assert commit_message(repo.path, "refs/heads/env/dev") == (
         "update(dev): web 1.4.2\n\n"
@@ -173,6 +192,11 @@ def test_commit_message_carries_trailers_and_ci_identity(repo, capsys, monkeypat
         text=True,
         check=True,
     ).stdout.strip()
+    if via:  # GitHub chose both: the token's user, and itself as committer (it signs)
+        assert who == (
+            "promoter-bot <promoter-bot@users.noreply.github.com>|GitHub <noreply@github.com>"
+        )
+        return
     assert who == (
         "octocat <583231+octocat@users.noreply.github.com>|"
         "octocat <583231+octocat@users.noreply.github.com>"
@@ -195,10 +219,12 @@ def test_gitlab_identity_and_job_url(repo, capsys, monkeypatch):
     assert "Promoter-Actor: jdoe" in message
 
 
-def test_dry_run_prints_plan_and_writes_nothing(repo, capsys):
+def test_dry_run_prints_plan_and_writes_nothing(repo, capsys, via):
     run = run_cli(
         capsys,
-        *cli(repo, "--dry-run", "update", "dev", "--image", "web=1.4.2", "--chart", "web=0.3.1"),
+        *cli(
+            repo, *via, "--dry-run", "update", "dev", "--image", "web=1.4.2", "--chart", "web=0.3.1"
+        ),
     )
     assert run.code == 0, run.err
     assert repo.sha("env/dev") == repo.shas["env/dev"]
@@ -207,11 +233,12 @@ def test_dry_run_prints_plan_and_writes_nothing(repo, capsys):
     assert "dependencies[name=web].version  0.3.0 -> 0.3.1" in run.out
 
 
-def test_json_output(repo, capsys):
+def test_json_output(repo, capsys, via):
     run = run_cli(
         capsys,
         *cli(
             repo,
+            *via,
             "--output",
             "json",
             "update",
@@ -234,6 +261,7 @@ def test_json_output(repo, capsys):
             capsys,
             *cli(
                 repo,
+                *via,
                 "--output",
                 "json",
                 "update",
@@ -295,9 +323,9 @@ def test_a_pinned_path_that_is_not_a_regular_file_is_refused(repo, capsys, mode,
     assert list_branches(repo.path) == before
 
 
-def test_an_executable_pinned_file_is_edited_and_keeps_its_mode(repo, capsys):
+def test_an_executable_pinned_file_is_edited_and_keeps_its_mode(repo, capsys, via):
     _set_entry(repo, "env/dev", "apps/web/values.yaml", "100755", WEB_VALUES)
-    run = run_cli(capsys, *cli(repo, "update", "dev", "--image", "web=1.4.2"))
+    run = run_cli(capsys, *cli(repo, *via, "update", "dev", "--image", "web=1.4.2"))
     assert run.code == 0, run.err
     assert 'tag: "1.4.2"' in repo.read_file("env/dev", "apps/web/values.yaml")
     ls = subprocess.run(
@@ -324,12 +352,44 @@ def _second_writer(git_server, repo, files_for_push):
     return pushes
 
 
-def test_lost_race_is_reapplied_on_the_new_tip(repo, git_server):
+def _api_second_writer(request, repo, files_for_write):
+    """_second_writer for the api path: as promoter's mutation `n` (createCommitOnBranch)
+    begins, after it has read the tip and planned, `files_for_write(n)` lands on env/dev.
+    GraphQL requests come as: promoter.yaml (with the head), then per attempt the snapshot
+    and the mutation, so the mutations are the 3rd, 5th, ... POST /graphql."""
+    api = request.getfixturevalue("github_api")
+    seen = {"graphql": 0, "n": 0}
+
+    def hook() -> None:
+        seen["graphql"] += 1
+        if seen["graphql"] >= 3 and seen["graphql"] % 2 == 1:
+            seen["n"] += 1
+            files = files_for_write(seen["n"])
+            if files:
+                repo.commit("env/dev", files, f"someone else {seen['n']}")
+        api.before("POST /graphql", hook)
+
+    api.before("POST /graphql", hook)
+    return seen
+
+
+def _writer(request, via, git_server, repo, files_for):
+    if via:
+        return _api_second_writer(request, repo, files_for)
+    return _second_writer(git_server, repo, files_for)
+
+
+def test_lost_race_is_reapplied_on_the_new_tip(repo, git_server, via, request):
     other = WEB_VALUES.replace("replicas: 2", "replicas: 3")
-    pushes = _second_writer(
-        git_server, repo, lambda n: {"apps/web/values.yaml": other} if n == 1 else None
+    pushes = _writer(
+        request,
+        via,
+        git_server,
+        repo,
+        lambda n: {"apps/web/values.yaml": other} if n == 1 else None,
     )
-    result = update(Options(repo=repo.url, token=TEST_TOKEN), "dev", images=["web=1.4.2"])
+    options = Options(repo=repo.url, token=TEST_TOKEN, **via_options(via))
+    result = update(options, "dev", images=["web=1.4.2"])
     assert (result.attempts, pushes["n"]) == (2, 2)
     assert result.commit == repo.sha("env/dev")
     text = repo.read_file("env/dev", "apps/web/values.yaml")
@@ -338,11 +398,11 @@ def test_lost_race_is_reapplied_on_the_new_tip(repo, git_server):
     assert is_linear(repo.path, "env/dev")
 
 
-def test_race_lost_after_all_retries_leaves_nothing(repo, git_server):
-    pushes = _second_writer(git_server, repo, lambda n: {"noise.txt": f"{n}\n"})
+def test_race_lost_after_all_retries_leaves_nothing(repo, git_server, via, request):
+    pushes = _writer(request, via, git_server, repo, lambda n: {"noise.txt": f"{n}\n"})
     with pytest.raises(RaceLost) as caught:
         update(
-            Options(repo=repo.url, token=TEST_TOKEN),
+            Options(repo=repo.url, token=TEST_TOKEN, **via_options(via)),
             "dev",
             images=["web=1.4.2"],
             policy=RetryPolicy(attempts=3, base=0.001, cap=0.01),
@@ -352,7 +412,7 @@ def test_race_lost_after_all_retries_leaves_nothing(repo, git_server):
     assert not any(subject.startswith("update(") for subject in log(repo.path, "env/dev"))
 
 
-def test_eight_concurrent_updates_all_land(env_repo):
+def test_eight_concurrent_updates_all_land(env_repo, via):
     apps = [f"app{i}" for i in range(8)]
     config = "environments:\n  dev: {branch: env/dev}\napps:\n" + "".join(
         f"  {a}:\n    images:\n      {a}: {{file: apps/{a}/values.yaml, tag: image.tag}}\n"
@@ -370,7 +430,7 @@ def test_eight_concurrent_updates_all_land(env_repo):
             "dev",
             "--image",
             f"{a}=2.0.0",
-            env={"PROMOTER_TOKEN": TEST_TOKEN},
+            env={"PROMOTER_TOKEN": TEST_TOKEN, **_via_env(via)},
         )
         for a in apps
     ]
@@ -380,6 +440,13 @@ def test_eight_concurrent_updates_all_land(env_repo):
         assert repo.read_file("env/dev", f"apps/{app}/values.yaml") == "image:\n  tag: 2.0.0\n"
     assert len(log(repo.path, "env/dev")) == 9
     assert is_linear(repo.path, "env/dev")
+
+
+def _via_env(via):
+    """`via` as environment variables (PROMOTER_COMMIT_VIA and the forge's)."""
+    if not via:
+        return {}
+    return {"PROMOTER_FORGE": "github", "PROMOTER_API_URL": via[3], "PROMOTER_COMMIT_VIA": "api"}
 
 
 def test_folder_per_environment_layout(env_repo, capsys):
@@ -398,11 +465,12 @@ def test_folder_per_environment_layout(env_repo, capsys):
     assert repo.read_file("main", "envs/dev/web.yaml") == "image:\n  tag: 1.0.0\n"
 
 
-def test_config_from_local_file(repo, capsys, tmp_path):
+def test_config_from_local_file(repo, capsys, tmp_path, via):
     local = tmp_path / "promoter.yaml"
     local.write_text(CONFIG.replace("dev: {branch: env/dev}", "dev: {branch: env/prod}"))
     run = run_cli(
-        capsys, *cli(repo, "--config", str(local), "update", "dev", "--image", "web=9.9.9")
+        capsys,
+        *cli(repo, *via, "--config", str(local), "update", "dev", "--image", "web=9.9.9"),
     )
     assert run.code == 0, run.err
     assert 'tag: "9.9.9"' in repo.read_file("env/prod", "apps/web/values.yaml")

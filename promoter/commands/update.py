@@ -16,16 +16,20 @@ from promoter.delivery import (
     Tip,
     Write,
     WriteResult,
+    commit_via,
+    open_commit_api,
 )
-from promoter.errors import UsageError
+from promoter.errors import ConfigError, UsageError
 from promoter.message import Provenance, check_message, check_reason, check_sha, check_url
 from promoter.model import parse_chart_flag, parse_image_flag
 from promoter.options import Options
 
 if TYPE_CHECKING:
     from promoter import plan as planning
+    from promoter.config import Config
+    from promoter.delivery import Reader
     from promoter.forge.base import Forge
-    from promoter.gitrepo import GitRepo
+    from promoter.forge.commits import CommitAPI
     from promoter.model import Change
     from promoter.plan import Edit
     from promoter.promotion import PinKey
@@ -67,6 +71,8 @@ def update(
         override = check_reason(override_window, "--override-window")
     provenance = provenance_for(run, source_commit, source_url)
     with scratch_repo(options) as repo:
+        # --commit-via api: the forge's API reads and writes (exit 2 here without a forge).
+        api = open_commit_api(options, repo.remote.url) if options.commit_via == "api" else None
         # Network first: start fetching the default branch (for promoter.yaml) and, in a
         # second scratch repo, the environment branch under its likely name env/<name>
         # (promoter.yaml's default), so both round trips run while the planning code is
@@ -74,14 +80,16 @@ def update(
         # --config: a local configuration is validated before any git I/O.
         guess = f"env/{environment}"
         speculative = None
-        if not options.config:
+        if not options.config and api is None:
             repo.start_fetch_default()
             speculative = repo.prefetch(guess)
         from promoter import plan as planning
         from promoter.promotion import pin_keys
 
-        config = read_config(options, repo)
+        config = read_config(options, repo) if api is None else _config_via_api(options, api, guess)
         env = config.environment(environment)
+        if commit_via(options, env) == "api" and api is None:
+            api = open_commit_api(options, repo.remote.url)  # promoter.yaml asks for it
         if speculative is not None:
             if env.branch == guess:
                 repo = speculative
@@ -103,14 +111,18 @@ def update(
         # brought which, so a re-run finds it as it is and writes nothing.
         rank = {(key.path(environment), key.key): i for i, key in enumerate(keys)}
 
+        opener = ForgeOpener(options, repo, forge)
+        deliverer = Deliverer(repo, run, opener.require, policy, clock, api=api)
+        reader = deliverer.reader
+
         def replan(tip: Tip) -> planning.Plan:
             # Updates waiting in the pull request come first; this run's values win.
-            wanted = {(e.file, e.key): e for e in _pending(repo, keys, environment, tip)}
+            wanted = {(e.file, e.key): e for e in _pending(reader, keys, environment, tip)}
             wanted.update({(e.file, e.key): e for e in edits})
             todo = list(wanted.values())
             if by_pull_request:
                 todo.sort(key=lambda e: rank.get((e.file, e.key), len(rank)))
-            files = repo.read_files(tip.sha, planning.files_needed(todo))
+            files = reader.read_files(tip.sha, planning.files_needed(todo))
             return planning.apply(todo, files, tip.when)
 
         write = Write(
@@ -127,17 +139,36 @@ def update(
             draft=draft,
             accumulates=True,
             override_window=override,
+            reads=planning.files_needed(edits),
         )
-        opener = ForgeOpener(options, repo, forge)
         if by_pull_request and not options.dry_run:
             opener.require(f"updating {env.name} by pull request (delivery: pull-request)")
-        deliverer = Deliverer(repo, run, opener.require, policy, clock)
         if options.dry_run:
             return UpdateResult.planned(write, deliverer.preview(write))
         return UpdateResult.of(write, deliverer.deliver(write))
 
 
-def _pending(repo: GitRepo, keys: Sequence[PinKey], env: str, tip: Tip) -> list[Edit]:
+def _config_via_api(options: Options, api: CommitAPI, branch: str) -> Config:
+    """promoter.yaml from --config, else from the default branch through the forge's API (in
+    the query that reads `branch`, the environment branch's likely name)."""
+    from promoter.config import CONFIG_FILE, load_config
+
+    if options.config:
+        return read_config(options, None)
+    data = api.snapshot(branch, (), [CONFIG_FILE]).default_files.get(CONFIG_FILE)
+    if data is None:
+        raise ConfigError(
+            f"{CONFIG_FILE} not found on the default branch of the repository; add it there "
+            "or pass --config PATH"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{CONFIG_FILE} is not UTF-8 text") from None
+    return load_config(text)
+
+
+def _pending(reader: Reader, keys: Sequence[PinKey], env: str, tip: Tip) -> list[Edit]:
     """The values a promoter/update-<env> pull request carries: every pin its commit sets to
     something else than the tip it was built on (its parent) had.
 
@@ -153,12 +184,11 @@ def _pending(repo: GitRepo, keys: Sequence[PinKey], env: str, tip: Tip) -> list[
     if pending is None or not pending.open:
         return []
     paths = sorted({key.path(env) for key in keys})
-    ours, base = repo.list_files(pending.sha, paths), repo.list_files(pending.base, paths)
-    touched = [path for path in paths if ours.get(path) != base.get(path)]
+    touched = reader.touched(pending.sha, pending.base, paths)
     if not touched:
         return []
-    now, before = repo.read_files(pending.sha, touched), repo.read_files(pending.base, touched)
-    target = before if tip.sha == pending.base else repo.read_files(tip.sha, touched)
+    now, before = reader.read_files(pending.sha, touched), reader.read_files(pending.base, touched)
+    target = before if tip.sha == pending.base else reader.read_files(tip.sha, touched)
 
     def value(files: dict[str, bytes | None], key: PinKey) -> object:
         data = files.get(key.path(env))
