@@ -7,6 +7,7 @@ out in promoter/forge/gitlab_commits.py; these tests hold the adapter and the do
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import threading
 from typing import Any
@@ -15,9 +16,10 @@ import pytest
 
 from promoter.forge.base import ForgeAuthError, ForgeError, ForgeInfo
 from promoter.forge.commits import HEAD_MOVED, CommitAPI, open_commit_api
-from promoter.sandbox import TEST_TOKEN
-from promoter.sandbox.envrepo import EnvRepo, commit_files, git_env
+from promoter.sandbox import TEST_TOKEN, GitHttpServer
+from promoter.sandbox.envrepo import EnvRepo, commit_files, commit_message, git_env, is_linear
 from promoter.sandbox.gitlab_api import GitLabApiDouble
+from tests.helpers import finish, run_cli, spawn
 
 pytest_plugins = ["tests.forge_fixtures"]
 
@@ -299,3 +301,160 @@ def test_no_token_in_any_answer_or_error(bed, gitlab_api) -> None:  # type: igno
     with pytest.raises(ForgeAuthError) as caught:
         api.create_commit("env/dev", str(snap.sha), {VALUES: b"x\n"}, MESSAGE)
     assert TEST_TOKEN not in str(caught.value)
+
+
+# --- the commands through `--commit-via api` on GitLab -----------------------------------------
+
+CONFIG = """\
+environments:
+  dev: {branch: env/dev}
+  staging: {branch: env/staging, from: dev}
+  prod: {branch: env/prod, from: staging, delivery: pull-request}
+apps:
+  web:
+    images:
+      web: {file: apps/web/values.yaml, tag: image.tag}
+  api:
+    images:
+      api: {file: apps/api/values.yaml, tag: image.tag}
+"""
+WEB = '# web\nimage:\n  repository: ghcr.io/acme/web\n  tag: "1.4.1"   # set by promoter\n'
+API = "image:\n  tag: 2.0.0\n"
+FILES = {"promoter.yaml": CONFIG, "apps/web/values.yaml": WEB, "apps/api/values.yaml": API}
+
+
+@pytest.fixture
+def envs(env_repo: Any) -> EnvRepo:
+    repo: EnvRepo = env_repo(
+        {"main": FILES, "env/dev": FILES, "env/staging": FILES, "env/prod": FILES}
+    )
+    return repo
+
+
+def _cli(repo: EnvRepo, api: GitLabApiDouble, *args: str) -> tuple[str, ...]:
+    return ("--repo", repo.url, "--token", TEST_TOKEN, "--forge", "gitlab",
+            "--api-url", api.api_url, "--commit-via", "api", *args)  # fmt: skip
+
+
+def _pushes(server: GitHttpServer, since: int) -> list[str]:
+    server.wait_idle()
+    return [r.path for r in server.requests[since:] if "git-receive-pack" in r.path]
+
+
+def test_update_commits_through_the_gitlab_api(
+    envs, gitlab_api, git_server, capsys, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("GITLAB_CI", "true")
+    monkeypatch.setenv("GITLAB_USER_LOGIN", "jdoe")
+    monkeypatch.setenv("CI_JOB_URL", "https://gitlab.example.com/acme/web/-/jobs/7")
+    before, seen = envs.sha("env/dev"), len(git_server.requests)
+    run = run_cli(capsys, *_cli(envs, gitlab_api, "update", "dev", "--image", "web=1.4.2"))
+    assert run.code == 0, run.err
+    tip = envs.sha("env/dev")
+    assert _pushes(git_server, seen) == []  # nothing went over git
+    assert _git(envs, "log", "-1", "--format=%P|%an <%ae>|%cn <%ce>", tip).strip() == (
+        f"{before}|Promoter-Bot <1-promoter-bot@users.noreply.127.0.0.1>|"
+        "Promoter-Bot <1-promoter-bot@users.noreply.127.0.0.1>"
+    )
+    message = commit_message(envs.path, tip)
+    assert message.startswith("update(dev): web 1.4.2\n\nPromoter-Environment: dev\n")
+    assert "Promoter-Change: web/web image.tag 1.4.1 -> 1.4.2\n" in message
+    assert "Promoter-Actor: jdoe" in message  # the actor stays in the trailers
+    assert envs.read_file(tip, "apps/web/values.yaml") == WEB.replace('"1.4.1"', '"1.4.2"')
+    assert _git(envs, "diff", "--name-only", before, tip).split() == ["apps/web/values.yaml"]
+    # Round trips: promoter.yaml with the branch, the branch with its file, the commit.
+    posts = [r for r in gitlab_api.request_log if r[0] == "POST"]
+    assert len(posts) == 1 and len(gitlab_api.request_log) == 2 + 2 + 1
+    # The same run again writes nothing.
+    gitlab_api.request_log.clear()
+    again = run_cli(capsys, *_cli(envs, gitlab_api, "update", "dev", "--image", "web=1.4.2"))
+    assert again.code == 0 and "already up to date" in again.out
+    assert envs.sha("env/dev") == tip
+    assert [r for r in gitlab_api.request_log if r[0] != "GET"] == []
+
+
+def test_a_lost_race_is_reapplied_on_the_new_tip(envs, gitlab_api, capsys) -> None:  # type: ignore[no-untyped-def]
+    theirs = WEB.replace("# web", "# web, edited by someone")
+    landed: list[str] = []
+    gitlab_api.before(
+        "POST /projects/*/repository/commits",
+        lambda: landed.append(
+            commit_files(envs.path, "env/dev", {"apps/web/values.yaml": theirs}, "someone")
+        ),
+    )
+    run = run_cli(capsys, *_cli(envs, gitlab_api, "--output", "json", "update", "dev",
+                                "--image", "web=1.4.2"))  # fmt: skip
+    assert run.code == 0, run.err
+    data = json.loads(run.out)
+    assert data["attempts"] == 2 and data["commit"] == envs.sha("env/dev")
+    assert api_parents(envs, data["commit"]) == landed  # on their commit, theirs kept
+    assert envs.read_file("env/dev", "apps/web/values.yaml") == theirs.replace('"1.4.1"', '"1.4.2"')
+    refused = [r for r in gitlab_api.request_log if r[0] == "POST"]
+    assert [status for *_, status in refused] == [400, 201]
+
+
+def api_parents(repo: EnvRepo, sha: str) -> list[str]:
+    return _git(repo, "log", "-1", "--format=%P", sha).split()
+
+
+def test_eight_concurrent_api_updates_all_land(gitlab_api, env_repo) -> None:  # type: ignore[no-untyped-def]
+    apps = [f"app{i}" for i in range(8)]
+    config = "environments:\n  dev: {branch: env/dev}\napps:\n" + "".join(
+        f"  {a}:\n    images:\n      {a}: {{file: apps/{a}/values.yaml, tag: image.tag}}\n"
+        for a in apps
+    )
+    files = {"promoter.yaml": config, "shared.yaml": "x: 1\n"}
+    files.update({f"apps/{a}/values.yaml": "image:\n  tag: 1.0.0\n" for a in apps})
+    repo = env_repo({"main": files, "env/dev": files})
+    env = {"PROMOTER_TOKEN": TEST_TOKEN, "PROMOTER_FORGE": "gitlab",
+           "PROMOTER_API_URL": gitlab_api.api_url, "PROMOTER_COMMIT_VIA": "api"}  # fmt: skip
+    procs = [spawn("--repo", repo.url, "update", "dev", "--image", f"{a}=2.0.0", env=env)
+             for a in apps]  # fmt: skip
+    runs = [finish(proc) for proc in procs]
+    assert [run.code for run in runs] == [0] * 8, [run.err for run in runs]
+    for a in apps:
+        assert repo.read_file("env/dev", f"apps/{a}/values.yaml") == "image:\n  tag: 2.0.0\n"
+    subjects = _git(repo, "log", "--format=%s", "refs/heads/env/dev").splitlines()
+    assert sorted(subjects[:8]) == sorted(f"update(dev): {a} 2.0.0" for a in apps)
+    assert is_linear(repo.path, "env/dev")
+
+
+def test_a_refused_commit_is_one_line_without_the_token(envs, gitlab_api, capsys) -> None:  # type: ignore[no-untyped-def]
+    gitlab_api.fail("POST /projects/*/repository/commits", [403],
+                    message=f"403 Forbidden - You are not allowed to push ({TEST_TOKEN})")  # fmt: skip
+    run = run_cli(capsys, *_cli(envs, gitlab_api, "update", "dev", "--image", "web=1.4.2"))
+    assert run.code == 1
+    assert "access denied" in run.err and len(run.err.strip().splitlines()) == 1
+    assert envs.sha("env/dev") == envs.shas["env/dev"]
+
+
+def test_an_update_by_merge_request_builds_the_promoter_branch_through_the_api(
+    envs, gitlab_api, git_server, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    prod, seen = envs.sha("env/prod"), len(git_server.requests)
+    run = run_cli(capsys, *_cli(envs, gitlab_api, "update", "prod", "--image", "web=1.5.0"))
+    assert run.code == 0, run.err
+    head = envs.sha("promoter/update-prod")
+    assert api_parents(envs, head) == [prod] and envs.sha("env/prod") == prod
+    (mr,) = gitlab_api.project(envs.name).mrs.values()
+    assert (mr.source, mr.target, mr.state) == ("promoter/update-prod", "env/prod", "opened")
+    # The environment moves on; a second update rebuilds the promoter branch on its new tip,
+    # carrying both values, with start_sha + force on promoter/update-prod only.
+    newer = commit_files(envs.path, "env/prod", {"README.md": "prod\n"}, "someone")
+    gitlab_api.request_log.clear()
+    run = run_cli(capsys, *_cli(envs, gitlab_api, "update", "prod", "--image", "api=2.1.0"))
+    assert run.code == 0, run.err
+    writes = [(m, p) for m, p, _ in gitlab_api.request_log if m not in ("GET",)]
+    assert [m for m, p in writes if "merge_requests" not in p] == ["POST"]  # no delete+create
+    rebuilt = envs.sha("promoter/update-prod")
+    assert api_parents(envs, rebuilt) == [newer] and envs.sha("env/prod") == newer
+    assert 'tag: "1.5.0"' in envs.read_file(rebuilt, "apps/web/values.yaml")
+    assert "tag: 2.1.0" in envs.read_file(rebuilt, "apps/api/values.yaml")
+    assert len(gitlab_api.project(envs.name).mrs) == 1
+    # Once more: nothing to write, nothing sent but reads.
+    gitlab_api.request_log.clear()
+    run = run_cli(capsys, *_cli(envs, gitlab_api, "update", "prod", "--image", "api=2.1.0"))
+    assert run.code == 0, run.err
+    assert envs.sha("promoter/update-prod") == rebuilt
+    assert [r for r in gitlab_api.request_log if r[0] not in ("GET",)] == []
+    assert _pushes(git_server, seen) == []
