@@ -7,6 +7,7 @@ moves only when that PR merges."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 from dataclasses import dataclass
@@ -137,10 +138,12 @@ class Bed:
     api: Any  # the GitHub or GitLab double
     forge: str
     server: GitHttpServer
+    via: str = "git"  # --commit-via
+    _marks: dict[int, dict[str, str]] = dataclasses.field(default_factory=dict)
 
     def args(self, *args: str) -> tuple[str, ...]:
         return ("--repo", self.repo.url, "--token", TEST_TOKEN, "--forge", self.forge,
-                "--api-url", self.api.api_url, *args)  # fmt: skip
+                "--api-url", self.api.api_url, "--commit-via", self.via, *args)  # fmt: skip
 
     def update(self, capsys: pytest.CaptureFixture[str], *args: str) -> Run:
         return run_cli(capsys, *self.args("update", "prod", *args))
@@ -191,18 +194,25 @@ class Bed:
         return list_branches(self.repo.path)
 
     def mark(self) -> int:
-        """Where the git server's request log stands now."""
+        """Where the git server's request log stands now (and, on the api path, the branches)."""
         self.server.wait_idle()
+        self._marks[len(self.server.requests)] = self.branches()
         return len(self.server.requests)
 
     def pushes(self, since: int) -> list[str]:
-        """receive-pack requests (pushes, their ref advertisements included) since `since`."""
+        """receive-pack requests (pushes, their ref advertisements included) since `since`;
+        on the api path (which must never push), also each branch the API wrote since."""
         self.server.wait_idle()
-        return [
+        pushed = [
             r.path
             for r in self.server.requests[since:]
             if "git-receive-pack" in r.path and f"/{self.repo.name}.git/" in r.path
         ]
+        if self.via == "git":
+            return pushed
+        assert pushed == [], "the api path pushed over git"
+        before, now = self._marks[since], self.branches()
+        return sorted(b for b in before.keys() | now.keys() if before.get(b) != now.get(b))
 
     def forge_as_a_person(self) -> Forge:
         """The same API, driven as a person in the web UI would (not through promoter's run)."""
@@ -211,16 +221,17 @@ class Bed:
 
 
 def _bed(request: pytest.FixtureRequest, env_repo: Any, git_server: GitHttpServer, forge: str,
-         files: dict[str, str] = FILES) -> Bed:  # fmt: skip
+         files: dict[str, str] = FILES, via: str = "git") -> Bed:  # fmt: skip
     api = request.getfixturevalue(f"{forge}_api")
     repo = env_repo({"main": files, "env/dev": files, "env/prod": files})
-    return Bed(repo, api, forge, git_server)
+    return Bed(repo, api, forge, git_server, via)
 
 
-@pytest.fixture(params=["github", "gitlab"])
+@pytest.fixture(params=["github", "gitlab", "github-api"])
 def bed(request: pytest.FixtureRequest, env_repo: Any, git_server: GitHttpServer) -> Bed:
-    """Both forges."""
-    return _bed(request, env_repo, git_server, request.param)
+    """Both forges, and GitHub's api path (`--commit-via api`: GraphQL createCommitOnBranch)."""
+    forge, _, via = str(request.param).partition("-")
+    return _bed(request, env_repo, git_server, forge, via=via or "git")
 
 
 @pytest.fixture
@@ -377,7 +388,8 @@ def test_a_rerun_with_the_same_inputs_pushes_nothing(bed, capsys):
         assert [c["pin"] for c in data["changes"]] == ["web/web", "api/api"]
         assert bed.pull() == pull  # title, body, labels as they were
         # The pending PR's lookup, then open_or_update finding it as it should be: no write.
-        assert len(bed.api.request_log) - calls == 2
+        if bed.via == "git":
+            assert len(bed.api.request_log) - calls == 2
 
 
 # --- 5. the environment branch moves meanwhile -------------------------------------------------
@@ -622,6 +634,8 @@ def test_a_person_pushing_while_promoter_runs_wins_the_branch(bed, capsys):
             theirs.append(bed.repo.commit(HEAD, {"README.md": "mine\n"}, "a person's fix"))
 
     bed.server.before_push(bed.repo.name, person)
+    if bed.via == "api":  # after promoter read the branch, before its lease (updateRefs)
+        bed.api.before("GET /repos/*/commits/*", person)
     try:
         run = bed.update(capsys, "--image", "api=2.1.0")
     finally:

@@ -1,5 +1,6 @@
 """GitHub's side of the api path (promoter.forge.commits.CommitAPI): reads in one GraphQL
-query, writes with the `createCommitOnBranch` mutation, promoter/* branches with REST refs.
+query, writes with the `createCommitOnBranch` mutation, promoter/* branches moved or deleted
+with `updateRefs`, whose `beforeOid` is the lease (GitHub checks it atomically with the move).
 
 Through PyGithub's requester (the same auth, retry, timeout and error translation as the
 forge adapter, which this class extends). GitHub signs a commit made by `createCommitOnBranch`
@@ -23,6 +24,10 @@ from promoter.forge.github import GitHubForge
 # bytes over REST when GitHub gives no text (binary, or too large to inline).
 _ENTRY = "{ object { __typename ... on Blob { oid text isBinary isTruncated } } }"
 _COMMIT = "oid message committedDate parents(first: 2) { nodes { oid } }"
+_ZERO = "0" * 40
+_UPDATE_REFS = (
+    "mutation($input: UpdateRefsInput!) { updateRefs(input: $input) { clientMutationId } }"
+)
 _CREATE = (
     "mutation($input: CreateCommitOnBranchInput!) "
     "{ createCommitOnBranch(input: $input) { commit { oid } } }"
@@ -39,6 +44,7 @@ class GitHubCommits(GitHubForge):
         self.requests = 0
         self._blobs: dict[tuple[str, str], bytes | None] = {}
         self._owner_name = str(info.repository).split("/", 1)
+        self._node: str | None = None  # the repository's GraphQL node id
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -109,7 +115,7 @@ class GitHubCommits(GitHubForge):
             default = f"defaultBranchRef {{ target {{ oid ... on Commit {{ {dfields} }} }} }}"
         document = (
             f"query($owner: String!, $name: String!, $ref: String!{decls}{ddecls}) "
-            "{ repository(owner: $owner, name: $name) { "
+            "{ repository(owner: $owner, name: $name) { id "
             "ref(qualifiedName: $ref) { target { oid ... on Commit { committedDate "
             f"{fields} }} }} }} "
             f"{default} }} }}"
@@ -123,6 +129,8 @@ class GitHubCommits(GitHubForge):
         variables.update({f"d{i}": p for i, p in enumerate(defaults)})
         what = f"reading {branch}"
         repository = self._repository(self._query(what, document, variables), what)
+        if repository.get("id"):
+            self._node = str(repository["id"])
         target = (repository.get("ref") or {}).get("target") or {}
         sha = target.get("oid")
         files: dict[str, bytes | None] = dict.fromkeys(wanted)
@@ -273,38 +281,51 @@ class GitHubCommits(GitHubForge):
 
     def set_owned(self, branch: str, sha: str, expected: str | None) -> bool:
         check_owned(branch)
-        current = self.branch_head(branch)
-        if current != expected:
-            return False
-        if current == sha:
-            return True
-        return self._ref_write(branch, sha, expected)
-
-    def _ref_write(self, branch: str, sha: str | None, expected: str | None) -> bool:
-        """Create (expected None), move (force) or delete (sha None) refs/heads/<branch>; a
-        422/404 from GitHub means the ref was not as read (created or deleted meanwhile)."""
-        from github import GithubException
-
-        ref = urllib.parse.quote(f"heads/{branch}")
-        try:
-            if expected is None:
-                self._rest_raw("POST", "/git/refs", {"ref": f"refs/heads/{branch}", "sha": sha})
-            elif sha is None:
-                self._rest_raw("DELETE", f"/git/refs/{ref}")
-            else:
-                self._rest_raw("PATCH", f"/git/refs/{ref}", {"sha": sha, "force": True})
-        except GithubException as exc:
-            if exc.status in (404, 409, 422):
-                return False
-            what = f"moving {branch}"
-            raise self._translate(what, exc.status, exc.data, exc.message) from None
-        return True
+        if expected == sha:
+            return self.branch_head(branch) == sha  # nothing to move
+        return self._update_ref(branch, sha, expected)
 
     def delete_owned(self, branch: str, expected: str) -> bool:
         check_owned(branch)
-        if self.branch_head(branch) != expected:
-            return False
-        return self._ref_write(branch, None, expected)
+        return self._update_ref(branch, _ZERO, expected)
+
+    def _update_ref(self, branch: str, after: str, before: str | None) -> bool:
+        """One `updateRefs` mutation: the lease is GitHub's own check of `beforeOid` (zeros:
+        the branch must not exist), atomic with the move; `afterOid` zeros deletes. Refused
+        while the branch is not at `before`: False (re-read to tell that from other errors)."""
+        import requests
+        from github import GithubException
+
+        update = {"name": f"refs/heads/{branch}", "afterOid": after,
+                  "beforeOid": before or _ZERO, "force": True}  # fmt: skip
+        variables = {"input": {"repositoryId": self._repository_id(), "refUpdates": [update]}}
+        what = f"{'deleting' if after == _ZERO else 'moving'} {branch}"
+        try:
+            self.requests += 1
+            self._gh.requester.graphql_query(_UPDATE_REFS, variables)
+        except GithubException as exc:
+            if self.branch_head(branch) != before:
+                return False
+            raise self._translate(what, exc.status, exc.data, exc.message) from None
+        except requests.RequestException as exc:
+            detail = self._clean(str(exc))
+            raise ForgeError(
+                f"GitHub API at {self.host} unreachable while {what}: {detail}"
+            ) from None
+        return True
+
+    def _repository_id(self) -> str:
+        """The repository's node id (read with the first snapshot, else asked once)."""
+        if self._node is None:
+            document = (
+                "query($owner: String!, $name: String!) "
+                "{ repository(owner: $owner, name: $name) { id } }"
+            )
+            variables = {"owner": self._owner_name[0], "name": self._owner_name[1]}
+            what = "reading the repository's id"
+            answer = self._repository(self._query(what, document, variables), what)
+            self._node = str(answer.get("id"))
+        return self._node
 
     # --- answers ------------------------------------------------------------------------------
 

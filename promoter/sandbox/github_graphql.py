@@ -35,14 +35,16 @@ _INPUTS: dict[str, set[str]] = {
         "message",
         "clientMutationId",
     },
+    "updateRefs": {"repositoryId", "refUpdates", "clientMutationId"},
 }
-# The nested input types of createCommitOnBranch (same schema): field -> required.
+# The nested input types of createCommitOnBranch and updateRefs (same schema): field -> required.
 NESTED_INPUTS: dict[str, dict[str, bool]] = {
     "CommittableBranch": {"id": False, "repositoryNameWithOwner": False, "branchName": False},
     "FileChanges": {"additions": False, "deletions": False},
     "FileAddition": {"path": True, "contents": True},
     "FileDeletion": {"path": True},
     "CommitMessage": {"headline": True, "body": False},
+    "RefUpdate": {"name": True, "afterOid": True, "beforeOid": False, "force": False},
 }
 _MERGE_METHODS = {"MERGE": "merge", "SQUASH": "squash", "REBASE": "rebase"}
 _MUTATION = re.compile(r"^\s*mutation\b[^{]*\{\s*(\w+)\s*\(\s*input\s*:\s*\$input\s*\)")
@@ -77,9 +79,11 @@ def execute(store: Store, body: Any, urls: render.Urls, login: str) -> dict[str,
     if not isinstance(data, dict):
         raise GraphQLViolation(f"{name}: variables.input must be an object")
     unknown = set(data) - _INPUTS[name]
-    if name == "createCommitOnBranch":
+    if name in ("createCommitOnBranch", "updateRefs"):
         if unknown:
             raise GraphQLViolation(f"{name}: input has unknown {sorted(unknown)}")
+        if name == "updateRefs":
+            return commits.update_refs(store, data)
         return commits.create_commit_on_branch(store, data, login)
     if unknown or "pullRequestId" not in data:
         raise GraphQLViolation(f"{name}: input has unknown {sorted(unknown)} or no pullRequestId")

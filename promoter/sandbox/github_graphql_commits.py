@@ -25,7 +25,7 @@ from typing import Any
 from promoter.sandbox import github_gitdata as gd
 from promoter.sandbox.envrepo import git_env
 from promoter.sandbox.github_graphql import NESTED_INPUTS, GraphQLViolation, error
-from promoter.sandbox.github_store import RepoState, Store
+from promoter.sandbox.github_store import RepoState, Store, node_id
 
 COMMITTER = {"GIT_COMMITTER_NAME": "GitHub", "GIT_COMMITTER_EMAIL": "noreply@github.com"}
 
@@ -37,6 +37,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, frozenset[str]]]] = {
         "defaultBranchRef": ("Ref", frozenset()),
         "object": ("GitObject", frozenset({"oid", "expression"})),
         "nameWithOwner": ("String", frozenset()),
+        "id": ("ID", frozenset()),
     },
     "Ref": {
         "name": ("String", frozenset()),
@@ -356,6 +357,8 @@ def _resolve(
     if kind == "Repository":
         if name == "nameWithOwner":
             return repo.name
+        if name == "id":
+            return node_id("R", repo.name)
         if name == "defaultBranchRef":
             branch = gd.run(repo.path, "symbolic-ref", "--short", "HEAD").strip() or "main"
             sha = gd.read_ref(repo.path, f"refs/heads/{branch}")
@@ -542,3 +545,83 @@ def _commit(
             check=True,
         )
         return proc.stdout.decode().strip()
+
+
+# --- updateRefs ----------------------------------------------------------------------------------
+
+_ZERO = "0" * 40
+
+
+def update_refs(store: Store, data: dict[str, Any]) -> dict[str, Any]:
+    """GitHub's `updateRefs`: every RefUpdate checked (`beforeOid` the value the ref must hold
+    now, zeros: must not exist; `afterOid` zeros: delete; a non-fast-forward move only with
+    `force`), then all applied, or none when one is refused."""
+    name = "updateRefs"
+    for required in ("repositoryId", "refUpdates"):
+        if data.get(required) is None:
+            raise GraphQLViolation(f"{name}: input lacks the required {required}")
+    updates = data["refUpdates"]
+    if not isinstance(updates, list) or not updates:
+        raise GraphQLViolation(f"{name}: refUpdates must be a non-empty list of RefUpdate")
+    updates = [_check_ref_update(u) for u in updates]
+    repo = _repo_by_node(store, str(data["repositoryId"]))
+    if repo is None:
+        node = data["repositoryId"]
+        return error(name, f"Could not resolve to a node with the global id of '{node}'",
+                     "NOT_FOUND")  # fmt: skip
+    plan: list[tuple[str, str, str | None]] = []
+    for update in updates:
+        ref, after = str(update["name"]), str(update["afterOid"])
+        before = update.get("beforeOid")
+        current = gd.read_ref(repo.path, ref)
+        if before is not None and (current or _ZERO) != before:
+            return error(name, f"A ref update was rejected: {ref} is at {current or 'nothing'}, "
+                         f"not {before}", "UNPROCESSABLE")  # fmt: skip
+        if after != _ZERO and not gd.run(repo.path, "cat-file", "-t", after).strip():
+            return error(name, f"Object {after} does not exist", "UNPROCESSABLE")
+        forward = (
+            current is None
+            or after == _ZERO
+            or (gd.run(repo.path, "merge-base", current, after).strip() == current)
+        )
+        if not forward and not update.get("force"):
+            return error(name, f"A ref update was rejected: {ref} is not a fast forward",
+                         "UNPROCESSABLE")  # fmt: skip
+        plan.append((ref, after, current))
+    # One transaction with each old value verified: all or none, and a push landing
+    # meanwhile makes it fail instead of being overwritten.
+    lines = "".join(
+        f"delete {ref} {old or _ZERO}\n" if new == _ZERO else f"update {ref} {new} {old or _ZERO}\n"
+        for ref, new, old in plan
+    )
+    proc = subprocess.run(
+        ["git", "--git-dir", str(repo.path), "update-ref", "--stdin"],
+        input=lines.encode(), capture_output=True, env=git_env(), check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        return error(name, "A ref update was rejected: a ref moved meanwhile", "UNPROCESSABLE")
+    return {"data": {name: {"clientMutationId": data.get("clientMutationId")}}}
+
+
+def _repo_by_node(store: Store, node: str) -> RepoState | None:
+    """The repository a node id (`R_` + base64 of owner/name, as node_id makes it) names."""
+    if not node.startswith("R_"):
+        return None
+    try:
+        name = base64.urlsafe_b64decode(node[2:] + "=" * (-len(node[2:]) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    repo = store.repo(name)
+    return repo if repo is not None and node_id("R", repo.name) == node else None
+
+
+def _check_ref_update(value: Any) -> dict[str, Any]:
+    update = _check("RefUpdate", value)
+    ref = update["name"]
+    if not isinstance(ref, str) or not ref.startswith("refs/"):
+        raise GraphQLViolation(f"updateRefs: name {ref!r} is not a fully qualified GitRefname")
+    for key in ("afterOid", "beforeOid"):
+        oid = update.get(key)
+        if oid is not None and (not isinstance(oid, str) or not _OID.match(oid)):
+            raise GraphQLViolation(f"updateRefs: {key} {oid!r} is not a GitObjectID")
+    return update
