@@ -227,7 +227,7 @@ def _bed(request: pytest.FixtureRequest, env_repo: Any, git_server: GitHttpServe
     return Bed(repo, api, forge, git_server, via)
 
 
-@pytest.fixture(params=["github", "gitlab", "github-api"])
+@pytest.fixture(params=["github", "gitlab", "github-api", "gitlab-api"])
 def bed(request: pytest.FixtureRequest, env_repo: Any, git_server: GitHttpServer) -> Bed:
     """Both forges, and GitHub's api path (`--commit-via api`: GraphQL createCommitOnBranch)."""
     forge, _, via = str(request.param).partition("-")
@@ -635,7 +635,8 @@ def test_a_person_pushing_while_promoter_runs_wins_the_branch(bed, capsys):
 
     bed.server.before_push(bed.repo.name, person)
     if bed.via == "api":  # after promoter read the branch, before its lease (updateRefs)
-        bed.api.before("GET /repos/*/commits/*", person)
+        commits = {"github": "/repos/*/commits/*", "gitlab": "/projects/*/repository/commits/*"}
+        bed.api.before(f"GET {commits[bed.forge]}", person)
     try:
         run = bed.update(capsys, "--image", "api=2.1.0")
     finally:

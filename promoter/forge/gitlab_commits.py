@@ -37,6 +37,15 @@ branch: used on promoter/* branches only, never on an environment branch). So:
   it; if a file read as absent appeared in between (one compare request), a one-line warning
   on stderr names the commit to check. What does follow the head rather than the files: the
   tip's commit time (Chart.lock's `generated`) stays that of `expected_head`.
+
+promoter/* branches: GitLab's REST API has no way to point an existing branch at a commit,
+and no lease on a branch either. `set_owned` reads the branch (the lease: it must be at
+`expected`, else nothing is done) and the next `create_commit` on it writes the commit with
+`start_sha` (and `force` when the branch exists): one request, the branch replaced. A push to
+that promoter branch landing in the one round trip between that read and the commit is
+replaced with it (GitHub's `updateRefs` with `beforeOid`, and the git path's lease, close that
+window; GitLab offers nothing to close it). One landing before the read wins the branch, as on
+every path: promoter leaves a branch a person pushed to alone.
 """
 
 from __future__ import annotations
