@@ -641,7 +641,7 @@ class Deliverer:
 
     def deliver(self, write: Write, tip_sha: str | None = None) -> Delivered:
         if write.strategy == "pull-request":
-            return self._by_pull_request(write)
+            return self._by_pull_request(write, tip_sha)
         return self._by_push(write, tip_sha)
 
     def _by_push(self, write: Write, tip_sha: str | None) -> Delivered:
@@ -664,12 +664,14 @@ class Deliverer:
         done, attempts = retry(branch, attempt, self.policy, self.clock)
         return _with_attempts(done, attempts)
 
-    def _by_pull_request(self, write: Write) -> Delivered:
+    def _by_pull_request(self, write: Write, tip_sha: str | None = None) -> Delivered:
         env = write.environment
         admitted = self._admission(write)
 
         def attempt(n: int) -> Delivered | _Lost:
-            tip, owned = self._pending_tip(self._tip(self.way.head(env.branch, write.reads)), write)
+            # The caller's freshly read tip serves the first attempt.
+            sha = tip_sha if n == 1 and tip_sha else self.way.head(env.branch, write.reads)
+            tip, owned = self._pending_tip(self._tip(sha), write)
             plan = write.replan(tip)
             previous = tip.pending.sha if tip.pending else None
             if not plan.changed:

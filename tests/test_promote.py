@@ -92,10 +92,11 @@ class Bed:
     repo: EnvRepo
     api: Any  # the GitHub or GitLab double
     forge: str
+    via: str = "git"  # --commit-via
 
     def args(self, *args: str) -> tuple[str, ...]:
         return ("--repo", self.repo.url, "--token", TEST_TOKEN, "--forge", self.forge,
-                "--api-url", self.api.api_url, *args)  # fmt: skip
+                "--api-url", self.api.api_url, "--commit-via", self.via, *args)  # fmt: skip
 
     def promote(self, capsys: pytest.CaptureFixture[str], *args: str) -> Run:
         run = run_cli(capsys, *self.args("promote", *args))
@@ -121,6 +122,13 @@ def bed(env_repo, github_api: GitHubApiDouble) -> Bed:
     return Bed(repo, github_api, "github")
 
 
+@pytest.fixture(params=["git", "api"])
+def bed_via(bed: Bed, request: pytest.FixtureRequest) -> Bed:
+    """`bed` on each write path: git, and the api path (GraphQL createCommitOnBranch)."""
+    bed.via = request.param
+    return bed
+
+
 def _changed_lines(diff: str) -> int:
     lines = diff.splitlines()
     return sum(1 for line in lines if line[:1] in "+-" and line[:3] not in ("+++", "---"))
@@ -135,13 +143,16 @@ def trailers(repo: EnvRepo, ref: str) -> list[str]:
 # --- push delivery -------------------------------------------------------------------------
 
 
-def test_promotes_dev_to_staging_by_push_once_the_gate_passes(bed, capsys):
+def test_promotes_dev_to_staging_by_push_once_the_gate_passes(bed_via, capsys):
+    bed = bed_via
     ours = bed.repo.commit("env/dev", web("1.1.0"), "update web")
     bed.status(ours, "web", "success")
     before = bed.calls()
     run, data = bed.json(capsys, "--to", "staging")
     assert run.code == 0, run.err
-    assert bed.calls() - before == 2  # statuses + check runs of one commit
+    # statuses + check runs of one commit (api path: + the target's head and files in one
+    # query, and the commit)
+    assert bed.calls() - before == (2 if bed.via == "git" else 4)
     staging = bed.repo.sha("env/staging")
     assert data["changed"] is True and data["commit"] == staging
     assert (data["from"], data["to"], data["pull_request"]) == ("dev", "staging", None)
@@ -305,14 +316,15 @@ def test_an_empty_gate_passes_without_api_calls(env_repo, github_api, capsys):
     assert data["gate"]["verdict"] == "pass" and data["gate"]["required"] == []
 
 
-def test_nothing_to_promote_is_a_no_op(bed, capsys):
+def test_nothing_to_promote_is_a_no_op(bed_via, capsys):
+    bed = bed_via
     staging = bed.repo.sha("env/staging")
     before = bed.calls()
     run, data = bed.json(capsys, "--to", "staging")
     assert run.code == 0, run.err
     assert data["changed"] is False and data["commit"] is None and data["changes"] == []
     assert bed.repo.sha("env/staging") == staging
-    assert bed.calls() == before
+    assert bed.calls() - before == (0 if bed.via == "git" else 1)  # api: the one read
     assert "nothing to promote" in bed.promote(capsys, "--to", "staging").out
 
 
@@ -391,7 +403,8 @@ def _branches(repo: EnvRepo) -> set[str]:
     return set(list_branches(repo.path))
 
 
-def test_staging_to_prod_opens_updates_and_merges_a_pull_request(bed, capsys):
+def test_staging_to_prod_opens_updates_and_merges_a_pull_request(bed_via, capsys):
+    bed = bed_via
     ours = bed.repo.commit("env/staging", web("1.1.0"), "promote web")
     bed.status(ours, "web", "success")
     prod = bed.repo.sha("env/prod")
@@ -399,7 +412,9 @@ def test_staging_to_prod_opens_updates_and_merges_a_pull_request(bed, capsys):
     run, data = bed.json(capsys, "--to", "prod")
     assert run.code == 0, run.err
     calls = bed.calls() - before
-    assert calls == 2 + 4  # gate (statuses, check runs) + PR (lookup, create, labels, reviewers)
+    # gate (statuses, check runs) + PR (lookup, create, labels, reviewers); the api path adds
+    # the target's snapshot, the promoter branch's head, its creation and the commit
+    assert calls == 2 + 4 + (0 if bed.via == "git" else 4)
     assert bed.repo.sha("env/prod") == prod  # the protected branch is untouched
     head = "promoter/staging-to-prod"
     assert data["pull_request"]["head"] == head and data["commit"] == bed.repo.sha(head)
@@ -423,7 +438,9 @@ def test_staging_to_prod_opens_updates_and_merges_a_pull_request(bed, capsys):
     run, again = bed.json(capsys, "--to", "prod")
     assert run.code == 0, run.err
     assert again["pull_request"]["number"] == pull.number and bed.repo.sha(head) == sha
-    assert bed.calls() - before == 2 + 1  # gate + the PR lookup
+    # gate + the PR lookup (api path: + the snapshot, the branch's head, its commit, the
+    # paths it changed and their contents there)
+    assert bed.calls() - before == 2 + 1 + (0 if bed.via == "git" else 5)
     assert len(bed.api.pulls(bed.repo.name)) == 1
 
     # Staging moves on: the promoter-owned branch is replaced, the same PR updated.
@@ -622,10 +639,11 @@ def test_origin_is_the_oldest_commit_since_which_every_moving_value_held():
     assert summary(changes) == "web 1.4.2, api/migrate 2.0.1, api chart 0.3.1"
 
 
-def test_a_lost_race_on_the_target_is_replanned_on_its_new_tip(bed, git_server):
+def test_a_lost_race_on_the_target_is_replanned_on_its_new_tip(bed_via, git_server):
     from promoter.commands.promote import promote
     from promoter.options import Options
 
+    bed = bed_via
     bed.repo.commit("env/dev", web("1.1.0"), "update web")
     pushes = {"n": 0}
 
@@ -635,8 +653,19 @@ def test_a_lost_race_on_the_target_is_replanned_on_its_new_tip(bed, git_server):
             bed.repo.commit("env/staging", api("2.0.1"), "hotfix api on staging")
 
     git_server.before_push(bed.repo.name, hotfix)
+    if bed.via == "api":  # GraphQL: the target's snapshot, then per attempt the commit (the
+        # first attempt plans on that snapshot), then the snapshot of the next attempt...
+        graphql = {"n": 0}
+
+        def before_graphql() -> None:
+            graphql["n"] += 1
+            if graphql["n"] % 2 == 0:
+                hotfix()
+            bed.api.before("POST /graphql", before_graphql)
+
+        bed.api.before("POST /graphql", before_graphql)
     options = Options(repo=bed.repo.url, token=TEST_TOKEN, forge="github",
-                      api_url=bed.api.api_url)  # fmt: skip
+                      api_url=bed.api.api_url, commit_via=bed.via)  # fmt: skip
     (result,) = promote(options, ["staging"], apps=["web"], no_gate=True).results
     assert (result.attempts, pushes["n"]) == (2, 2)
     assert result.commit == bed.repo.sha("env/staging")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -63,8 +64,25 @@ def repo(env_repo: Any) -> EnvRepo:
     return env_repo({"main": FILES, "env/dev": FILES, "env/prod": FILES})
 
 
+# The forge options of `cli`: plain git (`--forge none`), or, where a test takes the `via`
+# fixture, GitHub's api path for everything it runs (`--commit-via api`, the GitHub double;
+# `gh` adds only `--commit-via api`, its last two).
+_WAY: list[str] = ["--forge", "none"]
+
+
+@pytest.fixture(params=["git", "api"])
+def via(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "api":
+        api = request.getfixturevalue("github_api")
+        _WAY[:] = ["--forge", "github", "--api-url", api.api_url, "--commit-via", "api"]
+    try:
+        yield str(request.param)
+    finally:
+        _WAY[:] = ["--forge", "none"]
+
+
 def cli(capsys: pytest.CaptureFixture[str], repo: EnvRepo, *args: str) -> Run:
-    return run_cli(capsys, "--repo", repo.url, "--token", TEST_TOKEN, "--forge", "none", *args)
+    return run_cli(capsys, "--repo", repo.url, "--token", TEST_TOKEN, *_WAY, *args)
 
 
 def rollback(capsys: pytest.CaptureFixture[str], repo: EnvRepo, *args: str) -> dict[str, Any]:
@@ -129,7 +147,7 @@ def story(repo: EnvRepo, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
 # --- --to: a new commit, the manual change survives ---------------------------------------
 
 
-def test_rollback_across_a_manual_commit_keeps_it(repo, capsys, story):
+def test_rollback_across_a_manual_commit_keeps_it(repo, capsys, story, via):
     run = cli(capsys, repo, "rollback", "dev", "--to", story["seed"][:9])
     assert run.code == 0, run.err
     new = repo.sha("env/dev")
@@ -166,7 +184,7 @@ def test_rollback_across_a_manual_commit_keeps_it(repo, capsys, story):
     assert "worker/worker image.tag: apps/worker/values.yaml does not exist" in run.out
 
 
-def test_json_like_update_and_a_rerun_writes_nothing(repo, capsys, story, git_server):
+def test_json_like_update_and_a_rerun_writes_nothing(repo, capsys, story, git_server, via):
     data = rollback(capsys, repo, "--to", story["A"])
     new = repo.sha("env/dev")
     assert data["changed"] is True and data["commit"] == new and data["rollback_to"] == story["A"]
@@ -193,7 +211,7 @@ def test_json_like_update_and_a_rerun_writes_nothing(repo, capsys, story, git_se
     assert "every pin already has its value at" in run.out and "no commit" in run.out
 
 
-def test_dry_run_shows_the_plan_and_writes_nothing(repo, capsys, story):
+def test_dry_run_shows_the_plan_and_writes_nothing(repo, capsys, story, via):
     run = cli(capsys, repo, "--dry-run", "rollback", "dev", "--steps", "1")
     assert run.code == 0, run.err
     assert repo.sha("env/dev") == story["B"]
@@ -302,10 +320,10 @@ def test_a_bad_value_at_rev_is_refused_naming_it(repo, capsys):
 
 def gh(capsys: pytest.CaptureFixture[str], repo: EnvRepo, api: GitHubApiDouble, *args: str) -> Run:
     return run_cli(capsys, "--repo", repo.url, "--token", TEST_TOKEN, "--forge", "github",
-                   "--api-url", api.api_url, *args)  # fmt: skip
+                   "--api-url", api.api_url, *_WAY[4:], *args)  # fmt: skip
 
 
-def test_rollback_by_pull_request(repo, capsys, github_api: GitHubApiDouble):
+def test_rollback_by_pull_request(repo, capsys, github_api: GitHubApiDouble, via: str):
     seed = repo.sha("env/prod")
     run = gh(capsys, repo, github_api, "update", "prod", "--image", "web=1.5.0", "--merge")
     assert run.code == 0, run.err
@@ -357,7 +375,7 @@ def test_a_pull_request_environment_needs_a_forge(repo, capsys):
     assert run.code == 2 and "needs a forge API" in run.err
 
 
-def test_a_chart_dependency_rollback_keeps_chart_lock_in_sync(env_repo, capsys):
+def test_a_chart_dependency_rollback_keeps_chart_lock_in_sync(env_repo, capsys, via):
     """A chart pin in a Chart.yaml `dependencies` entry goes back with its Chart.lock (the
     plan is update's), so `helm dependency build` still takes the result."""
     from promoter.helmlock import check_lock, lock_digest

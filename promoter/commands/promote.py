@@ -17,7 +17,17 @@ from typing import TYPE_CHECKING
 
 from promoter.ci import RunContext
 from promoter.context import ForgeOpener, read_config, scratch_repo
-from promoter.delivery import DEFAULT_RETRY, Clock, Deliverer, RetryPolicy, Strategy, Tip, Write
+from promoter.delivery import (
+    DEFAULT_RETRY,
+    Clock,
+    Deliverer,
+    RetryPolicy,
+    Strategy,
+    Tip,
+    Write,
+    commit_via,
+    open_commit_api,
+)
 from promoter.errors import Held, PromoterError, UsageError
 from promoter.message import Provenance, check_reason
 from promoter.options import Options
@@ -26,6 +36,7 @@ from promoter.promotion import PromoteResult, Promotions, gate_line
 if TYPE_CHECKING:
     from promoter import plan as planning
     from promoter.config import Config, Environment
+    from promoter.delivery import Reader
     from promoter.forge.base import CommitStatus, Forge
     from promoter.gates import GateResult
     from promoter.gitrepo import GitRepo
@@ -74,10 +85,18 @@ def promote(
         selected = list(dict.fromkeys(apps)) or list(config.apps)
         opener = ForgeOpener(options, repo, forge)
         _check_forge(pairs, no_gate, options.dry_run, opener)
-        deliverer = Deliverer(repo, run, opener.require, policy, clock)
+        # Each target is written the way it asks (--commit-via, its `commit_via:`); the forge's
+        # API is opened before anything is read or written (exit 2 without one).
+        vias = {to_env.name: commit_via(options, to_env) for _, to_env in pairs}
+        api = open_commit_api(options, repo.remote.url) if "api" in vias.values() else None
+        deliverers = {
+            "git": Deliverer(repo, run, opener.require, policy, clock),
+            "api": Deliverer(repo, run, opener.require, policy, clock, api=api),
+        }
         sources: dict[str, _Source] = {}
         results = []
         for from_env, to_env in pairs:
+            deliverer = deliverers[vias[to_env.name]]
             one = _Promotion(options, config, deliverer, opener, from_env, to_env, selected, clock)
             flags = _Flags(merge, auto_merge, draft, no_gate, override)
             try:
@@ -206,6 +225,7 @@ class _Promotion:
         return replace(self.result, error=str(err), exit_code=err.exit_code, held=held)
 
     def run(self, src: _Source, flags: _Flags) -> PromoteResult:
+        from promoter import plan as planning
         from promoter import promotion
 
         source, target = self.from_env.name, self.to_env.name
@@ -226,7 +246,7 @@ class _Promotion:
 
         def write_for(keys: Sequence[PinKey], origin: str, gate_text: str) -> Write:
             def replan(tip: Tip) -> planning.Plan:
-                return _plan(self.repo, tip, keys, values, target)
+                return _plan(self.deliverer.reader, tip, keys, values, target)
 
             return Write(
                 environment=self.to_env,
@@ -242,11 +262,12 @@ class _Promotion:
                 auto_merge=auto_merge,
                 draft=flags.draft,
                 override_window=flags.override_window,
+                reads=planning.files_needed(promotion.edits_for(keys, values, target)),
             )
 
         # Decide: what differs on the target now.
-        target_tip = self.repo.fetch(self.to_env.branch)
         first = write_for(self.keys, src.history[0][0], "")
+        target_tip = self.deliverer.head(self.to_env.branch, first.reads)
         plan = self.deliverer.preview(replace(first, strategy="push"), target_tip)
         if not plan.changed:
             if by_pr and not self.options.dry_run:
@@ -281,7 +302,7 @@ class _Promotion:
 
 
 def _plan(
-    repo: GitRepo,
+    reader: Reader,
     tip: Tip,
     keys: Sequence[PinKey],
     source_values: Mapping[PinKey, str],
@@ -291,7 +312,7 @@ def _plan(
     from promoter.promotion import edits_for
 
     edits = edits_for(keys, source_values, target)
-    files = repo.read_files(tip.sha, planning.files_needed(edits))
+    files = reader.read_files(tip.sha, planning.files_needed(edits))
     return planning.apply(edits, files, tip.when)
 
 

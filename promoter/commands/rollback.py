@@ -34,6 +34,8 @@ from promoter.delivery import (
     Tip,
     Write,
     WriteResult,
+    commit_via,
+    open_commit_api,
 )
 from promoter.errors import UsageError
 from promoter.message import Provenance, check_reason, check_sha
@@ -43,6 +45,7 @@ from promoter.options import Options
 if TYPE_CHECKING:
     from promoter import plan as planning
     from promoter.config import Environment
+    from promoter.delivery import Reader
     from promoter.forge.base import Forge
     from promoter.gitrepo import CommitInfo, GitRepo
     from promoter.model import Change
@@ -127,6 +130,12 @@ def rollback(
         opener = ForgeOpener(options, repo, forge)
         if by_pull_request and not options.dry_run:
             opener.require(f"rolling back {env.name} by pull request (delivery: pull-request)")
+        # --commit-via api (or the environment's `commit_via: api`): exit 2 here without a forge.
+        api = (
+            open_commit_api(options, repo.remote.url) if commit_via(options, env) == "api" else None
+        )
+        deliverer = Deliverer(repo, run, opener.require, policy, clock, api=api)
+        tip_reader = deliverer.reader
 
         # Read: REV, and every pin's value there, in a repo of their own.
         reader = repo.sibling()
@@ -137,8 +146,8 @@ def rollback(
         skipped: list[str] = []
 
         def replan(tip: Tip) -> planning.Plan:
-            edits = _present(repo, tip.sha, restore, env.name, skipped)
-            files = repo.read_files(tip.sha, planning.files_needed(edits))
+            edits = _present(tip_reader, tip.sha, restore, env.name, skipped)
+            files = tip_reader.read_files(tip.sha, planning.files_needed(edits))
             plan = planning.apply(edits, files, tip.when)
             for change in plan.changes:
                 problem = problems.get((change.pin, change.file, change.key))
@@ -163,8 +172,8 @@ def rollback(
             auto_merge=auto_merge,
             draft=draft,
             override_window=override,
+            reads=sorted({edit.file for _, edit in restore}),
         )
-        deliverer = Deliverer(repo, run, opener.require, policy, clock)
         if options.dry_run:
             plan = deliverer.preview(write)
             return RollbackResult.planned(write, plan, target=target,
@@ -265,7 +274,7 @@ def _values_at(
 
 
 def _present(
-    repo: GitRepo,
+    reader: Reader,
     tip: str,
     restore: Sequence[tuple[PinKey, Edit]],
     env: str,
@@ -275,7 +284,7 @@ def _present(
     from promoter.promotion import Missing, read_value
 
     paths = sorted({edit.file for _, edit in restore})
-    files = repo.read_files(tip, paths)
+    files = reader.read_files(tip, paths)
     skipped.clear()
     edits = []
     for key, edit in restore:
