@@ -554,10 +554,11 @@ def test_folder_per_environment_layout_promotes_by_pull_request(env_repo, github
 # --- GitLab --------------------------------------------------------------------------------
 
 
-def test_gitlab_gate_and_merge_request(env_repo, gitlab_api, capsys):
+@pytest.mark.parametrize("via", ["git", "api"])
+def test_gitlab_gate_and_merge_request(env_repo, gitlab_api, capsys, via):
     seed = files(reviewers="")
     repo = env_repo({"main": seed, "env/dev": seed, "env/staging": seed, "env/prod": seed})
-    bed = Bed(repo, gitlab_api, "gitlab")
+    bed = Bed(repo, gitlab_api, "gitlab", via)  # api: GitLab's commits API writes
     # dev → staging by push, gated on GitLab commit statuses.
     ours = repo.commit("env/dev", web("1.1.0"), "update web")
     gitlab_api.add_status(repo.name, ours, "continuous-delivery/web", "running")
@@ -577,6 +578,9 @@ def test_gitlab_gate_and_merge_request(env_repo, gitlab_api, capsys):
     assert (
         repo.read_file("env/prod", "apps/web/values.yaml") == web("1.1.0")["apps/web/values.yaml"]
     )
+    posts = [r for r in gitlab_api.request_log if r[0] == "POST"]
+    commits = [r for r in posts if r[1].endswith("/repository/commits")]
+    assert len(commits) == (2 if via == "api" else 0)  # staging's commit, the MR branch's
 
 
 def test_history_reads_blob_ids_without_fetching_blobs(bed, tmp_path):
