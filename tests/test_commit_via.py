@@ -12,6 +12,7 @@ from promoter.forge.commits import HEAD_MOVED, open_commit_api
 from promoter.sandbox import TEST_TOKEN
 from promoter.sandbox.envrepo import EnvRepo, git_env
 from promoter.sandbox.github_api import GitHubApiDouble
+from tests.helpers import run_cli
 
 pytest_plugins = ["tests.forge_fixtures"]
 
@@ -88,3 +89,111 @@ def test_owned_branches_move_only_under_their_lease(bed) -> None:  # type: ignor
     assert api.branch_head("promoter/update-dev") is None
     with pytest.raises(ForgeError, match="not a promoter/ branch"):
         api.set_owned("env/dev", main, head)
+
+
+# --- the option, the per-environment setting, bad input ----------------------------------------
+
+CONFIG = """\
+environments:
+  dev: {branch: env/dev}
+  prod: {branch: env/prod, from: dev, commit_via: api}
+apps:
+  web:
+    images:
+      web: {file: apps/web/values.yaml, tag: image.tag}
+"""
+FILES = {"promoter.yaml": CONFIG, "apps/web/values.yaml": "image:\n  tag: 1.0.0\n"}
+
+
+@pytest.fixture
+def envs(env_repo):  # type: ignore[no-untyped-def]
+    return env_repo({"main": FILES, "env/dev": FILES, "env/prod": FILES})
+
+
+def _committer(repo: EnvRepo, ref: str) -> str:
+    return _git(repo, "log", "-1", "--format=%cn <%ce>", ref).strip()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("update", "dev", "--image", "web=2.0.0"),
+        ("promote", "--from", "dev", "--no-gate"),
+        ("rollback", "dev", "--steps", "1"),
+    ],
+)
+def test_api_path_without_a_forge_exits_2_before_anything_is_written(
+    envs, git_server, capsys, args
+):  # type: ignore[no-untyped-def]
+    envs.commit(
+        "env/dev", {"apps/web/values.yaml": "image:\n  tag: 1.5.0\n"}, "update(dev): web 1.5.0"
+    )
+    before = {b: envs.sha(b) for b in ("main", "env/dev", "env/prod")}
+    git_server.wait_idle()
+    mark = len(git_server.requests)
+    run = run_cli(capsys, "--repo", envs.url, "--token", TEST_TOKEN, "--forge", "none",
+                  "--commit-via", "api", *args)  # fmt: skip
+    assert run.code == 2, run.output
+    [line] = run.err.strip().splitlines()
+    assert "--commit-via api" in line and "--forge github|gitlab" in line
+    assert {b: envs.sha(b) for b in before} == before
+    git_server.wait_idle()
+    assert not [r for r in git_server.requests[mark:] if "git-receive-pack" in r.path]
+
+
+def test_an_environment_that_requires_api_commits_gets_them_without_the_flag(
+    envs, github_api, capsys
+):  # type: ignore[no-untyped-def]
+    forge = ("--repo", envs.url, "--token", TEST_TOKEN, "--forge", "github",
+             "--api-url", github_api.api_url)  # fmt: skip
+    run = run_cli(capsys, *forge, "update", "prod", "--image", "web=2.0.0")
+    assert run.code == 0, run.err
+    assert _committer(envs, "env/prod") == "GitHub <noreply@github.com>"
+    run = run_cli(capsys, *forge, "update", "dev", "--image", "web=2.0.0")
+    assert run.code == 0, run.err
+    assert _committer(envs, "env/dev") != "GitHub <noreply@github.com>"  # git, as asked
+    # Asking git for it explicitly is refused, before anything is written.
+    prod = envs.sha("env/prod")
+    run = run_cli(capsys, *forge, "--commit-via", "git", "update", "prod", "--image", "web=3.0.0")
+    assert run.code == 2 and "requires commits made through the forge's API" in run.err
+    assert envs.sha("env/prod") == prod
+    # A re-run with the same inputs writes nothing on the api path either.
+    run = run_cli(capsys, *forge, "update", "prod", "--image", "web=2.0.0")
+    assert run.code == 0 and envs.sha("env/prod") == prod
+
+
+def test_bad_commit_via_values_exit_2(envs, capsys, monkeypatch, tmp_path):  # type: ignore[no-untyped-def]
+    local = tmp_path / "promoter.yaml"
+    local.write_text(CONFIG.replace("commit_via: api", "commit_via: ssh"))
+    base = ("--repo", envs.url, "--token", TEST_TOKEN)
+    run = run_cli(capsys, *base, "--config", str(local), "update", "dev", "--image", "web=2.0.0")
+    assert run.code == 2
+    [line] = run.err.strip().splitlines()
+    assert "environments.prod.commit_via: 'ssh' is not one of git, api" in line
+    monkeypatch.setenv("PROMOTER_COMMIT_VIA", "ssh")
+    run = run_cli(capsys, *base, "update", "dev", "--image", "web=2.0.0")
+    assert run.code == 2 and "--commit-via" in run.err and "'ssh'" in run.err
+    assert envs.sha("env/dev") == envs.shas["env/dev"]
+
+
+# --- errors of the api path: one line, never the token -----------------------------------------
+
+
+def test_api_path_errors_are_one_line_without_the_token(envs, github_api, capsys):  # type: ignore[no-untyped-def]
+    forge = ("--repo", envs.url, "--token", TEST_TOKEN, "--forge", "github",
+             "--api-url", github_api.api_url, "--commit-via", "api")  # fmt: skip
+    github_api.fail("POST /graphql", [401])
+    run = run_cli(capsys, *forge, "update", "dev", "--image", "web=2.0.0")
+    assert run.code != 0 and TEST_TOKEN not in run.output
+    [line] = run.err.strip().splitlines()
+    assert "authentication failed" in line
+    github_api.fail("POST /graphql", [500] * 8)
+    run = run_cli(capsys, *forge, "update", "dev", "--image", "web=2.0.0")
+    assert run.code == 1 and TEST_TOKEN not in run.output
+    assert len(run.err.strip().splitlines()) == 1
+    assert envs.sha("env/dev") == envs.shas["env/dev"]
+    # An unknown repository: the error names it, not the token.
+    info = ForgeInfo("github", github_api.api_url, "acme/nope", "localhost")
+    with pytest.raises(ForgeError) as caught:
+        open_commit_api(info, TEST_TOKEN).snapshot("env/dev", ["a.yaml"])
+    assert "acme/nope" in str(caught.value) and TEST_TOKEN not in str(caught.value)
