@@ -458,3 +458,50 @@ def test_an_update_by_merge_request_builds_the_promoter_branch_through_the_api(
     assert envs.sha("promoter/update-prod") == rebuilt
     assert [r for r in gitlab_api.request_log if r[0] not in ("GET",)] == []
     assert _pushes(git_server, seen) == []
+
+
+def test_rollback_through_the_gitlab_api_keeps_a_manual_commit(
+    envs, gitlab_api, git_server, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    seed = envs.sha("env/dev")
+    for tag in ("1.5.0", "1.6.0"):
+        run = run_cli(capsys, *_cli(envs, gitlab_api, "update", "dev", "--image", f"web={tag}"))
+        assert run.code == 0, run.err
+    manual = commit_files(envs.path, "env/dev", {"NOTES.md": "scaled\n"}, "a person's note")
+    seen = len(git_server.requests)
+    gitlab_api.request_log.clear()
+    run = run_cli(capsys, *_cli(envs, gitlab_api, "--output", "json", "rollback", "dev",
+                                "--steps", "1"))  # fmt: skip
+    assert run.code == 0, run.err
+    data = json.loads(run.out)
+    new = envs.sha("env/dev")
+    assert data["changed"] is True and data["commit"] == new
+    assert api_parents(envs, new) == [manual]  # on top: nothing rewritten
+    assert 'tag: "1.5.0"' in envs.read_file(new, "apps/web/values.yaml")
+    assert envs.read_file(new, "NOTES.md") == "scaled\n"
+    assert "Promoter-Rollback-To: " in commit_message(envs.path, new)
+    assert _git(envs, "log", "-1", "--format=%cn", new).strip() == "Promoter-Bot"
+    assert _pushes(git_server, seen) == []  # history read over git, the commit over the API
+    assert [r[0] for r in gitlab_api.request_log].count("POST") == 1
+    # The same rollback target again: nothing written.
+    again = run_cli(capsys, *_cli(envs, gitlab_api, "--output", "json", "rollback", "dev",
+                                  "--to", data["rollback_to"]))  # fmt: skip
+    assert again.code == 0 and json.loads(again.out)["changed"] is False
+    assert envs.sha("env/dev") == new and seed != new
+
+
+def test_promote_by_push_through_the_gitlab_api(envs, gitlab_api, capsys) -> None:  # type: ignore[no-untyped-def]
+    ours = commit_files(envs.path, "env/dev", {"apps/web/values.yaml": WEB.replace(
+        '"1.4.1"', '"1.7.0"')}, "update web")  # fmt: skip
+    staging = envs.sha("env/staging")
+    gitlab_api.request_log.clear()
+    run = run_cli(capsys, *_cli(envs, gitlab_api, "--output", "json", "promote", "--to",
+                                "staging", "--no-gate"))  # fmt: skip
+    assert run.code == 0, run.err
+    new = envs.sha("env/staging")
+    assert api_parents(envs, new) == [staging]
+    assert 'tag: "1.7.0"' in envs.read_file(new, "apps/web/values.yaml")
+    assert f"Promoter-Source: dev@{ours}" in commit_message(envs.path, new)
+    assert [r[0] for r in gitlab_api.request_log].count("POST") == 1
+    again = run_cli(capsys, *_cli(envs, gitlab_api, "promote", "--to", "staging", "--no-gate"))
+    assert again.code == 0 and envs.sha("env/staging") == new
