@@ -178,7 +178,8 @@ class RepositoryRoutes:
         if isinstance(found, Reply):
             return found
         commit, path, blob, data = found
-        last = git(p.bare, "log", "-1", "--format=%H", commit, "--", path).stdout.strip()
+        last = git(p.bare, "log", "-1", "--format=%H", commit, "--", f":(literal){path}").stdout
+        last = last.strip()
         return Reply(
             200,
             {
