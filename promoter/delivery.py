@@ -506,9 +506,12 @@ class ApiWay:
     def head(self, branch: str, reads: Collection[str]) -> str:
         snap = self.api.snapshot(branch, sorted(set(reads)))
         if snap.sha is None:
-            from promoter.errors import GitError
+            from promoter.errors import UsageError
 
-            raise GitError(f"branch {branch} not found in the repository (--commit-via api)")
+            raise UsageError(
+                f"branch {branch!r} does not exist in the repository: create it, or fix the "
+                "environment's `branch:` in promoter.yaml"
+            )
         if snap.committed is not None:
             self._dates[snap.sha] = snap.committed
         return snap.sha

@@ -197,3 +197,15 @@ def test_api_path_errors_are_one_line_without_the_token(envs, github_api, capsys
     with pytest.raises(ForgeError) as caught:
         open_commit_api(info, TEST_TOKEN).snapshot("env/dev", ["a.yaml"])
     assert "acme/nope" in str(caught.value) and TEST_TOKEN not in str(caught.value)
+
+
+def test_a_missing_environment_branch_exits_2_naming_it_on_the_api_path(
+    env_repo, github_api, capsys
+):  # type: ignore[no-untyped-def]
+    repo = env_repo({"main": FILES, "env/dev": FILES})
+    run = run_cli(capsys, "--repo", repo.url, "--token", TEST_TOKEN, "--forge", "github",
+                  "--api-url", github_api.api_url, "--commit-via", "api",
+                  "update", "prod", "--image", "web=2.0.0")  # fmt: skip
+    assert run.code == 2
+    [line] = run.err.strip().splitlines()
+    assert "branch 'env/prod' does not exist" in line

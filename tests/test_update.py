@@ -312,11 +312,11 @@ def _set_entry(repo, branch, path, mode, content):
     ("mode", "what"),
     [("120000", "a symbolic link"), ("160000", "a submodule"), ("040000", "a directory")],
 )
-def test_a_pinned_path_that_is_not_a_regular_file_is_refused(repo, capsys, mode, what):
+def test_a_pinned_path_that_is_not_a_regular_file_is_refused(repo, capsys, mode, what, via):
     # The link's target text is YAML-like on purpose: it used to be edited and committed.
     _set_entry(repo, "env/dev", "apps/web/values.yaml", mode, "image:\n  tag: 1.4.1\n")
     before = list_branches(repo.path)
-    run = run_cli(capsys, *cli(repo, "update", "dev", "--image", "web=1.4.2"))
+    run = run_cli(capsys, *cli(repo, *via, "update", "dev", "--image", "web=1.4.2"))
     assert run.code == 2, run.output
     assert "apps/web/values.yaml must be a regular file" in run.err, run.err
     assert what in run.err and run.err.count("\n") == 1, run.err

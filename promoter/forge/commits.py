@@ -16,7 +16,10 @@ Rules every implementation keeps (the contract tests in tests/ hold both to them
 - Paths are repository paths as promoter.yaml names them (`apps/web/values.yaml`, no leading
   slash). Branch names are without `refs/heads/`. SHAs are 40 lower-case hex digits.
 - File contents are bytes, byte-exact both ways (no newline or encoding changes; a file that
-  does not exist, or is not a blob, reads as None).
+  does not exist reads as None). A path whose tree entry is not a regular file (a symbolic
+  link, a submodule, a directory: any mode but 100644/100755) is refused as the git path
+  refuses it: raise `not_a_regular_file(path, mode, sha)` (an EditError, exit 2), never read
+  a link's target text as the file.
 - Errors are promoter errors raised at this edge: `ForgeAuthError` for 401/403 (not rate
   limits), `ForgeError` for the rest, one line naming the operation, the repository and what
   the forge said; never the token (nor a URL that carries it). A missing environment branch is
@@ -37,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Final, Literal, Protocol, cast
 
-from promoter.errors import UsageError
+from promoter.errors import EditError, UsageError
 from promoter.forge.base import ForgeError
 
 if TYPE_CHECKING:
@@ -172,6 +175,25 @@ class CommitAPI(Protocol):
         """Delete promoter-owned `branch` if it still points at `expected` (read first); False,
         and nothing deleted, when it does not (or is already gone)."""
         ...
+
+
+REGULAR_FILE_MODES: Final = frozenset({"100644", "100755"})
+_ENTRY_KINDS: Final = {
+    "120000": "a symbolic link",
+    "160000": "a submodule",
+    "040000": "a directory",
+}
+
+
+def not_a_regular_file(path: str, mode: str, commit: str) -> EditError:
+    """The git path's refusal of a pinned path that is not a regular file; `mode` is git's
+    octal mode as text ("120000"; "40000" is taken as "040000")."""
+    mode = mode.zfill(6)
+    what = _ENTRY_KINDS.get(mode, f"an entry of mode {mode}")
+    return EditError(
+        f"{path} must be a regular file, but it is {what} in commit {commit[:12]}: "
+        "pin the file itself"
+    )
 
 
 def check_commit_via(value: str, source: str = "--commit-via") -> CommitVia:

@@ -17,12 +17,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from promoter.forge.base import ForgeError, ForgeInfo
-from promoter.forge.commits import HEAD_MOVED, CommitMeta, Snapshot, _HeadMoved, check_owned
+from promoter.forge.commits import (
+    HEAD_MOVED,
+    REGULAR_FILE_MODES,
+    CommitMeta,
+    Snapshot,
+    _HeadMoved,
+    check_owned,
+    not_a_regular_file,
+)
 from promoter.forge.github import GitHubForge
 
 # What a file read asks of the tree entry at a path: a blob's text, or enough to fetch its
 # bytes over REST when GitHub gives no text (binary, or too large to inline).
-_ENTRY = "{ object { __typename ... on Blob { oid text isBinary isTruncated } } }"
+_ENTRY = "{ mode object { __typename ... on Blob { oid text isBinary isTruncated } } }"
 _COMMIT = "oid message committedDate parents(first: 2) { nodes { oid } }"
 _ZERO = "0" * 40
 _UPDATE_REFS = (
@@ -77,6 +85,9 @@ class GitHubCommits(GitHubForge):
         for i, path in enumerate(paths):
             entry = entries.get(f"f{i}") or {}
             blob = entry.get("object") or {}
+            mode = f"{int(entry.get('mode') or 0):o}"
+            if entry and mode.zfill(6) not in REGULAR_FILE_MODES:
+                raise not_a_regular_file(path, mode, sha)
             data: bytes | None = None
             if blob.get("__typename") == "Blob":
                 text = blob.get("text")
