@@ -171,13 +171,29 @@ class GitRepo:
         self._listed: dict[tuple[str, tuple[str, ...]], dict[str, tuple[str, str, str]]] = {}
         self._others: list[GitRepo] = []
         path.mkdir(parents=True, exist_ok=True)
-        # No template (hooks, info/exclude, description): nothing in it is used here.
-        self._run("init", "--quiet", "--bare", "--template=", str(path))
-        self._configure()
+        if any(path.iterdir()) or "\n" in remote.url:
+            # No template (hooks, info/exclude, description): nothing in it is used here.
+            self._run("init", "--quiet", "--bare", "--template=", str(path))
+            self._configure()
+        else:
+            self._create()
+
+    def _create(self) -> None:
+        """Write in an empty directory what `git init --bare --template=` writes (HEAD, the
+        object and ref directories, the config file) with the scratch settings in the config:
+        no git process at all for a repo that lives seconds."""
+        for sub in ("objects/info", "objects/pack", "refs/heads", "refs/tags"):
+            (self.path / sub).mkdir(parents=True)
+        (self.path / "HEAD").write_text("ref: refs/heads/main\n", encoding="utf-8")
+        core = "[core]\n\trepositoryformatversion = 1\n\tfilemode = true\n\tbare = true\n"
+        if (self.path / "head").exists():  # git init's probe: a case-insensitive file system
+            core += "\tignorecase = true\n"
+        (self.path / "config").write_text(core + self._settings(), encoding="utf-8")
 
     def _configure(self) -> None:
-        """Write the scratch repo's settings straight into its config file (one git process
-        less per setting): a promisor remote for blobless fetches, and no background work."""
+        """Write the scratch repo's settings straight into the config file `git init` wrote
+        (one git process less per setting): a promisor remote for blobless fetches, and no
+        background work."""
         config = self.path / "config"
         text = config.read_text(encoding="utf-8")
         url = self.remote.url
@@ -187,14 +203,17 @@ class GitRepo:
             self._run("config", "remote.origin.url", url)
             return
         text = text.replace("\trepositoryformatversion = 0\n", "\trepositoryformatversion = 1\n")
+        config.write_text(text + self._settings(), encoding="utf-8")
+
+    def _settings(self) -> str:
+        """The config file lines of _SCRATCH_CONFIG and the remote's URL."""
         sections: dict[str, list[str]] = {}
-        for key, value in (*_SCRATCH_CONFIG, ("remote.origin.url", url)):
+        for key, value in (*_SCRATCH_CONFIG, ("remote.origin.url", self.remote.url)):
             section, _, name = key.rpartition(".")
             sub = section.split(".", 1)
             header = f'[{sub[0]} "{sub[1]}"]' if len(sub) == 2 else f"[{section}]"
             sections.setdefault(header, []).append(f"\t{name} = {_config_value(value)}\n")
-        text += "".join(header + "\n" + "".join(lines) for header, lines in sections.items())
-        config.write_text(text, encoding="utf-8")
+        return "".join(header + "\n" + "".join(lines) for header, lines in sections.items())
 
     def close(self) -> None:
         """Stop background fetches nobody waited for (here and in repos made by prefetch)."""
@@ -346,7 +365,17 @@ class GitRepo:
             raise error
         if b"filtering not recognized" in out or "filtering not recognized" in err:
             self._partial = False
-        return self.rev_parse(local)
+        return self._fetched_tip(local)
+
+    def _fetched_tip(self, local: str) -> str:
+        """The commit a fetch just wrote to `local`, read from its loose ref file (one git
+        process less per fetch); `rev-parse` when it is not there as one. A branch always
+        points at a commit (git refuses to push anything else to one)."""
+        try:
+            sha = (self.path / local).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            sha = ""
+        return sha if _SHA_RE.match(sha) else self.rev_parse(local)
 
     def _start(self, key: str, args: list[str]) -> None:
         """Run `git ARGS` in the background under `key` (once); its caller collects it."""

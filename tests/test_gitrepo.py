@@ -48,6 +48,28 @@ def test_fetch_is_shallow_blobless_and_reads_only_needed_blobs(env_repo, tmp_pat
     assert len(missing) == len(FILES) - 1  # every blob but the one we read
 
 
+def test_a_scratch_repo_is_created_without_a_git_process(env_repo, tmp_path, monkeypatch):
+    # What `git init` would write is written directly: here git is not even on PATH.
+    repo = env_repo({"main": FILES, "env/dev": FILES})
+    monkeypatch.setenv("PATH", str(tmp_path / "no-git-here"))
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    monkeypatch.undo()
+    assert _git(scratch, "rev-parse", "--is-bare-repository").strip() == "true"
+    assert _git(scratch, "config", "extensions.partialClone").strip() == "origin"
+    assert _git(scratch, "config", "remote.origin.url").strip() == repo.url
+    # A directory that is not empty is left to git init; both kinds fetch and push alike.
+    (tmp_path / "used.git").mkdir()
+    (tmp_path / "used.git" / "stray").write_text("x")
+    used = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "used.git")
+    ident = Identity("a", "a@example.com")
+    for each in (GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "fresh.git"), used):
+        assert each.fetch_default() == repo.sha("main")
+        tip = each.fetch("env/dev")
+        assert tip == repo.sha("env/dev")
+        assert each.read_files(tip, ["apps/web/values.yaml"])["apps/web/values.yaml"]
+        assert each.push(each.commit(tip, {"a.txt": b"x\n"}, "m\n", ident, ident), "env/dev")
+
+
 def test_blobs_of_a_plan_arrive_in_one_fetch(env_repo, git_server, tmp_path):
     repo = env_repo({"env/dev": FILES})
     scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
