@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from bench import repos
-from bench.run import ArgvFn, Harness, Row, Variant, X, _progress
+from bench.run import ArgvFn, Harness, Row, Variant, X, _progress, _with_baseline
 
 CHUNK = 1 << 16
 
@@ -43,7 +43,7 @@ class LatencyProxy:
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._lock = threading.Lock()
 
     def __enter__(self) -> LatencyProxy:
@@ -81,7 +81,7 @@ class LatencyProxy:
             counts, self.counts = self.counts, Counts()
         return counts
 
-    async def _listen(self) -> asyncio.AbstractServer:
+    async def _listen(self) -> asyncio.Server:
         return await asyncio.start_server(self._connection, "127.0.0.1", 0)
 
     async def _connection(
@@ -174,6 +174,7 @@ def section_latency(h: Harness) -> None:
                 Variant(f"lean, {ms}", "bench/lean.sh",
                         _through(h.script("lean.sh", repo, apps), via), kind="script"),
             ]  # fmt: skip
+            variants = _with_baseline(h, variants)
             _progress(f"latency {ms} ")
             rows += h.compare(repo, variants)
             for variant in variants:  # one more run each, to count what the proxy saw
