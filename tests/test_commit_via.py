@@ -32,11 +32,11 @@ def bed(github_api: GitHubApiDouble, env_repo):  # type: ignore[no-untyped-def]
         }
     )
     info = ForgeInfo("github", github_api.api_url, repo.name, "localhost")
-    return repo, open_commit_api(info, TEST_TOKEN)
+    return repo, open_commit_api(info, TEST_TOKEN), github_api
 
 
 def test_snapshot_reads_head_files_and_config_in_one_request(bed) -> None:  # type: ignore[no-untyped-def]
-    repo, api = bed
+    repo, api, _ = bed
     head = _git(repo, "rev-parse", "refs/heads/env/dev").strip()
     snap = api.snapshot("env/dev", ["apps/web/values.yaml", "missing.yaml"], ["promoter.yaml"])
     assert api.requests == 1
@@ -52,7 +52,7 @@ def test_snapshot_reads_head_files_and_config_in_one_request(bed) -> None:  # ty
 
 
 def test_create_commit_is_a_compare_and_swap(bed) -> None:  # type: ignore[no-untyped-def]
-    repo, api = bed
+    repo, api, _ = bed
     head = api.branch_head("env/dev")
     message = "update(dev): web 2\n\nPromoter-Environment: dev\nPromoter-Actor: ci\n"
     new = api.create_commit(
@@ -77,7 +77,7 @@ def repo_login(repo: EnvRepo) -> str:
 
 
 def test_owned_branches_move_only_under_their_lease(bed) -> None:  # type: ignore[no-untyped-def]
-    _repo, api = bed
+    _repo, api, _ = bed
     head = api.branch_head("env/dev")
     main = api.branch_head("main")
     assert api.set_owned("promoter/update-dev", head, None)
@@ -209,3 +209,56 @@ def test_a_missing_environment_branch_exits_2_naming_it_on_the_api_path(
     assert run.code == 2
     [line] = run.err.strip().splitlines()
     assert "branch 'env/prod' does not exist" in line
+
+
+# --- the double holds the mutations to GitHub's schema ------------------------------------------
+
+
+def _post(api: GitHubApiDouble, query: str, variables: dict[str, object]) -> dict[str, object]:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        api.api_url.replace("/api/v3", "/api/graphql"),
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Authorization": f"token {TEST_TOKEN}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as answer:
+        return dict(json.load(answer))
+
+
+_CREATE = (
+    "mutation($input: CreateCommitOnBranchInput!) "
+    "{ createCommitOnBranch(input: $input) { commit { oid } } }"
+)
+
+
+def test_the_double_answers_a_stale_head_as_github_does_and_refuses_unknown_input_fields(
+    bed,
+) -> None:  # type: ignore[no-untyped-def]
+    repo, api, double = bed
+    head = api.branch_head("env/dev")
+    stale = "1" * 40
+    good = {
+        "branch": {"repositoryNameWithOwner": repo.name, "branchName": "env/dev"},
+        "expectedHeadOid": stale,
+        "message": {"headline": "x"},
+        "fileChanges": {"additions": [{"path": "a.txt", "contents": "YQo="}]},
+    }
+    answer = _post(double, _CREATE, {"input": good})
+    assert answer["data"] == {"createCommitOnBranch": None}
+    [error] = answer["errors"]  # type: ignore[misc]
+    assert error["type"] == "STALE_DATA" and error["path"] == ["createCommitOnBranch"]
+    assert error["message"] == (
+        f'Expected branch to point to "{stale}" but it did not. Pull and try again.'
+    )
+    assert api.branch_head("env/dev") == head
+    for bad in (
+        {**good, "author": {"name": "x"}},  # no such field: GitHub chooses the author
+        {**good, "fileChanges": {"additions": [{"path": "a", "content": "YQo="}]}},
+        {**good, "message": {"headline": "x", "title": "y"}},
+        {**good, "branch": {"repository": repo.name, "branchName": "env/dev"}},
+    ):
+        assert "spec violation" in str(_post(double, _CREATE, {"input": bad}))
+    assert len(double.violations) == 4
+    double.violations.clear()
