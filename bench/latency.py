@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from bench import repos
-from bench.run import ArgvFn, Harness, Row, Variant, X, _progress, _with_baseline
+from bench.run import TOKEN, ArgvFn, Harness, Row, Variant, X, _progress, _with_baseline
 
 CHUNK = 1 << 16
 
@@ -154,41 +155,65 @@ class LatencyProxy:
 # ---------------------------------------------------------------------------------- section
 
 RTTS = (0.0, 0.030, 0.100)
+OWNER = "bench"  # the forge doubles name repos owner/name: the size's repo is linked under it
 
 
 def section_latency(h: Harness) -> None:
-    """Lean git and promoter's git path through the proxy at 0, 30 and 100 ms round trip."""
+    """Lean git, promoter's git path and promoter's api path (GitHub and GitLab doubles)
+    through the proxies at 0, 30 and 100 ms round trip."""
+    from promoter.sandbox.github_api import GitHubApiDouble
+    from promoter.sandbox.gitlab_api import GitLabApiDouble
+
     size = "L" if "L" in h.args.sizes else h.args.sizes[-1]
     repo = repos.ensure(size)
     apps = [1, 2, 3]
-    target = ("127.0.0.1", urlsplit(h.server.url).port or 80)
+    slug = _forge_slug(repo)
+    git_port = urlsplit(h.server.url).port or 80
     rows: list[Row] = []
     trips: list[str] = []
-    for rtt in RTTS:
-        ms = f"{rtt * 1000:.0f} ms"
-        with LatencyProxy(target, rtt) as proxy:
-            via = proxy.rewrite
-            variants = [
-                Variant(f"promoter update, {ms}", "git path: 3 pins, promoter.yaml from the repo",
-                        _through(h.promoter_update(repo, apps), via), ratio_to=f"lean, {ms}"),
-                Variant(f"lean, {ms}", "bench/lean.sh",
-                        _through(h.script("lean.sh", repo, apps), via), kind="script"),
-            ]  # fmt: skip
-            variants = _with_baseline(h, variants)
-            _progress(f"latency {ms} ")
-            rows += h.compare(repo, variants)
-            for variant in variants:  # one more run each, to count what the proxy saw
-                proxy.take()
-                h.run_once(repo, variant, -1, None)
-                seen = proxy.take()
-                trips.append(f"| {variant.label} | {seen.connections} | {seen.exchanges} |")
-            repo.reset()
-            _progress("\n")
+    with GitHubApiDouble(h.server, TOKEN) as github, GitLabApiDouble(h.server, TOKEN) as gitlab:
+        doubles = {"github": github.api_url, "gitlab": gitlab.api_url}
+        for rtt in RTTS:
+            ms = f"{rtt * 1000:.0f} ms"
+            ports = [git_port, *(urlsplit(url).port or 80 for url in doubles.values())]
+            with contextlib.ExitStack() as stack:
+                proxies = {port: stack.enter_context(LatencyProxy(("127.0.0.1", port), rtt))
+                           for port in ports}  # fmt: skip
+                lean = f"lean, {ms}"
+                git_rows = [
+                    Variant(f"promoter update, {ms}",
+                            "git path: 3 pins, promoter.yaml from the repo",
+                            _through(h.promoter_update(repo, apps), proxies), ratio_to=lean),
+                    Variant(lean, "bench/lean.sh",
+                            _through(h.script("lean.sh", repo, apps), proxies), kind="script"),
+                ]  # fmt: skip
+                api_rows = [
+                    Variant(f"promoter update --commit-via api ({kind}), {ms}",
+                            f"api path on the {kind} double: promoter.yaml, the files and the "
+                            "commit through its API; no git request",
+                            _through(_api_update(h, repo, apps, slug, kind, url), proxies),
+                            ratio_to=lean)
+                    for kind, url in doubles.items()
+                ]  # fmt: skip
+                variants = [*_with_baseline(h, git_rows), *api_rows]
+                _progress(f"latency {ms} ")
+                rows += h.compare(repo, variants)
+                for variant in variants:  # one more run each, to count what the proxies saw
+                    for proxy in proxies.values():
+                        proxy.take()
+                    h.run_once(repo, variant, -1, None)
+                    seen = [proxy.take() for proxy in proxies.values()]
+                    connections = sum(c.connections for c in seen)
+                    exchanges = sum(c.exchanges for c in seen)
+                    trips.append(f"| {variant.label} | {connections} | {exchanges} |")
+                repo.reset()
+                _progress("\n")
     extra = "\n".join(
         [
-            "What the proxy saw in one run (TCP connections and request/response exchanges; "
-            "each exchange costs one round trip, each new connection one more on a real "
-            "network, and TLS one or two more: the proxy does not charge those).",
+            "What the proxies saw in one run (TCP connections and request/response exchanges, "
+            "git server and API double together; each exchange costs one round trip, each new "
+            "connection one more on a real network, and TLS one or two more: the proxy does "
+            "not charge those). The HTTP requests column above counts the git server's only.",
             "",
             "| row | connections | exchanges |",
             "|---|---:|---:|",
@@ -199,23 +224,61 @@ def section_latency(h: Harness) -> None:
     h.add_section(
         "latency",
         f"update with network latency at {size} ({spec.apps} apps, {spec.commits:,} commits)",
-        "The git server behind bench/latency.py's proxy, which delays every byte by half the "
-        "round-trip time in each direction.",
+        "The git server and the GitHub and GitLab API doubles, each behind one of "
+        "bench/latency.py's proxies, which delay every byte by half the round-trip time in "
+        "each direction.",
         rows,
         extra,
     )
     by_label = {r.label: r for r in rows}
     for rtt in RTTS:
         ms = f"{rtt * 1000:.0f} ms"
-        ratio = by_label[f"promoter update, {ms}"].time.median / by_label[f"lean, {ms}"].time.median
+        base = by_label[f"lean, {ms}"].time.median
+        ratio = by_label[f"promoter update, {ms}"].time.median / base
         h.target(f"git path ≤ 1.25{X} lean at {size}, {ms} RTT", f"{ratio:.2f}{X}", ratio <= 1.25)
+        limit = {0.030: 0.8, 0.100: 0.6}.get(rtt)
+        if limit is not None:
+            for kind in doubles:
+                api = by_label[f"promoter update --commit-via api ({kind}), {ms}"].time.median
+                h.target(f"api path ({kind}) ≤ {limit}{X} lean at {size}, {ms} RTT",
+                         f"{api / base:.2f}{X}", api / base <= limit)  # fmt: skip
 
 
-def _through(argv: ArgvFn, via: Callable[[str], str]) -> ArgvFn:
-    """`argv` with every URL of the harness's git server pointed at the proxy."""
+def _forge_slug(repo: repos.BenchRepo) -> str:
+    """owner/name under which the git server (and so the doubles) serve `repo` too: a
+    symbolic link in the repos directory, so both names are the same bare repo."""
+    link = repos.REPOS / OWNER / f"{repo.name}.git"
+    if not link.is_symlink():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(Path("..") / f"{repo.name}.git")
+    return f"{OWNER}/{repo.name}"
+
+
+def _api_update(
+    h: Harness, repo: repos.BenchRepo, apps: list[int], slug: str, kind: str, api_url: str
+) -> ArgvFn:
+    """promoter update on the api path of the `kind` double, for the repo served as `slug`."""
+    extra = ["--forge", kind, "--api-url", api_url, "--commit-via", "api"]
+    argv = h.promoter_update(repo, apps, extra=extra)
+    url = h.server.repo_url(repo.name)
+
+    def with_slug(rep: int) -> tuple[list[str], dict[str, str]]:
+        cmd, tags = argv(rep)
+        return [h.server.repo_url(slug) if word == url else word for word in cmd], tags
+
+    return with_slug
+
+
+def _through(argv: ArgvFn, proxies: Mapping[int, LatencyProxy]) -> ArgvFn:
+    """`argv` with every URL of the harness's servers pointed at their proxies."""
 
     def rewritten(rep: int) -> tuple[list[str], dict[str, str]]:
         cmd, tags = argv(rep)
-        return [via(word) if word.startswith("http://127.0.0.1:") else word for word in cmd], tags
+        out = []
+        for word in cmd:
+            port = urlsplit(word).port if word.startswith("http://127.0.0.1:") else None
+            proxy = proxies.get(port) if port is not None else None
+            out.append(proxy.rewrite(word) if proxy is not None else word)
+        return out, tags
 
     return rewritten
