@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import subprocess
+from datetime import UTC, datetime
 
 import pytest
 
@@ -262,3 +263,54 @@ def test_the_double_answers_a_stale_head_as_github_does_and_refuses_unknown_inpu
         assert "spec violation" in str(_post(double, _CREATE, {"input": bad}))
     assert len(double.violations) == 4
     double.violations.clear()
+
+
+# --- the same bytes and message on both paths ---------------------------------------------------
+
+_CHART = (
+    "apiVersion: v2\nname: web\nversion: 1.0.0\ndependencies:\n- name: web\n  version: 0.3.0\n"
+    "  repository: oci://ghcr.io/acme/charts\n"
+)
+
+
+def _chart_files() -> dict[str, str]:
+    from ruamel.yaml import YAML
+
+    from promoter.helmlock import lock_digest
+
+    deps = YAML(typ="safe").load(_CHART)["dependencies"]
+    locked = [{"name": "web", "repository": "oci://ghcr.io/acme/charts", "version": "0.3.0"}]
+    lock = (
+        "dependencies:\n- name: web\n  repository: oci://ghcr.io/acme/charts\n  version: 0.3.0\n"
+        f'digest: {lock_digest(deps, locked)}\ngenerated: "2025-06-01T00:00:00Z"\n'
+    )
+    config = (
+        CONFIG
+        + '    chart: {file: apps/web/Chart.yaml, version: "dependencies[name=web].version"}\n'
+    )
+    return {**FILES, "promoter.yaml": config, "apps/web/Chart.yaml": _CHART,
+            "apps/web/Chart.lock": lock, "apps/web/values.yaml": 'image:\r\n  tag: "1.0.0"  # kept\r\n'}  # fmt: skip
+
+
+def test_both_paths_write_the_same_tree_and_message(env_repo, github_api, capsys):  # type: ignore[no-untyped-def]
+    files = _chart_files()
+    trees, messages = {}, {}
+    for via in ("git", "api"):
+        repo = env_repo({"main": files, "env/dev": files})
+        run = run_cli(capsys, "--repo", repo.url, "--token", TEST_TOKEN, "--forge", "github",
+                      "--api-url", github_api.api_url, "--commit-via", via, "update", "dev",
+                      "--image", "web=1.1.0", "--chart", "web=0.3.1")  # fmt: skip
+        assert run.code == 0, run.err
+        assert "apps/web/Chart.lock (kept in sync)" in run.out
+        trees[via] = {path: repo.read_file("env/dev", path) for path in files}
+        messages[via] = _git(repo, "log", "-1", "--format=%B", "env/dev")
+        assert _git(repo, "rev-list", "--count", "env/dev").strip() == "2"
+        # Chart.lock's `generated` is the commit time of the tip planned on, on both paths.
+        stamp = int(_git(repo, "log", "-1", "--format=%ct", "env/dev~1"))
+        seeded = datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        lock = trees[via]["apps/web/Chart.lock"]
+        assert f'generated: "{seeded}"' in lock
+        trees[via]["apps/web/Chart.lock"] = lock.replace(seeded, "<the tip's time>")
+    assert trees["api"] == trees["git"]
+    assert trees["api"]["apps/web/values.yaml"] == 'image:\r\n  tag: "1.1.0"  # kept\r\n'
+    assert messages["api"] == messages["git"]
