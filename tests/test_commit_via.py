@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -53,7 +54,7 @@ def test_snapshot_reads_head_files_and_config_in_one_request(bed) -> None:  # ty
 
 
 def test_create_commit_is_a_compare_and_swap(bed) -> None:  # type: ignore[no-untyped-def]
-    repo, api, _ = bed
+    repo, api, double = bed
     head = api.branch_head("env/dev")
     message = "update(dev): web 2\n\nPromoter-Environment: dev\nPromoter-Actor: ci\n"
     new = api.create_commit(
@@ -68,6 +69,11 @@ def test_create_commit_is_a_compare_and_swap(bed) -> None:  # type: ignore[no-un
     meta = api.commit_meta(new)
     assert meta.parents == (head,) and meta.message == message.rstrip("\n")  # as GitHub
     assert api.changed_paths(new) == {"apps/web/values.yaml", "bin.dat"}
+    # GitHub signed it: its REST view of the commit says "Verified".
+    assert _get(double, f"/repos/{repo.name}/commits/{new}")["commit"]["verification"]["verified"]
+    assert not _get(double, f"/repos/{repo.name}/commits/{head}")["commit"]["verification"][
+        "verified"
+    ]
     # The head moved: nothing written, HEAD_MOVED.
     assert api.create_commit("env/dev", head, {"a": b"b"}, "x\n") is HEAD_MOVED
     assert api.branch_head("env/dev") == new
@@ -213,6 +219,17 @@ def test_a_missing_environment_branch_exits_2_naming_it_on_the_api_path(
 
 
 # --- the double holds the mutations to GitHub's schema ------------------------------------------
+
+
+def _get(api: GitHubApiDouble, path: str) -> Any:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        api.api_url + path, headers={"Authorization": f"token {TEST_TOKEN}"}
+    )
+    with urllib.request.urlopen(request) as answer:
+        return json.load(answer)
 
 
 def _post(api: GitHubApiDouble, query: str, variables: dict[str, object]) -> dict[str, object]:
