@@ -56,8 +56,9 @@ def test_snapshot_reads_head_files_and_config_in_one_round(bed, gitlab_api) -> N
     repo, api = bed
     head, main = repo.sha("env/dev"), repo.sha("main")
     snap = api.snapshot("env/dev", [VALUES, "bin.dat"], ["promoter.yaml"])
-    # The branch, two files by the branch's name, promoter.yaml at HEAD: one round of four.
-    assert api.requests == 4
+    # The branch, two files by the branch's name with their two directories (for the files'
+    # modes), promoter.yaml at HEAD: one round of six.
+    assert api.requests == 6
     assert (snap.sha, snap.default_sha) == (head, main)
     assert snap.files == {VALUES: b"tag: 1\r\n", "bin.dat": b"x\0y"}  # byte-exact
     assert snap.default_files == {"promoter.yaml": b"environments: {}\n"}
@@ -65,9 +66,9 @@ def test_snapshot_reads_head_files_and_config_in_one_round(bed, gitlab_api) -> N
     # Reads at a SHA are cached; an absent file (a 404 says not at which commit) is read again
     # by SHA, so it costs a second request.
     assert api.read_files(head, [VALUES]) == {VALUES: b"tag: 1\r\n"}
-    assert api.requests == 4
+    assert api.requests == 6
     assert api.snapshot("env/dev", ["missing.yaml"]).files == {"missing.yaml": None}
-    assert api.requests == 4 + 3
+    assert api.requests == 6 + 3 + 2  # the file and its directory again, by SHA
     assert api.snapshot("env/nope", [VALUES]).sha is None
     assert api.branch_head("env/nope") is None
 
@@ -362,9 +363,10 @@ def test_update_commits_through_the_gitlab_api(
     assert "Promoter-Actor: jdoe" in message  # the actor stays in the trailers
     assert envs.read_file(tip, "apps/web/values.yaml") == WEB.replace('"1.4.1"', '"1.4.2"')
     assert _git(envs, "diff", "--name-only", before, tip).split() == ["apps/web/values.yaml"]
-    # Round trips: promoter.yaml with the branch, the branch with its file, the commit.
+    # Round trips: promoter.yaml with the branch; the branch with its file and directory;
+    # the commit.
     posts = [r for r in gitlab_api.request_log if r[0] == "POST"]
-    assert len(posts) == 1 and len(gitlab_api.request_log) == 2 + 2 + 1
+    assert len(posts) == 1 and len(gitlab_api.request_log) == 2 + 3 + 1
     # The same run again writes nothing.
     gitlab_api.request_log.clear()
     again = run_cli(capsys, *_cli(envs, gitlab_api, "update", "dev", "--image", "web=1.4.2"))
@@ -505,3 +507,41 @@ def test_promote_by_push_through_the_gitlab_api(envs, gitlab_api, capsys) -> Non
     assert [r[0] for r in gitlab_api.request_log].count("POST") == 1
     again = run_cli(capsys, *_cli(envs, gitlab_api, "promote", "--to", "staging", "--no-gate"))
     assert again.code == 0 and envs.sha("env/staging") == new
+
+
+def _entry(repo: EnvRepo, branch: str, path: str, mode: str, text: str) -> None:
+    """A commit on `branch` putting an entry of `mode` at `path` (git fast-import)."""
+    parent = repo.sha(branch)
+    data = f"data {len(text.encode())}\n{text}\n"
+    line = {"040000": f"D {path}\nM 100644 inline {path}/inner.yaml\n{data}",
+            "160000": f"M 160000 {parent} {path}\n"}.get(mode, f"M {mode} inline {path}\n{data}")  # fmt: skip
+    stream = (f"commit refs/heads/{branch}\ncommitter t <t@example.com> 0 +0000\ndata 5\nentry\n"
+              f"from {parent}\n{line}done\n")  # fmt: skip
+    subprocess.run(["git", "--git-dir", str(repo.path), "fast-import", "--quiet", "--done"],
+                   input=stream.encode(), check=True, env=git_env())  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("mode", "what"),
+    [("120000", "a symbolic link"), ("160000", "a submodule"), ("040000", "a directory")],
+)
+def test_a_pinned_path_that_is_not_a_regular_file_is_refused(
+    envs, gitlab_api, capsys, mode, what
+) -> None:  # type: ignore[no-untyped-def]
+    # A link's target text that reads as YAML: GitLab's files API serves it like a file.
+    _entry(envs, "env/dev", "apps/web/values.yaml", mode, "image:\n  tag: 1.4.1\n")
+    before = envs.sha("env/dev")
+    run = run_cli(capsys, *_cli(envs, gitlab_api, "update", "dev", "--image", "web=1.4.2"))
+    assert run.code == 2, run.output
+    assert "apps/web/values.yaml must be a regular file" in run.err and what in run.err
+    assert run.err.count("\n") == 1
+    assert envs.sha("env/dev") == before
+    assert [r for r in gitlab_api.request_log if r[0] == "POST"] == []
+
+
+def test_an_executable_pinned_file_keeps_its_mode(envs, gitlab_api, capsys) -> None:  # type: ignore[no-untyped-def]
+    _entry(envs, "env/dev", "apps/web/values.yaml", "100755", WEB)
+    run = run_cli(capsys, *_cli(envs, gitlab_api, "update", "dev", "--image", "web=1.4.2"))
+    assert run.code == 0, run.err
+    assert 'tag: "1.4.2"' in envs.read_file("env/dev", "apps/web/values.yaml")
+    assert _git(envs, "ls-tree", "env/dev", "apps/web/values.yaml").startswith("100755 blob")

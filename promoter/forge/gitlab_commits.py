@@ -8,13 +8,17 @@ path brings the compare-and-swap and fewer round trips, not a signature. No auth
 promoter's actor is in the message's trailers.
 
 Round trips (requests counted in `requests`, retries included):
-- `snapshot`: GitLab reads one file per request. The branch (head and commit date) and every
-  file, read by the branch's name, go out together in ONE round of concurrent requests; a file
-  answer whose `commit_id` is not the head the branch read reported (the branch moved during
-  the read), and every absent file (a 404 does not say at which commit), is read again by SHA
-  in a second round. promoter.yaml (`default_paths`) is read at `HEAD`, the default branch,
-  in the first round too, and its `commit_id` is the default branch's head.
-  An update of one file: 1 round, 2 requests (+1 per more file); then 1 for the commit.
+- `snapshot`: GitLab reads one file per request, and says a path's mode (a symbolic link, a
+  submodule or a directory is refused, `not_a_regular_file`, as on the git path) only in a
+  listing of its directory. The branch (head and commit date), every file and every directory
+  holding one, read by the branch's name, go out together in ONE round of concurrent requests;
+  a file answer whose `commit_id` is not the head the branch read reported (the branch moved
+  during the read), every absent file (a 404 does not say at which commit), and a directory
+  listing that does not name the very blob read, are read again by SHA in a second round.
+  promoter.yaml (`default_paths`) is read at `HEAD`, the default branch, in the first round
+  too, and its `commit_id` is the default branch's head.
+  An update of one file: 1 round, 3 requests (+1 per more file or directory); then 1 for the
+  commit.
 - Reads by SHA are cached with each file's `last_commit_id`, which the write needs.
 
 The head check, what GitLab offers and what it does not. The commits endpoint takes no
@@ -59,7 +63,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from promoter.forge.base import ForgeError, ForgeInfo
-from promoter.forge.commits import HEAD_MOVED, CommitMeta, Snapshot, _HeadMoved, check_owned
+from promoter.forge.commits import (
+    HEAD_MOVED,
+    REGULAR_FILE_MODES,
+    CommitMeta,
+    Snapshot,
+    _HeadMoved,
+    check_owned,
+    not_a_regular_file,
+)
 from promoter.forge.gitlab import MAX_RETRIES, GitLabForge
 
 if TYPE_CHECKING:
@@ -80,13 +92,19 @@ _LOST = (
 
 
 class _File:
-    """A file as read at one commit: its bytes (None: absent) and its last commit."""
+    """A file as read at one commit: its bytes (None: absent), its last commit, its blob."""
 
-    __slots__ = ("data", "last_commit")
+    __slots__ = ("blob", "data", "last_commit")
 
-    def __init__(self, data: bytes | None, last_commit: str | None) -> None:
+    def __init__(
+        self, data: bytes | None, last_commit: str | None, blob: str | None = None
+    ) -> None:
         self.data = data
         self.last_commit = last_commit
+        self.blob = blob
+
+
+Listing = dict[str, tuple[str, str]]  # a directory's entries: path → (mode, object id)
 
 
 class GitLabCommits(GitLabForge):
@@ -101,6 +119,7 @@ class GitLabCommits(GitLabForge):
         self._files: dict[tuple[str, str], _File] = {}
         self._metas: dict[str, CommitMeta] = {}
         self._read: dict[str, set[str]] = {}  # sha → every path read at it
+        self._modes: dict[tuple[str, str], str | None] = {}  # (sha, path) → mode; None: absent
         # promoter/* branch → (sha, expected) that set_owned was asked for, not yet carried out
         self._moves: dict[str, tuple[str, str | None]] = {}
 
@@ -146,7 +165,9 @@ class GitLabCommits(GitLabForge):
         if attrs.get("encoding") != "base64":
             raise ForgeError(f"{what}: GitLab answered an encoding other than base64")
         data = base64.b64decode(str(attrs.get("content") or ""))
-        return _File(data, attrs.get("last_commit_id")), attrs.get("commit_id")
+        return _File(data, attrs.get("last_commit_id"), attrs.get("blob_id")), attrs.get(
+            "commit_id"
+        )
 
     def _branch(self, branch: str) -> dict[str, Any] | None:
         """GET /repository/branches/:branch: its head commit, None when it does not exist."""
@@ -166,10 +187,35 @@ class GitLabCommits(GitLabForge):
             raise ForgeError(f"{what}: GitLab answered a branch without its commit")
         return commit
 
-    def _at(self, sha: str, paths: Collection[str]) -> dict[str, bytes | None]:
-        """`paths` at commit `sha`, from the cache or in one round of concurrent reads."""
+    def _list(self, directory: str, ref: str) -> Listing | None:
+        """GET /repository/tree of `directory` at `ref` (all pages): its entries' modes and
+        ids; None when it is no directory there (GitLab answers 404)."""
+        import gitlab.exceptions as glexc
+
+        what = f"listing {directory or '/'} at {ref[:40]} in {self._repository}"
+        options: dict[str, Any] = {"path": directory} if directory else {}
+        try:
+            # recursive as text: python-gitlab would send the bool as "False", which GitLab
+            # reads as false but the description's boolean (and so the strict double) does not.
+            options["recursive"] = "false"
+            entries = self._project().repository_tree(
+                ref=ref, get_all=True, per_page=100, max_retries=MAX_RETRIES, **options
+            )
+        except glexc.GitlabGetError as err:
+            if err.response_code == 404:
+                return None
+            raise self._translate(what, err) from None
+        except (glexc.GitlabError, _requests_error()) as err:
+            raise self._translate(what, err) from None
+        return {str(e["path"]): (str(e["mode"]), str(e["id"])) for e in entries}
+
+    def _at(self, sha: str, paths: Collection[str], modes: bool = True) -> dict[str, bytes | None]:
+        """`paths` at commit `sha`, from the cache or in one round of concurrent reads: the
+        files, and (`modes`) the directories that hold them, so that a path that is not a
+        regular file is refused as the git path refuses it (not_a_regular_file)."""
         self._read.setdefault(sha, set()).update(paths)
         missing = sorted({p for p in paths if (sha, p) not in self._files})
+        unlisted = sorted({_dir(p) for p in paths if modes and (sha, p) not in self._modes})
 
         def read(path: str) -> Callable[[], None]:
             def run() -> None:
@@ -177,8 +223,29 @@ class GitLabCommits(GitLabForge):
 
             return run
 
-        self._concurrently(read(p) for p in missing)
+        def listing(directory: str) -> Callable[[], None]:
+            def run() -> None:
+                self._listed(sha, directory, self._list(directory, sha) or {})
+
+            return run
+
+        self._concurrently([*map(read, missing), *map(listing, unlisted)])
+        for path in paths if modes else ():
+            mode = self._modes.get((sha, path))
+            if mode is not None and mode not in REGULAR_FILE_MODES:
+                raise not_a_regular_file(path, mode, sha)
         return {p: self._files[(sha, p)].data for p in paths}
+
+    def _listed(self, sha: str, directory: str, entries: Listing) -> None:
+        """Record the modes of a directory's entries at `sha` (a path not listed is absent)."""
+        for path in [p for (at, p) in self._read_paths(sha) if _dir(p) == directory]:
+            found = entries.get(path)
+            self._modes[(sha, path)] = found[0] if found else None
+        for path, (mode, _) in entries.items():
+            self._modes[(sha, path)] = mode
+
+    def _read_paths(self, sha: str) -> list[tuple[str, str]]:
+        return [(sha, path) for path in self._read.get(sha, set())]
 
     # -- CommitAPI: reads --------------------------------------------------------------------
 
@@ -190,18 +257,27 @@ class GitLabCommits(GitLabForge):
         calls: list[Callable[[], Any]] = [lambda: self._branch(branch)]
         calls += [_bind(self._get_file, p, branch) for p in wanted]
         calls += [_bind(self._get_file, p, "HEAD") for p in defaults]
+        dirs = sorted({_dir(p) for p in wanted})
+        calls += [_bind(self._list, d, branch) for d in dirs]
         answers = self._concurrently(calls)
         head: dict[str, Any] | None = answers[0]
         on_branch = answers[1 : 1 + len(wanted)]
-        on_default = answers[1 + len(wanted) :]
+        on_default = answers[1 + len(wanted) : 1 + len(wanted) + len(defaults)]
+        listings = dict(zip(dirs, answers[1 + len(wanted) + len(defaults) :], strict=True))
         default_sha, default_files = self._default(defaults, on_default)
         if head is None:
             files: dict[str, bytes | None] = dict.fromkeys(wanted)
             return Snapshot(branch, None, None, files, default_sha, default_files)
         sha = str(head["id"])
         for path, (found, at) in zip(wanted, on_branch, strict=True):
-            if at == sha:  # read at the head: kept; a 404 or another commit: read again below
-                self._files[(sha, path)] = found
+            if at != sha:  # a 404 or another commit: read again at the head, below
+                continue
+            self._files[(sha, path)] = found
+            # Its directory, listed by the branch's name, is taken for this file when it
+            # names the very blob read at the head; else it is listed again at the head.
+            entry = (listings.get(_dir(path)) or {}).get(path)
+            if entry is not None and entry[1] == found.blob:
+                self._modes[(sha, path)] = entry[0]
         files = self._at(sha, wanted)
         committed = _when(str(head.get("committed_date") or head.get("created_at")))
         self._metas.setdefault(sha, _meta(head))
@@ -225,7 +301,7 @@ class GitLabCommits(GitLabForge):
         for path, (found, at) in zip(paths, answers, strict=True):
             if at == sha:
                 self._files[(sha, path)] = found
-        return sha, self._at(sha, paths)
+        return sha, self._at(sha, paths, modes=False)
 
     def _project_default_branch(self) -> str | None:
         project = self._call(
@@ -441,6 +517,10 @@ class GitLabCommits(GitLabForge):
 
 def _bind(fn: Callable[[str, str], T], path: str, ref: str) -> Callable[[], T]:
     return lambda: fn(path, ref)
+
+
+def _dir(path: str) -> str:
+    return path.rpartition("/")[0]
 
 
 def _meta(commit: Mapping[str, Any]) -> CommitMeta:

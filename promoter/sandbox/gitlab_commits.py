@@ -417,6 +417,23 @@ def commit_create_takes_json_actions(document: dict[str, Any]) -> None:
     responses["201"] = responses.pop("200")
 
 
+def tree_list_is_an_array(document: dict[str, Any]) -> None:
+    """GET /projects/:id/repository/tree answers an array of tree entries.
+
+    Description: its 200 response schema is `$ref: APIEntitiesTreeObject`, one entry. GitLab:
+    the endpoint is paginated and returns a JSON array of entries (API docs "List repository
+    tree"; `present paginate(tree), with: Entities::TreeObject`). Why: as for labels and
+    notes (gitlab_quirks.py), a list endpoint answers an array; the api path reads a pinned
+    file's mode from it.
+    """
+    from promoter.sandbox.gitlab_quirks import _as_array
+
+    path = "/api/v4/projects/{id}/repository/tree"
+    operation = document["paths"][path]["get"]
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    _as_array(schema, "#/components/schemas/APIEntitiesTreeObject", f"GET {path} 200")
+
+
 def _quirk_gone(message: str) -> Exception:
     from promoter.sandbox.gitlab_quirks import QuirkGone
 

@@ -60,6 +60,7 @@ ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("GET", _P + "/repository/files/(?P<file_path>[^/]+)", "get_file"),
         ("GET", _P + "/repository/files/(?P<file_path>[^/]+)/raw", "get_file_raw"),
         ("GET", _P + "/repository/compare", "compare"),
+        ("GET", _P + "/repository/tree", "list_tree"),
         # Not in the vendored description (see promoter/sandbox/descriptions/README.md): a
         # strict double answers it 404 as a violation; only a double with strict=False serves it.
         ("GET", "/users", "list_users"),

@@ -17,8 +17,9 @@ message saying which patch to revisit, rather than silently patching something e
 Quirks the README lists that need no patch: the HEAD file operations' `requestBody`, the
 multipart-only file bodies, and `{noteable_id}` naming the MR iid (promoter and the double use
 none of those operations, and the path name does not change what is sent). The multipart-only
-commit body is patched: the api path creates commits (gitlab_commits.py has that patch, next to
-the handler it describes).
+commit body is patched: the api path creates commits; so is the repository tree list, one
+object in the description, an array from GitLab (gitlab_commits.py has both patches, next to
+the handlers they describe).
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from promoter.sandbox.gitlab_commits import commit_create_takes_json_actions
+from promoter.sandbox.gitlab_commits import (
+    commit_create_takes_json_actions,
+    tree_list_is_an_array,
+)
 from promoter.sandbox.openapi import GITLAB_DESCRIPTION, OpenAPISpec, Patch
 
 _SCHEMAS = "#/components/schemas/"
@@ -102,6 +106,7 @@ GITLAB_QUIRKS: tuple[Patch, ...] = (
     label_list_is_an_array,
     note_list_is_an_array,
     commit_create_takes_json_actions,
+    tree_list_is_an_array,
 )
 
 

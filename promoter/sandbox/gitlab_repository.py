@@ -212,6 +212,30 @@ class RepositoryRoutes:
         }
         return Reply(200, data, headers)
 
+    def list_tree(self, p: Project, call: Call) -> Reply:
+        """GET /repository/tree: the entries of `path` (the root by default) at `ref` (the
+        default branch by default), as `git ls-tree` lists them, one page at a time. A path
+        that is not a directory there is a 404, as GitLab (Gitaly) answers it."""
+        commit = resolve_commit(p.bare, call.q("ref") or _default_branch(p))
+        if commit is None:
+            return error(404, "404 Tree Not Found")
+        path = (call.q("path") or "").strip("/")
+        if path and git(p.bare, "cat-file", "-t", f"{commit}:{path}").stdout.strip() != "tree":
+            return error(404, "404 invalid revision or path Not Found")
+        recursive = ["-r", "-t"] if call.q("recursive") == "true" else []
+        listed = git(
+            p.bare, "ls-tree", "-z", *recursive, commit, "--", *([f"{path}/"] if path else [])
+        )
+        body = []
+        for entry in listed.stdout.split("\0"):
+            if not entry:
+                continue
+            meta, entry_path = entry.split("\t", 1)
+            mode, kind, oid = meta.split(" ")
+            body.append({"id": oid, "name": entry_path.rsplit("/", 1)[-1], "type": kind,
+                         "path": entry_path, "mode": mode.zfill(6)})  # fmt: skip
+        return Reply(200, body, paginate=True)
+
     def compare(self, p: Project, call: Call) -> Reply:
         start, end = (resolve_commit(p.bare, call.q(k) or "") for k in ("from", "to"))
         if start is None or end is None:
