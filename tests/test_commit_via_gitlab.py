@@ -545,3 +545,38 @@ def test_an_executable_pinned_file_keeps_its_mode(envs, gitlab_api, capsys) -> N
     assert run.code == 0, run.err
     assert 'tag: "1.4.2"' in envs.read_file("env/dev", "apps/web/values.yaml")
     assert _git(envs, "ls-tree", "env/dev", "apps/web/values.yaml").startswith("100755 blob")
+
+
+def test_both_paths_write_the_same_tree_and_message_on_gitlab(env_repo, gitlab_api, capsys) -> None:  # type: ignore[no-untyped-def]
+    from ruamel.yaml import YAML
+
+    from promoter.helmlock import lock_digest
+
+    chart = ("apiVersion: v2\nname: web\nversion: 1.0.0\ndependencies:\n- name: web\n"
+             "  version: 0.3.0\n  repository: oci://ghcr.io/acme/charts\n")  # fmt: skip
+    deps = YAML(typ="safe").load(chart)["dependencies"]
+    lock = ("dependencies:\n- name: web\n  repository: oci://ghcr.io/acme/charts\n  version: 0.3.0\n"
+            f"digest: {lock_digest(deps, deps)}\ngenerated: \"2025-06-01T00:00:00Z\"\n")  # fmt: skip
+    config = CONFIG.replace(
+        "      web: {file: apps/web/values.yaml, tag: image.tag}\n",
+        "      web: {file: apps/web/values.yaml, tag: image.tag}\n"
+        '    chart: {file: apps/web/Chart.yaml, version: "dependencies[name=web].version"}\n',
+    )
+    files = {**FILES, "promoter.yaml": config, "apps/web/Chart.yaml": chart,
+             "apps/web/Chart.lock": lock, "apps/web/values.yaml": WEB.replace("\n", "\r\n")}  # fmt: skip
+    trees, messages = {}, {}
+    for via in ("git", "api"):
+        repo = env_repo({"main": files, "env/dev": files})
+        run = run_cli(capsys, "--repo", repo.url, "--token", TEST_TOKEN, "--forge", "gitlab",
+                      "--api-url", gitlab_api.api_url, "--commit-via", via, "update", "dev",
+                      "--image", "web=1.1.0", "--chart", "web=0.3.1")  # fmt: skip
+        assert run.code == 0, run.err
+        trees[via] = {path: repo.read_file("env/dev", path) for path in files}
+        messages[via] = _git(repo, "cat-file", "commit", "env/dev").split("\n\n", 1)[1]
+        tip = _git(repo, "log", "-1", "--format=%cI", "env/dev~1").strip()
+        stamp = tip.replace("+00:00", "Z")
+        assert f'generated: "{stamp}"' in trees[via]["apps/web/Chart.lock"]  # the tip's time
+        trees[via]["apps/web/Chart.lock"] = trees[via]["apps/web/Chart.lock"].replace(stamp, "T")
+    assert trees["api"] == trees["git"]
+    assert 'tag: "1.1.0"   # set by promoter\r\n' in trees["api"]["apps/web/values.yaml"]
+    assert messages["api"] == messages["git"]  # GitLab stores the message as sent
