@@ -580,3 +580,26 @@ def test_both_paths_write_the_same_tree_and_message_on_gitlab(env_repo, gitlab_a
     assert trees["api"] == trees["git"]
     assert 'tag: "1.1.0"   # set by promoter\r\n' in trees["api"]["apps/web/values.yaml"]
     assert messages["api"] == messages["git"]  # GitLab stores the message as sent
+
+
+def test_eight_concurrent_api_updates_of_one_file_all_land(gitlab_api, env_repo) -> None:  # type: ignore[no-untyped-def]
+    """Every writer edits the same file: each lost race is GitLab's 'file has changed', then
+    re-read and re-applied on the new head, until all eight values are in."""
+    apps = [f"app{i}" for i in range(8)]
+    config = "environments:\n  dev: {branch: env/dev}\napps:\n" + "".join(
+        f"  {a}:\n    images:\n      {a}: {{file: shared.yaml, tag: {a}.tag}}\n" for a in apps
+    )
+    shared = "".join(f"{a}:\n  tag: 1.0.0\n" for a in apps)
+    files = {"promoter.yaml": config, "shared.yaml": shared}
+    repo = env_repo({"main": files, "env/dev": files})
+    env = {"PROMOTER_TOKEN": TEST_TOKEN, "PROMOTER_FORGE": "gitlab",
+           "PROMOTER_API_URL": gitlab_api.api_url, "PROMOTER_COMMIT_VIA": "api"}  # fmt: skip
+    procs = [spawn("--repo", repo.url, "--output", "json", "update", "dev", "--image",
+                   f"{a}=2.0.0", env=env) for a in apps]  # fmt: skip
+    runs = [finish(proc) for proc in procs]
+    assert [run.code for run in runs] == [0] * 8, [run.err for run in runs]
+    assert repo.read_file("env/dev", "shared.yaml") == shared.replace("1.0.0", "2.0.0")
+    assert len(_git(repo, "rev-list", "refs/heads/env/dev").split()) == 1 + 8
+    refused = [r for r in gitlab_api.request_log if r[0] == "POST" and r[2] == 400]
+    attempts = sum(json.loads(run.out)["attempts"] for run in runs)
+    assert attempts == 8 + len(refused)  # every refusal was retried, none lost
