@@ -603,3 +603,16 @@ def test_eight_concurrent_api_updates_of_one_file_all_land(gitlab_api, env_repo)
     refused = [r for r in gitlab_api.request_log if r[0] == "POST" and r[2] == 400]
     attempts = sum(json.loads(run.out)["attempts"] for run in runs)
     assert attempts == 8 + len(refused)  # every refusal was retried, none lost
+
+
+def test_a_file_read_as_absent_that_appears_meanwhile_is_named(bed, capsys) -> None:  # type: ignore[no-untyped-def]
+    """No action can guard an absent file (an update needs it to exist): when one the plan
+    read as absent appears under the commit, GitLab lands ours on top and promoter says so."""
+    repo, api = bed
+    snap = api.snapshot("env/dev", [VALUES, "apps/web/extra.yaml"])
+    theirs = commit_files(repo.path, "env/dev", {"apps/web/extra.yaml": "x\n"}, "someone")
+    new = api.create_commit("env/dev", str(snap.sha), {VALUES: b"tag: 2\n"}, MESSAGE)
+    assert isinstance(new, str) and api.commit_meta(new).parents == (theirs,)
+    err = capsys.readouterr().err
+    assert "apps/web/extra.yaml changed after" in err and f"check {new[:12]}" in err
+    assert err.count("\n") == 1

@@ -451,9 +451,11 @@ class GitLabCommits(GitLabForge):
             return
         touched = sorted(read & self._compare(expected, parents[0]))
         if touched:
+            from promoter.model import show_value
+
             print(
                 f"promoter: {branch} moved while promoter wrote {made[:12]} through the API "
-                f"(GitLab cannot check the head): {', '.join(touched)} changed after "
+                f"(GitLab cannot check the head): {', '.join(map(show_value, touched))} changed after "
                 f"{expected[:12]}; the files written had not, check {made[:12]}",
                 file=sys.stderr,
             )
