@@ -453,9 +453,10 @@ class GitLabCommits(GitLabForge):
         if touched:
             from promoter.model import show_value
 
+            names = ", ".join(map(show_value, touched))
             print(
                 f"promoter: {branch} moved while promoter wrote {made[:12]} through the API "
-                f"(GitLab cannot check the head): {', '.join(map(show_value, touched))} changed after "
+                f"(GitLab cannot check the head): {names} changed after "
                 f"{expected[:12]}; the files written had not, check {made[:12]}",
                 file=sys.stderr,
             )
