@@ -546,11 +546,21 @@ class ApiWay:
     ) -> tuple[str, bool] | None:
         if previous is not None and self._same_content(previous, parent, files):
             return previous.sha, False
-        # The branch is reset to the tip under its lease, then the forge commits on it.
-        if not self.api.set_owned(branch, parent, previous.sha if previous else None):
+        expected = previous.sha if previous else None
+        # A forge that can replace the branch's commit in one step does (GitHub must never see
+        # the branch reset onto the tip: it would close the pull request for good); else the
+        # branch is reset to the tip under its lease and committed on (GitLab does both in the
+        # commit request itself).
+        replace = getattr(self.api, "replace_owned", None)
+        if replace is not None:
+            made: object = replace(branch, parent, files, message, expected)
+            from promoter.forge.commits import HEAD_MOVED
+
+            return None if made is HEAD_MOVED else (str(made), True)
+        if not self.api.set_owned(branch, parent, expected):
             return None
-        made = self.write(branch, parent, files, message)
-        return None if made is None else (made, True)
+        written = self.write(branch, parent, files, message)
+        return None if written is None else (written, True)
 
     def _same_content(self, previous: Owned, parent: str, files: Mapping[str, bytes]) -> bool:
         """Same parent, and every path either commit changes has the same content in both:

@@ -11,8 +11,9 @@ why promoter never sets an identity here; its actor stays in the message's trail
 from __future__ import annotations
 
 import base64
+import secrets
 import urllib.parse
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -290,6 +291,48 @@ class GitHubCommits(GitHubForge):
             raise ForgeError(f"GitHub answered no commit while {what} in {self.info.repository}")
         return str(made["oid"])
 
+    def replace_owned(
+        self,
+        branch: str,
+        parent: str,
+        files: Mapping[str, bytes | None],
+        message: str,
+        expected: str | None,
+    ) -> str | _HeadMoved:
+        """One commit of `files` over `parent` as the only commit of promoter branch `branch`,
+        which must be at `expected` (None: must not exist); HEAD_MOVED when it is not.
+
+        GitHub closes a pull request for good when its head is moved onto its base (zero
+        commits ahead), so an existing branch is never reset to `parent` first: the commit is
+        made on a fresh `<branch>-next-<hex>` branch, then one `updateRefs` moves `branch`
+        onto it under the lease and deletes the helper, atomically (3 writes). A branch that
+        does not exist yet has no open pull request: created at `parent`, then committed on."""
+        check_owned(branch)
+        if expected is None:
+            if not self.set_owned(branch, parent, None):
+                return HEAD_MOVED
+            return self.create_commit(branch, parent, files, message)
+        helper = f"{branch}-next-{secrets.token_hex(4)}"
+        if not self._update_ref(helper, parent, None):
+            raise ForgeError(f"GitHub refused to create {helper} in {self.info.repository}")
+        made = self.create_commit(helper, parent, files, message)
+        if isinstance(made, _HeadMoved):  # nobody else writes the helper: gone meanwhile
+            self._update_ref(helper, _ZERO, parent)
+            return made
+        moved = self._update_refs(
+            [
+                {"name": f"refs/heads/{branch}", "afterOid": made, "beforeOid": expected,
+                 "force": True},
+                {"name": f"refs/heads/{helper}", "afterOid": _ZERO, "beforeOid": made},
+            ],
+            f"moving {branch}",
+            lambda: self.branch_head(branch) != expected,
+        )  # fmt: skip
+        if not moved:
+            self._update_ref(helper, _ZERO, made)
+            return HEAD_MOVED
+        return made
+
     def set_owned(self, branch: str, sha: str, expected: str | None) -> bool:
         check_owned(branch)
         if expected == sha:
@@ -304,18 +347,25 @@ class GitHubCommits(GitHubForge):
         """One `updateRefs` mutation: the lease is GitHub's own check of `beforeOid` (zeros:
         the branch must not exist), atomic with the move; `afterOid` zeros deletes. Refused
         while the branch is not at `before`: False (re-read to tell that from other errors)."""
+        update = {"name": f"refs/heads/{branch}", "afterOid": after,
+                  "beforeOid": before or _ZERO, "force": True}  # fmt: skip
+        what = f"{'deleting' if after == _ZERO else 'moving'} {branch}"
+        return self._update_refs([update], what, lambda: self.branch_head(branch) != before)
+
+    def _update_refs(
+        self, updates: list[dict[str, Any]], what: str, moved: Callable[[], bool]
+    ) -> bool:
+        """`updateRefs` with `updates` (all or none); False when GitHub refused it and
+        `moved()` says a lease did not hold, else the refusal raises."""
         import requests
         from github import GithubException
 
-        update = {"name": f"refs/heads/{branch}", "afterOid": after,
-                  "beforeOid": before or _ZERO, "force": True}  # fmt: skip
-        variables = {"input": {"repositoryId": self._repository_id(), "refUpdates": [update]}}
-        what = f"{'deleting' if after == _ZERO else 'moving'} {branch}"
+        variables = {"input": {"repositoryId": self._repository_id(), "refUpdates": updates}}
         try:
             self.requests += 1
             self._gh.requester.graphql_query(_UPDATE_REFS, variables)
         except GithubException as exc:
-            if self.branch_head(branch) != before:
+            if moved():
                 return False
             raise self._translate(what, exc.status, exc.data, exc.message) from None
         except requests.RequestException as exc:

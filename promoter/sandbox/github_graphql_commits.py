@@ -506,6 +506,7 @@ def create_commit_on_branch(store: Store, data: dict[str, Any], login: str) -> d
     gd.run(repo.path, "update-ref", ref, new, head)
     if gd.read_ref(repo.path, ref) != new:
         return _stale(expected)
+    _pushed(store, repo, {ref})
     return {"data": {_NAME: {"commit": {"oid": new}}}}
 
 
@@ -600,7 +601,16 @@ def update_refs(store: Store, data: dict[str, Any]) -> dict[str, Any]:
     )  # fmt: skip
     if proc.returncode != 0:
         return error(name, "A ref update was rejected: a ref moved meanwhile", "UNPROCESSABLE")
+    _pushed(store, repo, {ref for ref, _, _ in plan})
     return {"data": {name: {"clientMutationId": data.get("clientMutationId")}}}
+
+
+def _pushed(store: Store, repo: RepoState, refs: set[str]) -> None:
+    """What GitHub does on a push to a pull request's head at once: follow it (and close the
+    pull request when its head no longer has a commit ahead of its base)."""
+    for pull in list(repo.pulls.values()):
+        if pull.state == "open" and f"refs/heads/{pull.head}" in refs:
+            store.refresh(repo, pull)
 
 
 def _repo_by_node(store: Store, node: str) -> RepoState | None:

@@ -229,8 +229,15 @@ class Store:
     def refresh(self, repo: RepoState, pull: Pull) -> Pull:
         """Follow pushes: an open PR's head and base SHAs are its branches' tips."""
         if pull.state == "open":
-            pull.head_sha = branch_sha(repo.path, pull.head) or pull.head_sha
+            head = branch_sha(repo.path, pull.head)
+            moved = head is not None and head != pull.head_sha
+            pull.head_sha = head or pull.head_sha
             pull.base_sha = branch_sha(repo.path, pull.base) or pull.base_sha
+            # As GitHub does: a head moved onto the base (no commit ahead any more) closes the
+            # pull request, for good (it cannot be reopened).
+            if moved and _git(repo.path, "merge-base", "--is-ancestor", pull.head_sha,
+                              pull.base_sha).returncode == 0:  # fmt: skip
+                pull.state, pull.closed_at = "closed", now()
         return pull
 
 
