@@ -30,6 +30,12 @@ Rules every implementation keeps (the contract tests in tests/ hold both to them
   ForgeError before any request) and only under a lease: they read the branch's current head
   first and change nothing when it is not `expected`.
 - `requests` counts the HTTP requests sent (for tests and bench/: round trips matter).
+- Optional: `replace_owned(branch, parent, files, message, expected) -> str | HEAD_MOVED`, one
+  commit over `parent` as the only commit of promoter branch `branch` under the lease
+  `expected`. When an implementation has it (GitHub's does), the delivery layer uses it for
+  promoter branches instead of `set_owned(branch, parent, expected)` + `create_commit(branch,
+  parent, ...)`: GitHub closes a pull request whose head is moved onto its base, so there the
+  branch must never point at `parent` in between.
 """
 
 from __future__ import annotations
