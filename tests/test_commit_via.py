@@ -331,3 +331,19 @@ def test_both_paths_write_the_same_tree_and_message(env_repo, github_api, capsys
     assert trees["api"] == trees["git"]
     assert trees["api"]["apps/web/values.yaml"] == 'image:\r\n  tag: "1.1.0"  # kept\r\n'
     assert messages["api"] == messages["git"]
+
+
+def test_an_api_path_update_costs_three_requests_and_a_rerun_two(
+    envs, github_api, git_server, capsys
+):  # type: ignore[no-untyped-def]
+    forge = ("--repo", envs.url, "--token", TEST_TOKEN, "--forge", "github",
+             "--api-url", github_api.api_url, "--commit-via", "api")  # fmt: skip
+    git_server.wait_idle()
+    mark = len(git_server.requests)
+    for expected in (3, 2):  # promoter.yaml; the tip with its files; the commit (none again)
+        before = len(github_api.request_log)
+        run = run_cli(capsys, *forge, "update", "dev", "--image", "web=2.0.0")
+        assert run.code == 0, run.err
+        assert github_api.request_log[before:] == [("POST", "/graphql", 200)] * expected
+    git_server.wait_idle()
+    assert [r.path for r in git_server.requests[mark:]] == []  # no git at all

@@ -646,6 +646,7 @@ def test_a_person_pushing_while_promoter_runs_wins_the_branch(bed, capsys):
     assert "someone pushed to it" in line and theirs[0][:12] in line
     assert bed.repo.sha(HEAD) == theirs[0]  # the lease held: nothing of theirs overwritten
     assert bed.pull() == pull
+    assert not [b for b in bed.branches() if "-next-" in b]  # the api path's helper is gone
 
 
 def _merge(bed: Bed, into: str, other: str) -> str:
