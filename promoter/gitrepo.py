@@ -19,11 +19,14 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from promoter import fastimport
 from promoter.errors import EditError, GitError, UsageError, register_secret, scrub
 from promoter.fastimport import Identity
+
+if TYPE_CHECKING:
+    from http.client import HTTPConnection
 
 # git's scp-like syntax, user@host:path (the user part may carry a `:password` to drop).
 _SCP_LIKE = re.compile(r"^(?P<user>[^@/]+)@(?:[\w.-]+|\[[^\]/]*\]):")
@@ -762,17 +765,43 @@ class GitRepo:
         """The contents of blobs by id, fetching the missing ones in one batch."""
         wanted = sorted(set(oids))
         missing = [oid for oid in wanted if oid not in self._fetched_blobs]
-        if missing and self._partial:
+        if missing and self._partial and not self._fetch_direct(missing):
             self._run(
                 "-c", "fetch.negotiationAlgorithm=noop", "fetch", "--quiet", "--no-tags",
                 "--no-write-fetch-head", "--recurse-submodules=no",
                 "--filter=blob:none", "origin", *missing,
                 network=True,
             )  # fmt: skip
-            self._fetched_blobs.update(missing)
+        self._fetched_blobs.update(missing)
         if not wanted:
             return {}
         return _parse_batch(self._run("cat-file", "--batch", stdin="\n".join(wanted).encode()))
+
+    def _fetch_direct(self, oids: list[str]) -> bool:
+        """Fetch objects by id with one protocol v2 `fetch` request sent straight to the
+        server over HTTP(S), the pack indexed by `git index-pack`: one round trip, where
+        `git fetch` first asks for the ref advertisement (a GET) every time it starts.
+
+        Only for http(s) remotes and when git itself would send the request as plainly: no
+        proxy, TLS or URL-rewriting settings in the environment or the user's git config
+        (promoter does not reimplement those). False when it is not tried, or when the server
+        answers anything but a pack: `git fetch` then fetches, and this remote is not tried
+        directly again in this run."""
+        url = self.remote.url
+        if not url.startswith(("http://", "https://")) or url in _NO_DIRECT or not _plain_http(url):
+            return False
+        import http.client  # here: it imports ssl, which nothing before the first fetch needs
+
+        try:
+            pack = _post_fetch(self.remote, oids)
+            if pack is not None:
+                self._run("index-pack", "--stdin", "--fix-thin", "--promisor", stdin=pack)
+                return True
+        except (OSError, ValueError, GitError, http.client.HTTPException):
+            pass
+        _NO_DIRECT.add(url)
+        _drop_connection(url)
+        return False
 
     def tree_blobs(
         self, commit: str, keep: Callable[[str], bool]
@@ -981,6 +1010,153 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.kill()
     proc.communicate()
+
+
+# ---------------------------------------------------------------- direct object fetches
+
+# Remotes that did not answer a direct fetch with a pack: git fetches from them (this run).
+_NO_DIRECT: set[str] = set()
+# One kept-alive connection per server, shared by every scratch repo of this run.
+_CONNECTIONS: dict[str, HTTPConnection] = {}
+# What the user's git configuration says, read once: (environment it was read in, plain).
+_PLAIN_CONFIG: list[tuple[tuple[str | None, ...], bool]] = []
+
+# Environment variables with which git's HTTP transport would not connect plainly; for
+# https also those of its TLS settings that a direct request does not apply (it does apply
+# GIT_SSL_CAINFO and GIT_SSL_CAPATH).
+_HTTP_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY",
+                   "ALL_PROXY", "GIT_HTTP_PROXY_AUTHMETHOD", "GIT_PROXY_SSL_CERT",
+                   "GIT_PROXY_SSL_KEY", "GIT_PROXY_SSL_CAINFO", "GIT_HTTP_USER_AGENT",
+                   "GIT_CONFIG_PARAMETERS")  # fmt: skip
+_TLS_VARIABLES = ("GIT_SSL_NO_VERIFY", "GIT_SSL_CERT", "GIT_SSL_KEY",
+                  "GIT_SSL_CERT_PASSWORD_PROTECTED", "GIT_SSL_VERSION",
+                  "GIT_SSL_CIPHER_LIST")  # fmt: skip
+_CONFIG_VARIABLES = ("HOME", "XDG_CONFIG_HOME", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM",
+                     "GIT_CONFIG_NOSYSTEM", "GIT_CONFIG_COUNT")  # fmt: skip
+
+
+def _plain_http(url: str) -> bool:
+    """Whether git would talk to the http(s) remote `url` without a proxy, TLS setting, URL
+    rewrite or extra header of the user's (which a direct request would not apply)."""
+    names = _HTTP_VARIABLES + (_TLS_VARIABLES if url.startswith("https://") else ())
+    if any(os.environ.get(name) for name in names):
+        return False
+    key = tuple(os.environ.get(name) for name in _CONFIG_VARIABLES)
+    if _PLAIN_CONFIG and _PLAIN_CONFIG[0][0] == key:
+        return _PLAIN_CONFIG[0][1]
+    try:
+        proc = subprocess.run(
+            ["git", "config", "--list", "--show-scope", "-z"],
+            cwd="/",
+            env={k: v for k, v in os.environ.items() if k not in _REPO_VARIABLES},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )
+    except FileNotFoundError:
+        return False
+    fields = proc.stdout.decode(errors="replace").split("\0")
+    keys = [entry.split("\n", 1)[0].lower() for entry in fields[1::2]]
+    plain = proc.returncode in (0, 1) and not any(
+        k.startswith(("http.", "url.", "remote.origin.")) or k.endswith(".proxy") for k in keys
+    )
+    _PLAIN_CONFIG[:] = [(key, plain)]
+    return plain
+
+
+def _pkt(text: str) -> bytes:
+    data = text.encode()
+    return b"%04x" % (len(data) + 4) + data
+
+
+def _post_fetch(remote: Remote, oids: list[str]) -> bytes | None:
+    """The pack of one protocol v2 `fetch` of `oids` (no negotiation: nothing to have),
+    or None when the answer is not one."""
+    body = b"".join(
+        [_pkt("command=fetch\n"), b"0001", _pkt("no-progress\n"), _pkt("ofs-delta\n"),
+         *(_pkt(f"want {oid}\n") for oid in oids), _pkt("done\n"), b"0000"]
+    )  # fmt: skip
+    headers = {
+        "Content-Type": "application/x-git-upload-pack-request",
+        "Accept": "application/x-git-upload-pack-result",
+        "Git-Protocol": "version=2",
+        "User-Agent": "git/promoter",
+    }
+    if remote.token:
+        basic = base64.b64encode(f"{remote.username}:{remote.token}".encode()).decode()
+        headers["Authorization"] = f"Basic {basic}"
+    parts = urllib.parse.urlsplit(remote.url)
+    path = parts.path.rstrip("/") + "/git-upload-pack"
+    import http.client
+
+    answer = b""
+    for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile: once more
+        connection = _connection(remote.url)
+        try:
+            connection.request("POST", path, body=body, headers=headers)
+            response = connection.getresponse()
+            answer = response.read()
+            break
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            _drop_connection(remote.url)
+            if attempt == 2:
+                raise
+    kind = response.getheader("Content-Type", "").split(";")[0].strip()
+    if response.status != 200 or kind != "application/x-git-upload-pack-result":
+        return None
+    return _sideband_pack(answer)
+
+
+def _sideband_pack(answer: bytes) -> bytes | None:
+    """The pack in a v2 fetch answer (its `packfile` section, side band 1), or None."""
+    pos, in_pack = 0, False
+    pack: list[bytes] = []
+    while pos + 4 <= len(answer):
+        size = int(answer[pos : pos + 4], 16)
+        if size == 0:  # flush: the end of the answer
+            return b"".join(pack) if in_pack and pack else None
+        if size < 4:  # a delimiter or response-end packet: no pack comes after it here
+            return None
+        data = answer[pos + 4 : pos + size]
+        pos += size
+        if not in_pack:
+            if data.startswith(b"ERR ") or data.rstrip(b"\n") != b"packfile":
+                return None
+            in_pack = True
+        elif data[:1] == b"\x01":
+            pack.append(data[1:])
+        elif data[:1] == b"\x03":  # the server's fatal error
+            return None
+    return None
+
+
+def _connection(url: str) -> HTTPConnection:
+    import http.client
+    import ssl
+
+    parts = urllib.parse.urlsplit(url)
+    key = f"{parts.scheme}://{parts.netloc}"
+    connection = _CONNECTIONS.get(key)
+    if connection is None:
+        host, port = parts.hostname or "", parts.port
+        if parts.scheme == "https":
+            # The CA certificates git would trust (GIT_SSL_CAINFO/CAPATH), else the system's.
+            context = ssl.create_default_context(
+                cafile=os.environ.get("GIT_SSL_CAINFO") or None,
+                capath=os.environ.get("GIT_SSL_CAPATH") or None,
+            )
+            connection = http.client.HTTPSConnection(host, port, timeout=60, context=context)
+        else:
+            connection = http.client.HTTPConnection(host, port, timeout=60)
+        _CONNECTIONS[key] = connection
+    return connection
+
+
+def _drop_connection(url: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    connection = _CONNECTIONS.pop(f"{parts.scheme}://{parts.netloc}", None)
+    if connection is not None:
+        connection.close()
 
 
 def _parse_batch(out: bytes) -> dict[str, bytes]:

@@ -83,6 +83,60 @@ def test_blobs_of_a_plan_arrive_in_one_fetch(env_repo, git_server, tmp_path):
     assert len(fetches) == 1, fetches
 
 
+def test_over_http_blobs_arrive_in_one_request_without_a_ref_advertisement(
+    env_repo, git_server, tmp_path
+):
+    repo = env_repo({"main": FILES, "env/dev": FILES})
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    tip = scratch.fetch("env/dev")
+    assert git_server.wait_idle()
+    before = len(git_server.requests)
+    paths = [f"apps/other{i}/values.yaml" for i in range(10)]
+    assert scratch.read_files(tip, paths) == {p: FILES[p].encode() for p in paths}
+    head = scratch.fetch_default()
+    config = scratch.read_files(head, ["promoter.yaml"])["promoter.yaml"]
+    assert config == FILES["promoter.yaml"].encode()
+    assert git_server.wait_idle()
+    sent = [(r.method, r.path.rsplit("/", 1)[-1], r.status, r.user) for r in git_server.requests]
+    blobs, default = sent[before : before + 1], sent[before + 1 : before + 4]
+    assert blobs == [("POST", "git-upload-pack", 200, "x-access-token")], sent[before:]
+    assert [m for m, *_ in default] == ["GET", "POST", "POST"]  # git fetch: refs, ls-refs, fetch
+    assert sent[before + 4 :] == [("POST", "git-upload-pack", 200, "x-access-token")]
+    # The packs are promisor packs, as git fetch writes them: nothing else is missing.
+    objects = _git(scratch, "rev-list", "--objects", "--missing=print", tip).splitlines()
+    assert sum(1 for line in objects if line.startswith("?")) == len(FILES) - 1 - len(paths)
+
+
+def test_a_server_refusing_the_direct_request_gets_git_fetch(env_repo, git_server, tmp_path):
+    repo = env_repo({"env/dev": FILES})
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    tip = scratch.fetch("env/dev")
+    assert git_server.wait_idle()
+    before = len(git_server.requests)
+    git_server.fail_next(1, 400)
+    web = "apps/web/values.yaml"
+    assert scratch.read_files(tip, [web]) == {web: FILES[web].encode()}
+    assert scratch.read_files(tip, ["apps/other1/values.yaml"])  # not tried directly again
+    assert git_server.wait_idle()
+    sent = [(r.method, r.status) for r in git_server.requests[before:]]
+    assert sent == [("POST", 400), ("GET", 200), ("POST", 200), ("GET", 200), ("POST", 200)]
+
+
+def test_a_proxy_in_the_environment_leaves_fetching_to_git(env_repo, git_server, tmp_path,
+                                                          monkeypatch):  # fmt: skip
+    # git applies the proxy (here: no_proxy exempts the local server); promoter does not try.
+    repo = env_repo({"env/dev": FILES})
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    tip = scratch.fetch("env/dev")
+    assert git_server.wait_idle()
+    before = len(git_server.requests)
+    assert scratch.read_files(tip, ["apps/web/values.yaml"])
+    assert git_server.wait_idle()
+    assert [r.method for r in git_server.requests[before:]] == ["GET", "POST"]
+
+
 def test_token_is_never_written_to_the_scratch_repo(env_repo, tmp_path):
     repo = env_repo({"env/dev": FILES})
     url_with_token = repo.url.replace("http://", f"http://x-access-token:{TEST_TOKEN}@")

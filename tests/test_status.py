@@ -348,7 +348,8 @@ apps:
 
 
 def fetches(server: GitHttpServer, since: int) -> int:
-    """git processes that fetched from the server: each starts with one ref advertisement."""
+    """git processes that fetched from the server: each starts with one ref advertisement.
+    (Blob batches are one direct request each, without one: gitrepo._fetch_direct.)"""
     server.wait_idle()
     return sum(1 for _, path, _ in server.request_log[since:] if "service=git-upload-pack" in path)
 
@@ -369,23 +370,23 @@ def test_folder_layout_reads_the_shared_branch_once(env_repo, github_api, git_se
     assert cells(data, "web/web tag") == {"prod-eu": ("1.1.0", True, False),
                                           "prod-us": ("1.0.5", True, True)}  # fmt: skip
     assert {e["head"]["sha"] for e in data["environments"]} == {repo.sha("main")}
-    # promoter.yaml (the tip, its blob), the tips of every branch concerned (main, once), their
-    # pinned files (one batch), and staging's history (commits and trees) for the drift mark.
-    assert fetches(git_server, start) == 5
+    # promoter.yaml's tip, the tips of every branch concerned (main, once), and staging's
+    # history (commits and trees) for the drift mark; the blobs come without a git fetch.
+    assert fetches(git_server, start) == 3
     start = len(git_server.request_log)
     bed.json(capsys, "--env", "staging", forge="none")  # nothing to compare: no history
-    assert fetches(git_server, start) == 4
+    assert fetches(git_server, start) == 2
 
 
 def test_three_branches_are_fetched_as_one(bed, capsys):
     start = len(bed.server.request_log)
     data = bed.json(capsys, "--env", "dev", forge="none")  # one branch (dev has no upstream)
     assert len(data["environments"]) == 1
-    assert fetches(bed.server, start) == 4
+    assert fetches(bed.server, start) == 2
     start = len(bed.server.request_log)
     data = bed.json(capsys, forge="none")  # three branches, all in sync
     assert len(data["environments"]) == 3 and data["promotion_pending"] == 0
-    assert fetches(bed.server, start) == 4
+    assert fetches(bed.server, start) == 2
 
 
 # --- foreign values --------------------------------------------------------------------------------
