@@ -326,6 +326,13 @@ def test_a_pinned_path_that_is_not_a_regular_file_is_refused(repo, capsys, mode,
 def test_an_executable_pinned_file_is_edited_and_keeps_its_mode(repo, capsys, via):
     _set_entry(repo, "env/dev", "apps/web/values.yaml", "100755", WEB_VALUES)
     run = run_cli(capsys, *cli(repo, *via, "update", "dev", "--image", "web=1.4.2"))
+    if via:  # GitHub's createCommitOnBranch would make it 100644: refused, nothing written
+        assert run.code == 2, run.output
+        [line] = run.err.strip().splitlines()
+        assert "apps/web/values.yaml is executable (mode 100755)" in line
+        assert "--commit-via git" in line
+        assert 'tag: "1.4.1"' in repo.read_file("env/dev", "apps/web/values.yaml")
+        return
     assert run.code == 0, run.err
     assert 'tag: "1.4.2"' in repo.read_file("env/dev", "apps/web/values.yaml")
     ls = subprocess.run(

@@ -17,6 +17,7 @@ from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from promoter.errors import EditError
 from promoter.forge.base import ForgeError, ForgeInfo
 from promoter.forge.commits import (
     HEAD_MOVED,
@@ -52,6 +53,7 @@ class GitHubCommits(GitHubForge):
         super().__init__(info, token, **kwargs)
         self.requests = 0
         self._blobs: dict[tuple[str, str], bytes | None] = {}
+        self._modes: dict[tuple[str, str], str] = {}  # git modes of the files read
         self._owner_name = str(info.repository).split("/", 1)
         self._node: str | None = None  # the repository's GraphQL node id
 
@@ -97,6 +99,8 @@ class GitHubCommits(GitHubForge):
                 else:
                     data = str(text).encode("utf-8")
             self._blobs[(sha, path)] = data
+            if entry:
+                self._modes[(sha, path)] = mode.zfill(6)
             out[path] = data
         return out
 
@@ -245,6 +249,7 @@ class GitHubCommits(GitHubForge):
         import requests
         from github import GithubException
 
+        self._keeps_modes(expected_head, files)
         headline, _, body = message.partition("\n")
         changes: dict[str, Any] = {}
         additions = [
@@ -308,6 +313,7 @@ class GitHubCommits(GitHubForge):
         onto it under the lease and deletes the helper, atomically (3 writes). A branch that
         does not exist yet has no open pull request: created at `parent`, then committed on."""
         check_owned(branch)
+        self._keeps_modes(parent, files)
         if expected is None:
             if not self.set_owned(branch, parent, None):
                 return HEAD_MOVED
@@ -332,6 +338,17 @@ class GitHubCommits(GitHubForge):
             self._update_ref(helper, _ZERO, made)
             return HEAD_MOVED
         return made
+
+    def _keeps_modes(self, parent: str, files: Mapping[str, bytes | None]) -> None:
+        """createCommitOnBranch takes no file mode and writes every file as 100644: an
+        executable file it would rewrite is refused (EditError, exit 2) before any write."""
+        for path, data in sorted(files.items()):
+            if data is not None and self._modes.get((parent, path)) == "100755":
+                raise EditError(
+                    f"{path} is executable (mode 100755) in commit {parent[:12]}, and GitHub's "
+                    "API commit (--commit-via api) writes every file as 100644: drop its "
+                    "executable bit, or write this environment with --commit-via git"
+                )
 
     def set_owned(self, branch: str, sha: str, expected: str | None) -> bool:
         check_owned(branch)

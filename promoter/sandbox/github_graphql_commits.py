@@ -523,7 +523,8 @@ def _stale(expected: str) -> dict[str, Any]:
 def _commit(
     path: Path, parent: str, files: dict[str, bytes | None], message: str, env: dict[str, str]
 ) -> str:
-    """A commit on `parent` with `files` written (None: removed), keeping each mode."""
+    """A commit on `parent` with `files` written (None: removed). Every file written is a
+    plain 100644 file, an executable one too: createCommitOnBranch takes no mode."""
     with tempfile.TemporaryDirectory(prefix="gh-graphql-") as tmp:
         index = {"GIT_INDEX_FILE": str(Path(tmp) / "index"), **env}
         gd.run(path, "read-tree", parent, env=index)
@@ -532,10 +533,8 @@ def _commit(
             if data is None:
                 lines.append(f"0 {'0' * 40}\t{name}\n")
                 continue
-            entry = gd.tree_entry(path, parent, name)
-            mode = entry.mode if entry is not None and entry.kind == "blob" else "100644"
             blob = gd.run(path, "hash-object", "-w", "--stdin", data=data).strip()
-            lines.append(f"{mode} {blob}\t{name}\n")
+            lines.append(f"100644 {blob}\t{name}\n")
         gd.run(path, "update-index", "--index-info", data="".join(lines).encode(), env=index)
         tree = gd.run(path, "write-tree", env=index).strip()
         proc = subprocess.run(
