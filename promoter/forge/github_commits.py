@@ -108,7 +108,11 @@ class GitHubCommits(GitHubForge):
         quoted = urllib.parse.quote(path)
         found = self._rest(what, "GET", f"/contents/{quoted}?ref={sha}")
         if not isinstance(found, dict) or found.get("encoding") != "base64":
-            return None
+            # GitHub inlines the contents of files up to 1 MB only.
+            raise ForgeError(
+                f"GitHub did not send the contents of {path} at {sha[:12]} (too large for its "
+                "API?): write this environment with --commit-via git"
+            )
         return base64.b64decode(str(found.get("content") or ""))
 
     @staticmethod
