@@ -438,9 +438,9 @@ def test_staging_to_prod_opens_updates_and_merges_a_pull_request(bed_via, capsys
     run, again = bed.json(capsys, "--to", "prod")
     assert run.code == 0, run.err
     assert again["pull_request"]["number"] == pull.number and bed.repo.sha(head) == sha
-    # gate + the PR lookup (api path: + the snapshot, the branch's head, its commit, the
-    # paths it changed and their contents there)
-    assert bed.calls() - before == 2 + 1 + (0 if bed.via == "git" else 5)
+    # gate + the PR lookup (api path: + the snapshot, the branch's head with its commit, the
+    # paths that commit changed, and their contents there)
+    assert bed.calls() - before == 2 + 1 + (0 if bed.via == "git" else 4)
     assert len(bed.api.pulls(bed.repo.name)) == 1
 
     # Staging moves on: the promoter-owned branch is replaced, the same PR updated.

@@ -54,6 +54,7 @@ class GitHubCommits(GitHubForge):
         self.requests = 0
         self._blobs: dict[tuple[str, str], bytes | None] = {}
         self._modes: dict[tuple[str, str], str] = {}  # git modes of the files read
+        self._metas: dict[str, CommitMeta] = {}
         self._owner_name = str(info.repository).split("/", 1)
         self._node: str | None = None  # the repository's GraphQL node id
 
@@ -189,6 +190,8 @@ class GitHubCommits(GitHubForge):
         return {p: self._blobs[(sha, p)] for p in paths}
 
     def commit_meta(self, sha: str) -> CommitMeta:
+        if sha in self._metas:
+            return self._metas[sha]
         document = (
             "query($owner: String!, $name: String!, $oid: GitObjectID!) "
             "{ repository(owner: $owner, name: $name) { "
@@ -199,13 +202,19 @@ class GitHubCommits(GitHubForge):
         commit = self._repository(self._query(what, document, variables), what).get("object")
         if not commit or not commit.get("oid"):
             raise ForgeError(f"GitHub has no commit {sha[:12]} in {self.info.repository}")
+        return self._meta(commit)
+
+    def _meta(self, commit: dict[str, Any]) -> CommitMeta:
+        """A commit's fields (`_COMMIT`) as CommitMeta, kept: a commit never changes."""
         parents = tuple(str(n["oid"]) for n in (commit.get("parents") or {}).get("nodes") or [])
-        return CommitMeta(
+        meta = CommitMeta(
             str(commit["oid"]),
             parents,
             str(commit.get("message") or ""),
             _when(str(commit.get("committedDate"))),
         )
+        self._metas[meta.sha] = meta
+        return meta
 
     def changed_paths(self, sha: str) -> frozenset[str]:
         data = self._rest(f"reading commit {sha[:12]}", "GET", f"/commits/{sha}")
@@ -217,31 +226,23 @@ class GitHubCommits(GitHubForge):
         return frozenset(names)
 
     def branch_head(self, branch: str) -> str | None:
-        from github import GithubException
-
-        ref = urllib.parse.quote(f"heads/{branch}")
-        try:
-            data = self._rest_raw("GET", f"/git/ref/{ref}")
-        except GithubException as exc:
-            if exc.status == 404:
-                return None
-            raise self._translate(f"reading {branch}", exc.status, exc.data, exc.message) from None
-        return str((data or {}).get("object", {}).get("sha") or "") or None
-
-    def _rest_raw(self, method: str, path: str, body: Any = None) -> Any:
-        """A REST request whose GithubException the caller handles (a 404/422 that means
-        something); network errors still become ForgeError."""
-        import requests
-
-        url = f"{self._gh.requester.base_url}/repos/{self.info.repository}{path}"
-        try:
-            self.requests += 1
-            _, data = self._gh.requester.requestJsonAndCheck(method, url, input=body)
-        except requests.RequestException as exc:
-            raise ForgeError(
-                f"GitHub API at {self.host} unreachable: {self._clean(str(exc))}"
-            ) from None
-        return data
+        """One GraphQL query; the head commit's parents and message come along (kept for
+        commit_meta: the delivery layer checks a promoter branch's head next)."""
+        document = (
+            "query($owner: String!, $name: String!, $ref: String!) "
+            "{ repository(owner: $owner, name: $name) { "
+            f"ref(qualifiedName: $ref) {{ target {{ oid ... on Commit {{ {_COMMIT} }} }} }} }} }}"
+        )
+        variables = {"owner": self._owner_name[0], "name": self._owner_name[1],
+                     "ref": f"refs/heads/{branch}"}  # fmt: skip
+        what = f"reading {branch}"
+        ref = self._repository(self._query(what, document, variables), what).get("ref")
+        target = (ref or {}).get("target") or {}
+        if not target.get("oid"):
+            return None
+        if target.get("parents") is not None:
+            self._meta(target)
+        return str(target["oid"])
 
     def create_commit(
         self,
