@@ -132,6 +132,7 @@ def read_config(options: Options, repo: GitRepo | None) -> Config:
         return load_config(text, source=options.config)
     if repo is None:
         raise UsageError("no configuration: pass --config PATH or --repo URL")
+    repo.warm()  # while the default branch's fetch is under way: its blob comes next
     head = repo.fetch_default()
     data = repo.read_files(head, [CONFIG_FILE])[CONFIG_FILE]
     if data is None:

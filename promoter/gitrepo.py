@@ -803,6 +803,20 @@ class GitRepo:
         _drop_connection(url)
         return False
 
+    def warm(self) -> None:
+        """Get ready to fetch blobs directly (`_fetch_direct`) while waiting on the network
+        anyway: the user's git configuration checked, the HTTP machinery imported and the
+        connection to the server opened (with TLS, its handshake done)."""
+        url = self.remote.url
+        if not url.startswith(("http://", "https://")) or url in _NO_DIRECT or not _plain_http(url):
+            return
+        try:
+            connection = _connection(url)
+            if connection.sock is None:
+                connection.connect()
+        except OSError:
+            _drop_connection(url)  # the request connects again (and git fetches if it fails)
+
     def tree_blobs(
         self, commit: str, keep: Callable[[str], bool]
     ) -> dict[str, tuple[str, str, int]]:
