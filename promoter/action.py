@@ -48,6 +48,7 @@ _GLOBAL_INPUTS = {
     "forge": "PROMOTER_FORGE",
     "api_url": "PROMOTER_API_URL",
     "dry_run": "PROMOTER_DRY_RUN",
+    "commit_via": "PROMOTER_COMMIT_VIA",
 }
 
 

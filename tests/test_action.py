@@ -507,3 +507,16 @@ def test_an_update_delivered_as_a_pull_request_reports_it(flow, tmp_path):
     assert more.code == 0, more.log
     assert more.outputs["operation"] == "updated" and more.outputs["merged"] == "true"
     assert more.outputs["pr_number"] == str(pull.number)
+
+
+def test_commit_via_api_input_commits_through_the_forge(flow, tmp_path):
+    repo, api = flow
+    step = run_action(tmp_path, command="update", environment="dev", images="web=1.1.0",
+                      commit_via="api", **github_inputs(repo, api))  # fmt: skip
+    assert step.code == 0, step.log
+    assert step.outputs["commit"] == repo.sha("env/dev")
+    committer = subprocess.run(
+        ["git", "--git-dir", str(repo.path), "log", "-1", "--format=%cn <%ce>", "env/dev"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert committer == "GitHub <noreply@github.com>"  # createCommitOnBranch, not a push
