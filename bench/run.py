@@ -394,6 +394,9 @@ def section_contention(h: Harness) -> None:
 
 
 def _contention(h: Harness, size: str) -> None:
+    from bench.latency import _api_update, _forge_slug
+    from promoter.sandbox.github_api import GitHubApiDouble
+
     repo = repos.ensure(size)
     n = h.args.writers
     reps = 1 if h.args.quick else max(1, min(h.reps, 3))
@@ -401,6 +404,10 @@ def _contention(h: Harness, size: str) -> None:
     retries = Stat()
     worst = Stat()
     requests = Stat()
+    api = {"wall": Stat(), "landed": Stat(), "retries": Stat(), "worst": Stat(),
+           "requests": Stat()}  # fmt: skip
+    github = GitHubApiDouble(h.server, TOKEN).start()
+    slug = _forge_slug(repo)
     _progress(f"contention {size} x{n} ")
     for _ in range(reps):
         # N serial lean pushes, one per app, one after another on a moving branch.
@@ -441,10 +448,37 @@ def _contention(h: Harness, size: str) -> None:
         attempts_all.values += attempts
         retries.values.append(sum(a - 1 for a in attempts))
         worst.values.append(max(attempts, default=0))
+        # The same N writers on the api path (--commit-via api, the GitHub double).
+        repo.reset()
+        before = len(github.request_log)
+        runs = [_api_update(h, repo, [app], slug, "github", github.api_url)(0) for app in range(n)]
+        start = time.perf_counter()
+        procs = [
+            subprocess.Popen(argv, env=h.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for argv, _ in runs
+        ]
+        outs = [p.communicate() for p in procs]
+        api["wall"].values.append(time.perf_counter() - start)
+        api["requests"].values.append((len(github.request_log) - before) / n)
+        landed, attempts = 0, []
+        for proc, (out, err) in zip(procs, outs, strict=True):
+            if proc.returncode == 0:
+                landed += 1
+                attempts.append(json.loads(out)["attempts"])
+            else:
+                _progress(f"\n  api writer failed ({proc.returncode}): {err.decode()[-300:]}\n")
+        if landed == n:
+            _check_landed(repo, {k: v for _, tags in runs for k, v in tags.items()})
+            assert repo.count(f"{repo.seed_tip}..refs/heads/{BRANCH}") == n
+        api["landed"].values.append(landed)
+        api["retries"].values.append(sum(a - 1 for a in attempts))
+        api["worst"].values.append(max(attempts, default=0))
         _progress(".")
+    github.stop()
     repo.reset()
     _progress("\n")
     ratio = walls.median / serials.median
+    api_ratio = api["wall"].median / serials.median
     table = [
         f"{n} `promoter update` processes started at once on `{BRANCH}` of {size}, one app each, "
         f"vs {n} `bench/lean.sh` runs one after another ({reps} repetition(s)).",
@@ -466,18 +500,33 @@ def _contention(h: Harness, size: str) -> None:
         f"{worst.spread('n')} |",
         f"| HTTP requests per writer | from the server's request log | {requests.show('n')} | "
         f"{requests.spread('n')} |",
+        f"| landed, api path | `--commit-via api` on the GitHub double, {n} at once (of {n}) | "
+        f"{api['landed'].show('n')}/{n} | {api['landed'].spread('n')} |",
+        f"| wall, {n} concurrent api path | first start to last exit | {api['wall'].show()} | "
+        f"{api['wall'].spread()} |",
+        f"| ratio, api path | concurrent api path / serial lean | {api_ratio:.2f}{X} | |",
+        f"| retries, api path | lost races (expectedHeadOid refused) re-planned | "
+        f"{api['retries'].show('n')} | {api['retries'].spread('n')} |",
+        f"| worst writer, api path | most attempts one writer needed | {api['worst'].show('n')} "
+        f"| {api['worst'].spread('n')} |",
+        f"| API requests per writer | from the double's request log | "
+        f"{api['requests'].show('n')} | {api['requests'].spread('n')} |",
     ]
     h.sections.append((f"{n} concurrent updates on one branch ({size})", "\n".join(table)))
     h.data["sections"][f"contention-{size}"] = {
         "size": size, "writers": n, "landed": landed_counts.values, "wall": walls.values,
         "serial_lean": serials.values, "attempts": attempts_all.values,
         "retries": retries.values, "requests_per_writer": requests.values,
+        "api": {key: stat.values for key, stat in api.items()},
     }  # fmt: skip
     all_landed = landed_counts.low == n
     h.target(f"{n}/{n} concurrent updates land ({size})", f"{landed_counts.show('n')}/{n} "
              f"(worst {landed_counts.low:.0f})", all_landed)  # fmt: skip
     h.target(f"{n} concurrent ≤ 1.5{X} {n} serial lean pushes ({size})", f"{ratio:.2f}{X}",
              ratio <= 1.5)  # fmt: skip
+    h.target(f"{n}/{n} concurrent api-path updates land ({size})",
+             f"{api['landed'].show('n')}/{n} (worst {api['landed'].low:.0f})",
+             api["landed"].low == n)  # fmt: skip
 
 
 def section_startup(h: Harness) -> None:
