@@ -14,9 +14,10 @@ import base64
 import os
 import re
 import subprocess
+import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -171,6 +172,7 @@ class GitRepo:
         self._commits = 0
         self._partial = True
         self._pending: dict[str, subprocess.Popen[bytes]] = {}
+        self._jobs: dict[str, _FetchJob] = {}  # background fetches of a tip (start_fetch)
         self._listed: dict[tuple[str, tuple[str, ...]], dict[str, tuple[str, str, str]]] = {}
         self._others: list[GitRepo] = []
         path.mkdir(parents=True, exist_ok=True)
@@ -223,6 +225,9 @@ class GitRepo:
         for proc in self._pending.values():
             _stop(proc)
         self._pending.clear()
+        for job in self._jobs.values():
+            job.stop()
+        self._jobs.clear()
         for other in self._others:
             other.close()
 
@@ -346,11 +351,9 @@ class GitRepo:
 
     def _fetch(self, branch: str | None, depth: int = 1) -> str:
         source, local = self._refs(branch)
-        proc = self._pending.pop(local, None) if depth == 1 else None
-        if proc is not None:
-            raw_out, raw_err = proc.communicate()
-            status, out = proc.returncode, raw_out
-            err = scrub(raw_err.decode(errors="replace"), self.remote.secrets)
+        job = self._jobs.pop(local, None) if depth == 1 else None
+        if job is not None:
+            status, out, err = job.wait(self.remote.secrets)
         else:
             status, out, err = self._exec(*self._fetch_args(source, local, depth))
         if status != 0:
@@ -406,7 +409,8 @@ class GitRepo:
 
     def _start_fetch(self, branch: str | None) -> None:
         source, local = self._refs(branch)
-        self._start(local, self._fetch_args(source, local))
+        if local not in self._jobs:
+            self._jobs[local] = _FetchJob(self, source, local, self._fetch_args(source, local))
 
     def prefetch(self, branch: str) -> GitRepo:
         """A second scratch repo beside this one, already fetching `branch` in the background.
@@ -422,9 +426,9 @@ class GitRepo:
 
     def discard(self, branch: str) -> None:
         """Abandon a background fetch of `branch`, if there is one."""
-        proc = self._pending.pop(self._refs(branch)[1], None)
-        if proc is not None:
-            _stop(proc)
+        job = self._jobs.pop(self._refs(branch)[1], None)
+        if job is not None:
+            job.stop()
 
     def rev_parse(self, ref: str) -> str:
         return self._run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
@@ -793,15 +797,62 @@ class GitRepo:
         import http.client  # here: it imports ssl, which nothing before the first fetch needs
 
         try:
-            pack = _post_fetch(self.remote, oids)
-            if pack is not None:
-                self._run("index-pack", "--stdin", "--fix-thin", "--promisor", stdin=pack)
+            answer = _post(self.remote, _fetch_request(oids))
+            found = _fetch_answer(answer) if answer is not None else None
+            if found is not None:
+                self._run("index-pack", "--stdin", "--fix-thin", "--promisor", stdin=found[2])
                 return True
         except (OSError, ValueError, GitError, http.client.HTTPException):
             pass
         _NO_DIRECT.add(url)
-        _drop_connection(url)
         return False
+
+    def _fetch_tip_direct(self, source: str, local: str) -> bool | None:
+        """What `git fetch --depth=1 --filter=blob:none origin +SOURCE:LOCAL` does, with two
+        protocol v2 requests sent straight to the server (`ls-refs` for the tip, one `fetch`
+        of it), where `git fetch` first asks for the ref advertisement: one round trip and
+        three git processes fewer. The pack is indexed by `git index-pack`, the shallow
+        boundary and the ref are written as git writes them. Same conditions as
+        `_fetch_direct`. None when the server lists no such ref; False (`git fetch` then runs,
+        and says what is wrong) when not tried or when the server answers anything else."""
+        url = self.remote.url
+        if not url.startswith(("http://", "https://")) or url in _NO_DIRECT or not _plain_http(url):
+            return False
+        import http.client
+
+        try:
+            answer = _post(self.remote, _ls_refs_request(source))
+            listed = _listed_refs(answer) if answer is not None else None
+            tip = listed.get(source) if listed is not None else None
+            if listed is not None and tip is None:
+                return None  # the server listed its refs, and this one is not among them
+            if tip is not None:
+                answer = _post(self.remote, _fetch_request([tip], shallow=True))
+                found = _fetch_answer(answer) if answer is not None else None
+                if found is not None:
+                    shallow, unshallow, pack = found
+                    self._run("index-pack", "--stdin", "--fix-thin", "--promisor", stdin=pack)
+                    self._record_shallow(shallow, unshallow)
+                    ref = self.path / local
+                    ref.parent.mkdir(parents=True, exist_ok=True)
+                    temporary = ref.with_name(ref.name + ".promoter-new")
+                    temporary.write_text(f"{tip}\n", encoding="ascii")
+                    temporary.replace(ref)
+                    return True
+        except (OSError, ValueError, GitError, http.client.HTTPException):
+            pass
+        _NO_DIRECT.add(url)
+        return False
+
+    def _record_shallow(self, shallow: list[str], unshallow: list[str]) -> None:
+        """Add the fetch's shallow commits to the `shallow` file (as `git fetch --depth`
+        does: parents beyond them are absent on purpose, not to be fetched lazily)."""
+        path = self.path / "shallow"
+        known = set(path.read_text(encoding="ascii").split()) if path.exists() else set()
+        lines = sorted((known | set(shallow)) - set(unshallow))
+        temporary = path.with_name("shallow.promoter-new")
+        temporary.write_text("".join(f"{sha}\n" for sha in lines), encoding="ascii")
+        temporary.replace(path)
 
     def warm(self) -> None:
         """Get ready to fetch blobs directly (`_fetch_direct`) while waiting on the network
@@ -810,12 +861,14 @@ class GitRepo:
         url = self.remote.url
         if not url.startswith(("http://", "https://")) or url in _NO_DIRECT or not _plain_http(url):
             return
+        connection = _take_connection(url)
         try:
-            connection = _connection(url)
             if connection.sock is None:
                 connection.connect()
         except OSError:
-            _drop_connection(url)  # the request connects again (and git fetches if it fails)
+            connection.close()  # the request connects again (and git fetches if it fails)
+            return
+        _give_connection(url, connection)
 
     def tree_blobs(
         self, commit: str, keep: Callable[[str], bool]
@@ -1030,8 +1083,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 # Remotes that did not answer a direct fetch with a pack: git fetches from them (this run).
 _NO_DIRECT: set[str] = set()
-# One kept-alive connection per server, shared by every scratch repo of this run.
-_CONNECTIONS: dict[str, HTTPConnection] = {}
+# Idle kept-alive connections per server, shared by every scratch repo of this run.
+_CONNECTIONS: dict[str, list[HTTPConnection]] = {}
+_POOL_LOCK = threading.Lock()
 # What the user's git configuration says, read once: (environment it was read in, plain).
 _PLAIN_CONFIG: list[tuple[tuple[str | None, ...], bool]] = []
 
@@ -1083,13 +1137,85 @@ def _pkt(text: str) -> bytes:
     return b"%04x" % (len(data) + 4) + data
 
 
-def _post_fetch(remote: Remote, oids: list[str]) -> bytes | None:
-    """The pack of one protocol v2 `fetch` of `oids` (no negotiation: nothing to have),
-    or None when the answer is not one."""
-    body = b"".join(
+def _fetch_request(oids: list[str], shallow: bool = False) -> bytes:
+    """A v2 `fetch` of `oids` with nothing to negotiate (`done` at once); `shallow`: the
+    commits alone with their trees, as `--depth=1 --filter=blob:none` asks."""
+    options = ["deepen 1\n", "filter blob:none\n"] if shallow else []
+    return b"".join(
         [_pkt("command=fetch\n"), b"0001", _pkt("no-progress\n"), _pkt("ofs-delta\n"),
-         *(_pkt(f"want {oid}\n") for oid in oids), _pkt("done\n"), b"0000"]
+         *(_pkt(line) for line in options), *(_pkt(f"want {oid}\n") for oid in oids),
+         _pkt("done\n"), b"0000"]
     )  # fmt: skip
+
+
+def _ls_refs_request(ref: str) -> bytes:
+    return b"".join([_pkt("command=ls-refs\n"), b"0001", _pkt(f"ref-prefix {ref}\n"), b"0000"])
+
+
+def _listed_refs(answer: bytes) -> dict[str, str] | None:
+    """name → id of an `ls-refs` answer (`<oid> <name>[ attributes]` lines, then a flush),
+    or None when it is not one."""
+    refs: dict[str, str] = {}
+    for line in _pkt_lines(answer):
+        if line is None:
+            return refs
+        oid, _, rest = line.decode(errors="replace").rstrip("\n").partition(" ")
+        if not _SHA_RE.match(oid) or not rest:
+            return None
+        refs[rest.split(" ", 1)[0]] = oid
+    return None
+
+
+def _pkt_lines(answer: bytes) -> Iterator[bytes | None]:
+    """The packets of an answer: their data, None for a flush, delimiter or end packet."""
+    pos = 0
+    while pos + 4 <= len(answer):
+        size = int(answer[pos : pos + 4], 16)
+        if size < 4:
+            pos += 4
+            yield None
+            continue
+        yield answer[pos + 4 : pos + size]
+        pos += size
+
+
+def _fetch_answer(answer: bytes) -> tuple[list[str], list[str], bytes] | None:
+    """(shallow ids, unshallow ids, pack) of a v2 `fetch` answer: its optional
+    `shallow-info` section, then `packfile` (side band 1). None for anything else (an
+    `ERR`, an error on band 3, a section promoter did not ask for, no pack)."""
+    shallow: list[str] = []
+    unshallow: list[str] = []
+    pack: list[bytes] = []
+    section = ""
+    for data in _pkt_lines(answer):
+        if data is None:
+            if section == "packfile":
+                break
+            section = ""
+            continue
+        if not section:
+            section = data.rstrip(b"\n").decode(errors="replace")
+            if section not in ("shallow-info", "packfile"):
+                return None
+        elif section == "shallow-info":
+            kind, _, oid = data.decode(errors="replace").strip().partition(" ")
+            if kind not in ("shallow", "unshallow") or not _SHA_RE.match(oid):
+                return None
+            (shallow if kind == "shallow" else unshallow).append(oid)
+        elif data[:1] == b"\x01":
+            pack.append(data[1:])
+        elif data[:1] == b"\x03":  # the server's fatal error
+            return None
+    if section != "packfile" or not pack:
+        return None
+    return shallow, unshallow, b"".join(pack)
+
+
+def _post(remote: Remote, body: bytes) -> bytes | None:
+    """POST a protocol v2 request to the remote's git-upload-pack; the answer, or None when
+    it is not one (another status or content type: a redirect, an error page)."""
+    import http.client
+
     headers = {
         "Content-Type": "application/x-git-upload-pack-request",
         "Accept": "application/x-git-upload-pack-result",
@@ -1099,78 +1225,107 @@ def _post_fetch(remote: Remote, oids: list[str]) -> bytes | None:
     if remote.token:
         basic = base64.b64encode(f"{remote.username}:{remote.token}".encode()).decode()
         headers["Authorization"] = f"Basic {basic}"
-    parts = urllib.parse.urlsplit(remote.url)
-    path = parts.path.rstrip("/") + "/git-upload-pack"
-    import http.client
-
-    answer = b""
+    path = urllib.parse.urlsplit(remote.url).path.rstrip("/") + "/git-upload-pack"
     for attempt in (1, 2):  # a kept-alive connection the server closed meanwhile: once more
-        connection = _connection(remote.url)
+        connection = _take_connection(remote.url)
         try:
             connection.request("POST", path, body=body, headers=headers)
             response = connection.getresponse()
             answer = response.read()
-            break
         except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-            _drop_connection(remote.url)
+            connection.close()
             if attempt == 2:
                 raise
-    kind = response.getheader("Content-Type", "").split(";")[0].strip()
-    if response.status != 200 or kind != "application/x-git-upload-pack-result":
-        return None
-    return _sideband_pack(answer)
-
-
-def _sideband_pack(answer: bytes) -> bytes | None:
-    """The pack in a v2 fetch answer (its `packfile` section, side band 1), or None."""
-    pos, in_pack = 0, False
-    pack: list[bytes] = []
-    while pos + 4 <= len(answer):
-        size = int(answer[pos : pos + 4], 16)
-        if size == 0:  # flush: the end of the answer
-            return b"".join(pack) if in_pack and pack else None
-        if size < 4:  # a delimiter or response-end packet: no pack comes after it here
+            continue
+        except BaseException:
+            connection.close()
+            raise
+        _give_connection(remote.url, connection)
+        kind = response.getheader("Content-Type", "").split(";")[0].strip()
+        if response.status != 200 or kind != "application/x-git-upload-pack-result":
             return None
-        data = answer[pos + 4 : pos + size]
-        pos += size
-        if not in_pack:
-            if data.startswith(b"ERR ") or data.rstrip(b"\n") != b"packfile":
-                return None
-            in_pack = True
-        elif data[:1] == b"\x01":
-            pack.append(data[1:])
-        elif data[:1] == b"\x03":  # the server's fatal error
-            return None
+        return answer
     return None
 
 
-def _connection(url: str) -> HTTPConnection:
+def _take_connection(url: str) -> HTTPConnection:
+    """A kept-alive connection to `url`'s server, or a new one; each in one thread's hands
+    at a time (two fetches in parallel use two), given back by `_give_connection`."""
     import http.client
     import ssl
 
     parts = urllib.parse.urlsplit(url)
-    key = f"{parts.scheme}://{parts.netloc}"
-    connection = _CONNECTIONS.get(key)
-    if connection is None:
-        host, port = parts.hostname or "", parts.port
-        if parts.scheme == "https":
-            # The CA certificates git would trust (GIT_SSL_CAINFO/CAPATH), else the system's.
-            context = ssl.create_default_context(
-                cafile=os.environ.get("GIT_SSL_CAINFO") or None,
-                capath=os.environ.get("GIT_SSL_CAPATH") or None,
-            )
-            connection = http.client.HTTPSConnection(host, port, timeout=60, context=context)
-        else:
-            connection = http.client.HTTPConnection(host, port, timeout=60)
-        _CONNECTIONS[key] = connection
-    return connection
+    with _POOL_LOCK:
+        idle = _CONNECTIONS.get(f"{parts.scheme}://{parts.netloc}")
+        if idle:
+            return idle.pop()
+    host, port = parts.hostname or "", parts.port
+    if parts.scheme == "https":
+        # The CA certificates git would trust (GIT_SSL_CAINFO/CAPATH), else the system's.
+        context = ssl.create_default_context(
+            cafile=os.environ.get("GIT_SSL_CAINFO") or None,
+            capath=os.environ.get("GIT_SSL_CAPATH") or None,
+        )
+        return http.client.HTTPSConnection(host, port, timeout=60, context=context)
+    return http.client.HTTPConnection(host, port, timeout=60)
 
 
-def _drop_connection(url: str) -> None:
+def _give_connection(url: str, connection: HTTPConnection) -> None:
     parts = urllib.parse.urlsplit(url)
-    connection = _CONNECTIONS.pop(f"{parts.scheme}://{parts.netloc}", None)
-    if connection is not None:
-        connection.close()
+    with _POOL_LOCK:
+        _CONNECTIONS.setdefault(f"{parts.scheme}://{parts.netloc}", []).append(connection)
+
+
+class _FetchJob:
+    """A fetch of one tip running in a thread while the caller goes on: `_fetch_tip_direct`
+    when it can, else `git fetch ARGS` (a process `stop` kills)."""
+
+    def __init__(self, repo: GitRepo, source: str, local: str, args: list[str]) -> None:
+        self._repo, self._source, self._local, self._args = repo, source, local, args
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._result: tuple[int, bytes, str] = (1, b"", "the fetch did not run")
+        self._thread = threading.Thread(target=self._work, daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        done = self._repo._fetch_tip_direct(self._source, self._local)
+        if done:
+            self._result = (0, b"", "")
+            return
+        if done is None:  # as git says it, which _fetch turns into the right message
+            self._result = (128, b"", f"fatal: couldn't find remote ref {self._source}\n")
+            return
+        with self._lock:
+            if self._stopped:
+                return
+            try:
+                self._proc = subprocess.Popen(
+                    ["git", *self._args],
+                    cwd=self._repo.path,
+                    env=self._repo._env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+            except FileNotFoundError:
+                self._result = (1, b"", "fatal: git is not installed or not on PATH")
+                return
+        out, err = self._proc.communicate()
+        self._result = (self._proc.returncode, out, err.decode(errors="replace"))
+
+    def wait(self, secrets: tuple[str, ...]) -> tuple[int, bytes, str]:
+        """(exit status, stdout, stderr with `secrets` scrubbed) once the fetch is done."""
+        self._thread.join()
+        status, out, err = self._result
+        return status, out, scrub(err, secrets)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.kill()
 
 
 def _parse_batch(out: bytes) -> dict[str, bytes]:

@@ -107,6 +107,42 @@ def test_over_http_blobs_arrive_in_one_request_without_a_ref_advertisement(
     assert sum(1 for line in objects if line.startswith("?")) == len(FILES) - 1 - len(paths)
 
 
+def test_a_background_tip_fetch_over_http_is_two_requests_and_shallow(
+    env_repo, git_server, tmp_path
+):
+    repo = env_repo({"main": FILES, "env/dev": FILES})
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    assert git_server.wait_idle()
+    before = len(git_server.requests)
+    scratch.start_fetch_default()
+    other = scratch.prefetch("env/dev")
+    assert scratch.fetch_default() == repo.sha("main")
+    tip = other.fetch("env/dev")
+    assert tip == repo.sha("env/dev")
+    assert git_server.wait_idle()
+    sent = [(r.method, r.path.rsplit("/", 1)[-1]) for r in git_server.requests[before:]]
+    assert sent == [("POST", "git-upload-pack")] * 4, sent  # ls-refs and fetch, each
+    for each in (scratch, other):
+        assert _git(each, "rev-parse", "--is-shallow-repository").strip() == "true"
+    objects = _git(other, "rev-list", "--objects", "--missing=print", tip).splitlines()
+    assert sum(1 for line in objects if line.startswith("?")) == len(FILES)  # blobless
+    ident = Identity("a", "a@example.com")
+    assert other.push(other.commit(tip, {"a.txt": b"x\n"}, "m\n", ident, ident), "env/dev")
+    assert repo.log("env/dev")[0] == "m"
+
+
+def test_a_missing_branch_fetched_in_the_background_is_named(env_repo, git_server, tmp_path):
+    repo = env_repo({"main": FILES})
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    assert git_server.wait_idle()
+    before = len(git_server.requests)
+    scratch.start_fetch("env/qa")
+    with pytest.raises(UsageError, match="branch 'env/qa' does not exist in http://"):
+        scratch.fetch("env/qa")
+    assert git_server.wait_idle()
+    assert [r.method for r in git_server.requests[before:]] == ["POST"]  # ls-refs only
+
+
 def test_a_server_refusing_the_direct_request_gets_git_fetch(env_repo, git_server, tmp_path):
     repo = env_repo({"env/dev": FILES})
     scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")

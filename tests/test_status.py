@@ -348,10 +348,11 @@ apps:
 
 
 def fetches(server: GitHttpServer, since: int) -> int:
-    """git processes that fetched from the server: each starts with one ref advertisement.
-    (Blob batches are one direct request each, without one: gitrepo._fetch_direct.)"""
+    """Requests to upload-pack since `since`: a `git fetch` sends 3 (ref advertisement,
+    ls-refs, fetch), a direct tip fetch 2 (ls-refs, fetch), a direct blob batch 1
+    (gitrepo._fetch_tip_direct, _fetch_direct)."""
     server.wait_idle()
-    return sum(1 for _, path, _ in server.request_log[since:] if "service=git-upload-pack" in path)
+    return sum(1 for _, path, _ in server.request_log[since:] if "upload-pack" in path)
 
 
 def test_folder_layout_reads_the_shared_branch_once(env_repo, github_api, git_server, capsys):
@@ -370,23 +371,25 @@ def test_folder_layout_reads_the_shared_branch_once(env_repo, github_api, git_se
     assert cells(data, "web/web tag") == {"prod-eu": ("1.1.0", True, False),
                                           "prod-us": ("1.0.5", True, True)}  # fmt: skip
     assert {e["head"]["sha"] for e in data["environments"]} == {repo.sha("main")}
-    # promoter.yaml's tip, the tips of every branch concerned (main, once), and staging's
-    # history (commits and trees) for the drift mark; the blobs come without a git fetch.
-    assert fetches(git_server, start) == 3
+    # promoter.yaml's tip (2) and blob (1), the tips of every branch concerned (main, once: 3),
+    # their pinned files (one batch, 1) and staging's history (commits and trees, 3) for the
+    # drift mark.
+    assert fetches(git_server, start) == 10
     start = len(git_server.request_log)
     bed.json(capsys, "--env", "staging", forge="none")  # nothing to compare: no history
-    assert fetches(git_server, start) == 2
+    assert fetches(git_server, start) == 7
 
 
 def test_three_branches_are_fetched_as_one(bed, capsys):
     start = len(bed.server.request_log)
     data = bed.json(capsys, "--env", "dev", forge="none")  # one branch (dev has no upstream)
     assert len(data["environments"]) == 1
-    assert fetches(bed.server, start) == 2
+    # promoter.yaml's tip (2) and blob (1), the branch tips (3), the pinned blobs (2)
+    assert fetches(bed.server, start) == 8
     start = len(bed.server.request_log)
     data = bed.json(capsys, forge="none")  # three branches, all in sync
     assert len(data["environments"]) == 3 and data["promotion_pending"] == 0
-    assert fetches(bed.server, start) == 2
+    assert fetches(bed.server, start) == 8
 
 
 # --- foreign values --------------------------------------------------------------------------------
