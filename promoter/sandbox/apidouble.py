@@ -385,12 +385,14 @@ class ApiHandler(LoopbackHandler[ApiDouble]):
         ):
             payload = json.dumps(minimal.minimal(operation, answer.status, data)).encode()
         headers.setdefault("Content-Type", api.content_type)
-        if self.command == "GET" and answer.status == 200:
+        if answer.status in (200, 201):
+            # Both forges tag every 200/201 body (GitHub's API, GitLab's Rack::ETag), writes
+            # included; only a GET can be answered 304 from it.
             digest = hashlib.sha1(payload + headers.get("Link", "").encode()).hexdigest()
             etag = f'W/"{digest}"'
             headers["ETag"] = etag
             wanted = [t.strip() for t in (self.headers.get("If-None-Match") or "").split(",")]
-            if etag in wanted or "*" in wanted:
+            if self.command == "GET" and answer.status == 200 and (etag in wanted or "*" in wanted):
                 return 304, b"", {"ETag": etag}
         return answer.status, payload, headers
 
