@@ -303,3 +303,84 @@ def test_size_limit():
         ConfigError, match=r"^x.yaml: file size 2,097,153 bytes is over the 2 MiB limit$"
     ):
         load_config(text + "\n", source="x.yaml")
+
+
+# ---- the one-pass reader reads what the composer reads ------------------------------------
+
+# Plain scalars YAML 1.2 and 1.1 read differently, or as numbers, nulls, dates, in every style.
+SCALARS = [
+    "true", "True", "TRUE", "false", "yes", "no", "on", "off", "y", "N", "~", "null", "Null",
+    "NULL", "0", "7", "012", "0o17", "0x1F", "0b101", "1_000", "+5", "-3", "-_", "1__2", "1.10",
+    "1.0", "1e3", ".5", ".inf", "-.inf", ".nan", "2026-12-20", "2026-12-20T10:00:00Z", "<<", "=",
+    "5m", "1h30m", "1:30", "tRUE", "nULL", "v1.2.3", "a b", "é", "08", "0o8", "1e", "-0",
+]  # fmt: skip
+
+
+def _scalar_matrix() -> str:
+    lines = ["block:"]
+    lines += [f"  k{i}: {s}" for i, s in enumerate(SCALARS)]
+    lines += [f"  q{i}: '{s}'" for i, s in enumerate(SCALARS)]
+    lines += [f'  d{i}: "{s}"' for i, s in enumerate(SCALARS)]
+    flow = [s for s in SCALARS if ":" not in s]  # libyaml ends a plain scalar at : in flow
+    lines += ["flow: {" + ", ".join(f"f{i}: {s}" for i, s in enumerate(flow)) + "}"]
+    lines += ["list:"] + [f"  - {s}" for s in SCALARS]
+    lines += ["flowlist: [" + ", ".join(flow) + "]"]
+    lines += [f"{s}: key" for s in SCALARS if s not in ("~", "<<", "=")] + ["'~': k", '"<<": k']
+    lines += ["empty:", "empty2: ''", "lit: |\n  a\n  b", "fold: >-\n  c\n  d", "multi: a\n  b"]
+    lines += ["a.b: dotted", "a: {b: nested}", "'': empty key", "x[0]: odd"]
+    return "\n".join(lines) + "\n"
+
+
+def _texts() -> list[str]:
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    files = [*(root / "tests" / "corpus").rglob("*.y*ml"), *root.glob("examples/**/*.y*ml")]
+    texts = [GOOD, _scalar_matrix(), "", "# only a comment\n", "---\n", "--- 5\n", "[a, b]\n"]
+    texts += ["\ufeffenvironments: {}\r\napps:\r\n  web: {}\r\n", "a: 1\n...\n"]
+    texts += [text for text, _, _ in BAD] + [HEAD + text for text, _, _ in APPS_BAD]
+    return texts + [f.read_text(encoding="utf-8") for f in sorted(files)]
+
+
+UNUSUAL = [
+    "a: &x 1\nb: *x\n",  # anchors and aliases
+    "a: !!str 5\n",  # tags
+    "a: ! 5\n",
+    "%YAML 1.1\n---\na: yes\n",  # directives
+    "a: 1\n---\nb: 2\n",  # two documents
+    "? [a, b]\n: c\n",  # a key that is not a scalar
+    "a: 1\na: 2\n",  # duplicate key
+    "a: [unclosed\n",  # malformed
+    "a: b: c\n",
+    "a:\n\tb: 1\n",
+]
+
+
+@pytest.mark.parametrize("text", _texts() + UNUSUAL)
+def test_one_pass_reader_builds_what_the_composer_builds(text):
+    """_Doc reads promoter.yaml in one pass over libyaml's events; its tree (types included),
+    its line table and its errors must be those of the composer path it replaces."""
+    from promoter.config import _Doc
+
+    def read(fast):
+        try:
+            doc = _Doc("promoter.yaml", text, fast=fast)
+        except ConfigError as err:
+            return str(err)
+        return repr(doc.root), doc.lines
+
+    assert read(True) == read(False)
+
+
+@pytest.mark.parametrize("text", [GOOD, _scalar_matrix()])
+def test_one_pass_reader_reads_an_ordinary_config_itself(text):
+    from promoter.config import _UNUSUAL, _read_plain
+
+    assert _read_plain(text, {}) is not _UNUSUAL
+
+
+@pytest.mark.parametrize("text", UNUSUAL)
+def test_one_pass_reader_leaves_the_unusual_to_the_composer(text):
+    from promoter.config import _UNUSUAL, _read_plain
+
+    assert _read_plain(text, {}) is _UNUSUAL
