@@ -86,6 +86,25 @@ def test_a_snapshot_taken_while_the_branch_moves_is_one_commit(bed, gitlab_api) 
     assert snap.files[VALUES] == repo.read_file(str(snap.sha), VALUES).encode()
 
 
+def test_a_head_seen_earlier_is_confirmed_by_the_files_or_read_again(bed) -> None:  # type: ignore[no-untyped-def]
+    repo, api = bed
+    first = api.snapshot("env/dev", (), ["promoter.yaml"])  # the branch is read here
+    before = api.requests
+    snap = api.snapshot("env/dev", [VALUES])
+    # The file's commit_id is the head read before: no branch request, the file and its
+    # directory only.
+    assert snap.sha == first.sha and snap.committed == first.committed
+    assert api.requests == before + 2
+    theirs = commit_files(repo.path, "env/dev", {CHART: "version: 0.2.0\n"}, "someone")
+    before = api.requests
+    moved = api.snapshot("env/dev", [VALUES])
+    # The file names another commit: the branch is read after all, and the snapshot is that
+    # head's (the file, unchanged there, is not read again).
+    assert moved.sha == theirs and moved.files == {VALUES: b"tag: 1\r\n"}
+    assert moved.committed == api.commit_meta(theirs).committed
+    assert api.requests == before + 3
+
+
 # --- writes ------------------------------------------------------------------------------------
 
 
@@ -363,10 +382,10 @@ def test_update_commits_through_the_gitlab_api(
     assert "Promoter-Actor: jdoe" in message  # the actor stays in the trailers
     assert envs.read_file(tip, "apps/web/values.yaml") == WEB.replace('"1.4.1"', '"1.4.2"')
     assert _git(envs, "diff", "--name-only", before, tip).split() == ["apps/web/values.yaml"]
-    # Round trips: promoter.yaml with the branch; the branch with its file and directory;
-    # the commit.
+    # Round trips: promoter.yaml with the branch; the file and its directory (the file's
+    # commit_id confirms the head the first round read: no second branch read); the commit.
     posts = [r for r in gitlab_api.request_log if r[0] == "POST"]
-    assert len(posts) == 1 and len(gitlab_api.request_log) == 2 + 3 + 1
+    assert len(posts) == 1 and len(gitlab_api.request_log) == 2 + 2 + 1
     # The same run again writes nothing.
     gitlab_api.request_log.clear()
     again = run_cli(capsys, *_cli(envs, gitlab_api, "update", "dev", "--image", "web=1.4.2"))

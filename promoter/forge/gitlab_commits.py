@@ -1,8 +1,11 @@
 """GitLab's side of the api path (promoter.forge.commits.CommitAPI): reads through the
 repository files API, writes with `POST /projects/:id/repository/commits` and `actions`.
 
-Through python-gitlab (the forge adapter's client, retries, timeouts and error translation:
-this class extends GitLabForge). GitLab does not sign a commit made through its API: it
+Not through python-gitlab: its import (requests, urllib3) costs ~75 ms before the first request,
+and the api path makes a handful of plain REST calls. `_Rest` sends them over http.client with
+kept-alive connections pooled across the reading threads, with GitLabForge's retries, timeout
+and error wording (this class extends GitLabForge; merge requests stay with python-gitlab, in
+the forge adapter). GitLab does not sign a commit made through its API: it
 records the token's user as author and committer (its name and commit email), so here the api
 path brings the compare-and-swap and fewer round trips, not a signature. No author is ever set;
 promoter's actor is in the message's trailers.
@@ -17,8 +20,12 @@ Round trips (requests counted in `requests`, retries included):
   listing that does not name the very blob read, are read again by SHA in a second round.
   promoter.yaml (`default_paths`) is read at `HEAD`, the default branch, in the first round
   too, and its `commit_id` is the default branch's head.
-  An update of one file: 1 round, 3 requests (+1 per more file or directory); then 1 for the
-  commit.
+  A branch whose head this run has already seen (an earlier snapshot, as `update` reads the
+  branch with promoter.yaml first, or promoter's own commit) is not read again: that head is a
+  guess, confirmed when every file found names it as its `commit_id`; else the branch is read
+  after all (one more round, then as above).
+  An update of one file: promoter.yaml and the branch (2 requests), then the file and its
+  directory (2; +1 per more file or directory), then 1 for the commit.
 - Reads by SHA are cached with each file's `last_commit_id`, which the write needs.
 
 The head check, what GitLab offers and what it does not. The commits endpoint takes no
@@ -55,14 +62,18 @@ every path: promoter leaves a branch a person pushed to alone.
 from __future__ import annotations
 
 import base64
+import json
+import os
 import sys
 import threading
+import time
+import urllib.parse
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from promoter.forge.base import ForgeError, ForgeInfo
+from promoter.forge.base import ForgeAuthError, ForgeError, ForgeInfo
 from promoter.forge.commits import (
     HEAD_MOVED,
     REGULAR_FILE_MODES,
@@ -72,9 +83,11 @@ from promoter.forge.commits import (
     check_owned,
     not_a_regular_file,
 )
-from promoter.forge.gitlab import MAX_RETRIES, GitLabForge
+from promoter.forge.gitlab import MAX_RETRIES, MAX_RETRY_AFTER, TIMEOUT, GitLabForge
 
 if TYPE_CHECKING:
+    import http.client
+
     import gitlab
     import requests
 
@@ -122,6 +135,10 @@ class GitLabCommits(GitLabForge):
         self._modes: dict[tuple[str, str], str | None] = {}  # (sha, path) → mode; None: absent
         # promoter/* branch → (sha, expected) that set_owned was asked for, not yet carried out
         self._moves: dict[str, tuple[str, str | None]] = {}
+        # branch → its commit as GET /repository/branches last answered it in this run (the
+        # next snapshot of it takes that head as a guess that the files' commit_id confirm)
+        self._heads: dict[str, dict[str, Any]] = {}
+        self._rest = _Rest(self._api_url, token, self._count)
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -134,6 +151,9 @@ class GitLabCommits(GitLabForge):
         return client
 
     def _counted(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self._count()
+
+    def _count(self) -> None:
         with self._count_lock:
             self.requests += 1
 
@@ -141,27 +161,54 @@ class GitLabCommits(GitLabForge):
         todo = list(calls)
         if len(todo) <= 1:
             return [call() for call in todo]
-        self.gl  # noqa: B018 (the client and its session exist before the threads share them)
         with ThreadPoolExecutor(min(WORKERS, len(todo))) as pool:
             return list(pool.map(lambda call: call(), todo))
+
+    def _request(
+        self,
+        what: str,
+        method: str,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        missing: bool = False,
+    ) -> _Answer | None:
+        """One call on this project (`path` after /projects/:id); its errors leave as one
+        scrubbed promoter error, except a 404 when `missing` (None)."""
+        try:
+            return self._rest.call(method, f"/projects/{_enc(self._repository)}{path}", query, body)
+        except _Failed as failed:
+            if missing and failed.answer.status == 404:
+                return None
+            raise self._refused(what, failed.answer) from None
+        except Exception as err:
+            if _transport(err):
+                raise self._unreachable(what, err) from None
+            raise
+
+    def _refused(self, what: str, answer: _Answer) -> ForgeError:
+        """GitLabForge._translate's wording for an answer that is not 2xx."""
+        code = answer.status
+        if code == 401:
+            return ForgeAuthError(f"authentication failed for {self._host}")
+        detail = self._clean(answer.message())
+        if code == 403:
+            return ForgeAuthError(f"{what}: access denied by {self._host}: {detail}")
+        return ForgeError(f"{what}: {self._host} answered {code}: {detail}")
+
+    def _unreachable(self, what: str, err: Exception) -> ForgeError:
+        return ForgeError(f"{what}: cannot reach {self._host}: {self._clean(str(err))}")
 
     def _get_file(self, path: str, ref: str) -> tuple[_File, str | None]:
         """(the file at `ref`, the commit GitLab read it at); a 404 is an absent file, read at
         an unknown commit."""
-        import gitlab.exceptions as glexc
-
         what = f"reading {path} at {ref[:40]} in {self._repository}"
-        try:
-            found = self._project().files.get(path, ref=ref, max_retries=MAX_RETRIES)
-        except glexc.GitlabGetError as err:
-            if err.response_code == 404:
-                return _File(None, None), None
-            raise self._translate(what, err) from None
-        except glexc.GitlabError as err:
-            raise self._translate(what, err) from None
-        except _requests_error() as err:
-            raise self._translate(what, err) from None
-        attrs = found.attributes
+        found = self._request(
+            what, "GET", f"/repository/files/{_enc(path)}", {"ref": ref}, missing=True
+        )
+        if found is None:
+            return _File(None, None), None
+        attrs = found.data if isinstance(found.data, dict) else {}
         if attrs.get("encoding") != "base64":
             raise ForgeError(f"{what}: GitLab answered an encoding other than base64")
         data = base64.b64decode(str(attrs.get("content") or ""))
@@ -171,42 +218,34 @@ class GitLabCommits(GitLabForge):
 
     def _branch(self, branch: str) -> dict[str, Any] | None:
         """GET /repository/branches/:branch: its head commit, None when it does not exist."""
-        import gitlab.exceptions as glexc
-
         what = f"reading branch {branch} of {self._repository}"
-        try:
-            found = self._project().branches.get(branch, max_retries=MAX_RETRIES)
-        except glexc.GitlabGetError as err:
-            if err.response_code == 404:
-                return None
-            raise self._translate(what, err) from None
-        except (glexc.GitlabError, _requests_error()) as err:
-            raise self._translate(what, err) from None
-        commit = found.attributes.get("commit")
+        found = self._request(what, "GET", f"/repository/branches/{_enc(branch)}", missing=True)
+        if found is None:
+            self._heads.pop(branch, None)
+            return None
+        commit = found.data.get("commit") if isinstance(found.data, dict) else None
         if not isinstance(commit, dict) or not commit.get("id"):
             raise ForgeError(f"{what}: GitLab answered a branch without its commit")
+        self._heads[branch] = commit
         return commit
 
     def _list(self, directory: str, ref: str) -> Listing | None:
         """GET /repository/tree of `directory` at `ref` (all pages): its entries' modes and
         ids; None when it is no directory there (GitLab answers 404)."""
-        import gitlab.exceptions as glexc
-
         what = f"listing {directory or '/'} at {ref[:40]} in {self._repository}"
-        options: dict[str, Any] = {"path": directory} if directory else {}
-        try:
-            # recursive as text: python-gitlab would send the bool as "False", which GitLab
-            # reads as false but the description's boolean (and so the strict double) does not.
-            options["recursive"] = "false"
-            entries = self._project().repository_tree(
-                ref=ref, get_all=True, per_page=100, max_retries=MAX_RETRIES, **options
+        query = {"ref": ref, "per_page": "100", "recursive": "false"}
+        if directory:
+            query["path"] = directory
+        entries: list[Any] = []
+        page: str | None = "1"
+        while page:
+            found = self._request(
+                what, "GET", "/repository/tree", {**query, "page": page}, missing=True
             )
-        except glexc.GitlabGetError as err:
-            if err.response_code == 404:
+            if found is None:
                 return None
-            raise self._translate(what, err) from None
-        except (glexc.GitlabError, _requests_error()) as err:
-            raise self._translate(what, err) from None
+            entries += found.data if isinstance(found.data, list) else []
+            page = found.headers.get("x-next-page") or None
         return {str(e["path"]): (str(e["mode"]), str(e["id"])) for e in entries}
 
     def _at(self, sha: str, paths: Collection[str], modes: bool = True) -> dict[str, bytes | None]:
@@ -254,16 +293,23 @@ class GitLabCommits(GitLabForge):
     ) -> Snapshot:
         self._settle(branch)
         wanted, defaults = sorted(set(paths)), sorted(set(default_paths))
-        calls: list[Callable[[], Any]] = [lambda: self._branch(branch)]
+        # The head this run last saw the branch at (an earlier snapshot, or promoter's own
+        # commit) is only a guess: the files read by the branch's name confirm it when every
+        # one found names it as its commit_id; else the branch is read after all.
+        guess = self._heads.get(branch) if wanted else None
+        calls: list[Callable[[], Any]] = [] if guess else [lambda: self._branch(branch)]
+        first = len(calls)
         calls += [_bind(self._get_file, p, branch) for p in wanted]
         calls += [_bind(self._get_file, p, "HEAD") for p in defaults]
         dirs = sorted({_dir(p) for p in wanted})
         calls += [_bind(self._list, d, branch) for d in dirs]
         answers = self._concurrently(calls)
-        head: dict[str, Any] | None = answers[0]
-        on_branch = answers[1 : 1 + len(wanted)]
-        on_default = answers[1 + len(wanted) : 1 + len(wanted) + len(defaults)]
-        listings = dict(zip(dirs, answers[1 + len(wanted) + len(defaults) :], strict=True))
+        on_branch = answers[first : first + len(wanted)]
+        on_default = answers[first + len(wanted) : first + len(wanted) + len(defaults)]
+        listings = dict(zip(dirs, answers[first + len(wanted) + len(defaults) :], strict=True))
+        head: dict[str, Any] | None = answers[0] if guess is None else guess
+        if guess is not None and {at for _, at in on_branch if at} != {str(guess["id"])}:
+            head = self._branch(branch)  # it moved since, or no file found tells where it is
         default_sha, default_files = self._default(defaults, on_default)
         if head is None:
             files: dict[str, bytes | None] = dict.fromkeys(wanted)
@@ -304,11 +350,9 @@ class GitLabCommits(GitLabForge):
         return sha, self._at(sha, paths, modes=False)
 
     def _project_default_branch(self) -> str | None:
-        project = self._call(
-            f"reading project {self._repository}",
-            lambda: self.gl.projects.get(self._repository, max_retries=MAX_RETRIES),
-        )
-        value = project.attributes.get("default_branch")
+        what = f"reading project {self._repository}"
+        found = self._request(what, "GET", "")
+        value = found.data.get("default_branch") if found and isinstance(found.data, dict) else None
         return str(value) if value else None
 
     def read_files(self, sha: str, paths: Collection[str]) -> dict[str, bytes | None]:
@@ -316,11 +360,11 @@ class GitLabCommits(GitLabForge):
 
     def commit_meta(self, sha: str) -> CommitMeta:
         if sha not in self._metas:
-            commit = self._call(
-                f"reading commit {sha[:12]} of {self._repository}",
-                lambda: self._project().commits.get(sha, stats="false", max_retries=MAX_RETRIES),
-            )
-            self._metas[sha] = _meta(commit.attributes)
+            what = f"reading commit {sha[:12]} of {self._repository}"
+            found = self._request(what, "GET", f"/repository/commits/{sha}", {"stats": "false"})
+            if found is None or not isinstance(found.data, dict) or not found.data.get("id"):
+                raise ForgeError(f"{what}: GitLab answered no commit")
+            self._metas[sha] = _meta(found.data)
         return self._metas[sha]
 
     def changed_paths(self, sha: str) -> frozenset[str]:
@@ -332,12 +376,10 @@ class GitLabCommits(GitLabForge):
     def _compare(self, old: str, new: str) -> frozenset[str]:
         """Paths changed from `old` to `new` (GET /repository/compare, straight: the diff of
         the two trees, as `git diff old new`)."""
-        answer = self._call(
-            f"comparing {old[:12]}..{new[:12]} in {self._repository}",
-            lambda: self._project().repository_compare(
-                old, new, straight="true", max_retries=MAX_RETRIES
-            ),
-        )
+        what = f"comparing {old[:12]}..{new[:12]} in {self._repository}"
+        query = {"from": old, "to": new, "straight": "true"}
+        found = self._request(what, "GET", "/repository/compare", query)
+        answer = found.data if found is not None else None
         names: set[str] = set()
         diffs = answer.get("diffs") if isinstance(answer, dict) else None
         for diff in diffs or []:
@@ -418,22 +460,26 @@ class GitLabCommits(GitLabForge):
         return actions
 
     def _post_commit(self, branch: str, data: dict[str, Any]) -> tuple[str, list[str]] | _HeadMoved:
-        import gitlab.exceptions as glexc
-
         what = f"committing to {branch} of {self._repository}"
+        path = f"/projects/{_enc(self._repository)}/repository/commits"
         try:
-            made = self._project().commits.create(data, max_retries=MAX_RETRIES)
-        except glexc.GitlabCreateError as err:
-            text = str(err.error_message)
-            if err.response_code == 400 and any(lost in text for lost in _LOST):
+            made = self._rest.call("POST", path, None, data)
+        except _Failed as failed:
+            if failed.answer.status == 400 and any(
+                lost in failed.answer.message() for lost in _LOST
+            ):
+                self._heads.pop(branch, None)
                 return HEAD_MOVED
-            raise self._translate(what, err) from None
-        except (glexc.GitlabError, _requests_error()) as err:
-            raise self._translate(what, err) from None
-        attrs = made.attributes
+            raise self._refused(what, failed.answer) from None
+        except Exception as err:
+            if _transport(err):
+                raise self._unreachable(what, err) from None
+            raise
+        attrs = made.data if isinstance(made.data, dict) else {}
         if not attrs.get("id"):
             raise ForgeError(f"{what}: GitLab answered no commit")
         self._metas[str(attrs["id"])] = _meta(attrs)
+        self._heads[branch] = attrs
         return str(attrs["id"]), [str(p) for p in attrs.get("parent_ids") or []]
 
     def _moved_under(
@@ -487,35 +533,30 @@ class GitLabCommits(GitLabForge):
             self._create_branch(branch, sha)
 
     def _create_branch(self, branch: str, sha: str) -> bool:
-        import gitlab.exceptions as glexc
-
+        what = f"creating {branch} in {self._repository}"
+        path = f"/projects/{_enc(self._repository)}/repository/branches"
         try:
-            self._project().branches.create({"branch": branch, "ref": sha}, max_retries=MAX_RETRIES)
-        except glexc.GitlabCreateError as err:
-            if err.response_code == 400 and "already exists" in str(err.error_message):
+            self._rest.call("POST", path, None, {"branch": branch, "ref": sha})
+        except _Failed as failed:
+            if failed.answer.status == 400 and "already exists" in failed.answer.message():
                 return False
-            raise self._translate(f"creating {branch} in {self._repository}", err) from None
-        except (glexc.GitlabError, _requests_error()) as err:
-            raise self._translate(f"creating {branch} in {self._repository}", err) from None
+            raise self._refused(what, failed.answer) from None
+        except Exception as err:
+            if _transport(err):
+                raise self._unreachable(what, err) from None
+            raise
+        self._heads.pop(branch, None)
         return True
 
     def delete_owned(self, branch: str, expected: str) -> bool:
-        import gitlab.exceptions as glexc
-
         check_owned(branch)
         self._settle(branch)
         if self.branch_head(branch) != expected:
             return False
         what = f"deleting {branch} of {self._repository}"
-        try:
-            self._project().branches.delete(branch, max_retries=MAX_RETRIES)
-        except glexc.GitlabDeleteError as err:
-            if err.response_code == 404:
-                return False
-            raise self._translate(what, err) from None
-        except (glexc.GitlabError, _requests_error()) as err:
-            raise self._translate(what, err) from None
-        return True
+        found = self._request(what, "DELETE", f"/repository/branches/{_enc(branch)}", missing=True)
+        self._heads.pop(branch, None)
+        return found is not None
 
 
 def _bind(fn: Callable[[str, str], T], path: str, ref: str) -> Callable[[], T]:
@@ -542,7 +583,190 @@ def _when(stamp: str) -> datetime:
         raise ForgeError(f"GitLab answered an unreadable commit date {stamp[:40]!r}") from None
 
 
-def _requests_error() -> type[Exception]:
-    import requests
+# GitLab's transient answers python-gitlab retries (gitlab.const.RETRYABLE_TRANSIENT_ERROR_CODES)
+_TRANSIENT = frozenset({500, 502, 503, 504, *range(520, 531)})
+# What makes `requests` connect otherwise than plainly (proxies, its own CA bundle): then the
+# calls go through a requests session, as python-gitlab's would.
+_REQUESTS_ENV = ("http_proxy", "https_proxy", "all_proxy", "requests_ca_bundle", "curl_ca_bundle")
 
-    return requests.RequestException
+
+class _Answer:
+    __slots__ = ("data", "headers", "status", "text")
+
+    def __init__(self, status: int, headers: Mapping[str, str], raw: bytes) -> None:
+        self.status = status
+        self.headers = {k.lower(): v for k, v in headers.items()}
+        self.text = raw.decode("utf-8", "replace")
+        try:
+            self.data: Any = json.loads(raw) if raw else None
+        except ValueError:
+            self.data = None
+
+    def message(self) -> str:
+        """What GitLab said, as python-gitlab reads it: `message`, else `error`, else the body."""
+        if isinstance(self.data, dict):
+            for key in ("message", "error"):
+                if key in self.data:
+                    return str(self.data[key])
+        return self.text
+
+
+class _Failed(Exception):
+    """An answer that is not 2xx, after retries (kept for the caller to read or translate)."""
+
+    def __init__(self, answer: _Answer) -> None:
+        super().__init__(answer.status)
+        self.answer = answer
+
+
+class _Rest:
+    """The handful of REST v4 calls the api path makes, without python-gitlab (whose import,
+    with requests and urllib3, is ~75 ms before the first request): http.client, one pool of
+    kept-alive connections shared by the reading threads (a thread takes an idle connection or
+    opens one, and gives it back after the whole answer is read), the token in PRIVATE-TOKEN as
+    python-gitlab sends it. Retries as GitLabForge's client does them: 429 and GitLab's
+    transient 5xx answers and transport errors, at most MAX_RETRIES times, 0.1 s doubling, or
+    Retry-After capped at MAX_RETRY_AFTER. When the environment sets a proxy or a CA bundle for
+    requests, the calls go through a requests session instead (it applies them)."""
+
+    def __init__(self, api_url: str, token: str | None, count: Callable[[], None]) -> None:
+        base = urllib.parse.urlsplit(api_url.rstrip("/").removesuffix("/api/v4"))
+        self._https = base.scheme == "https"
+        self._host = base.hostname or "localhost"
+        self._port = base.port
+        self._origin = f"{base.scheme}://{base.netloc}"
+        self._prefix = base.path.rstrip("/") + "/api/v4"
+        self._headers = {"Accept": "application/json", "User-Agent": "promoter"}
+        if token:
+            self._headers["PRIVATE-TOKEN"] = token
+        self._count = count
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+        self._session: requests.Session | None = None
+        self._plain = not any(k.lower() in _REQUESTS_ENV and v for k, v in os.environ.items())
+        self.sleep: Callable[[float], None] = time.sleep
+
+    def call(
+        self, method: str, path: str, query: Mapping[str, str] | None = None, body: Any = None
+    ) -> _Answer:
+        """One call (retried as above); a non-2xx answer raises _Failed, a transport error
+        OSError (or requests' RequestException on the requests route)."""
+        url = self._prefix + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        payload = None if body is None else json.dumps(body).encode()
+        retries = 0
+        while True:
+            try:
+                answer = self._send(method, url, payload)
+            except Exception as err:
+                if not _transport(err) or retries >= MAX_RETRIES:
+                    raise
+                self.sleep(2**retries * 0.1)
+                retries += 1
+                continue
+            if 200 <= answer.status < 300:
+                return answer
+            if (answer.status == 429 or answer.status in _TRANSIENT) and retries < MAX_RETRIES:
+                self.sleep(_wait(answer.headers.get("retry-after"), retries))
+                retries += 1
+                continue
+            raise _Failed(answer)
+
+    def _send(self, method: str, url: str, payload: bytes | None) -> _Answer:
+        headers = dict(self._headers)
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        if not self._plain:
+            return self._send_requests(method, url, payload, headers)
+        import http.client
+
+        while True:
+            conn, reused = self._take()
+            try:
+                self._count()
+                conn.request(method, url, body=payload, headers=headers)
+                response = conn.getresponse()
+                raw = response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                conn.close()
+                if reused:  # the server closed an idle kept-alive connection: a fresh one
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                raise
+            if response.will_close:
+                conn.close()
+            else:
+                with self._lock:
+                    self._idle.append(conn)
+            return _Answer(response.status, dict(response.getheaders()), raw)
+
+    def _take(self) -> tuple[http.client.HTTPConnection, bool]:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), True
+        import http.client
+
+        if self._https:
+            import ssl
+
+            context = ssl.create_default_context()
+            return http.client.HTTPSConnection(
+                self._host, self._port, timeout=TIMEOUT, context=context
+            ), False
+        return http.client.HTTPConnection(self._host, self._port, timeout=TIMEOUT), False
+
+    def _send_requests(
+        self, method: str, url: str, payload: bytes | None, headers: dict[str, str]
+    ) -> _Answer:
+        with self._lock:
+            if self._session is None:
+                import requests
+
+                self._session = requests.Session()
+            session = self._session
+        self._count()
+        response = session.request(
+            method, self._origin + url, data=payload, headers=headers, timeout=TIMEOUT,
+            allow_redirects=False,
+        )  # fmt: skip
+        return _Answer(response.status_code, dict(response.headers), response.content)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+
+def _transport(err: Exception) -> bool:
+    """A transport error (refused, reset, timed out, cut short): worth a retry."""
+    if isinstance(err, OSError):
+        return True
+    import http.client
+
+    if isinstance(err, http.client.HTTPException):
+        return True
+    requests = sys.modules.get("requests")
+    return requests is not None and isinstance(err, requests.RequestException)
+
+
+def _wait(retry_after: str | None, retries: int) -> float:
+    """Seconds before retry number `retries` + 1: Retry-After (seconds or an HTTP date),
+    capped at MAX_RETRY_AFTER, else 0.1 s doubling."""
+    if retry_after is None:
+        return float(2**retries * 0.1)
+    try:
+        seconds = float(retry_after)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            seconds = (parsedate_to_datetime(retry_after) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            seconds = 1.0
+    return min(max(seconds, 0.0), float(MAX_RETRY_AFTER))
+
+
+def _enc(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
