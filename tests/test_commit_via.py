@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from promoter.forge.base import ForgeError, ForgeInfo
+from promoter.forge.base import ForgeAuthError, ForgeError, ForgeInfo
 from promoter.forge.commits import HEAD_MOVED, open_commit_api
+from promoter.forge.github_commits import GitHubCommits
+from promoter.forge.graphql import graphql_url
 from promoter.sandbox import TEST_TOKEN
 from promoter.sandbox.envrepo import EnvRepo, git_env
 from promoter.sandbox.github_api import GitHubApiDouble
@@ -347,3 +350,133 @@ def test_an_api_path_update_costs_three_requests_and_a_rerun_two(
         assert github_api.request_log[before:] == [("POST", "/graphql", 200)] * expected
     git_server.wait_idle()
     assert [r.path for r in git_server.requests[mark:]] == []  # no git at all
+
+
+# --- the api path's own HTTP client (promoter.forge.graphql): PyGithub's URL, policy, errors ------
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        "https://api.github.com",
+        "https://ghe.example.com/api/v3",
+        "https://ghe.example.com/api/v3/",
+        "http://127.0.0.1:8080/prefix/api/v3",
+        "https://ghe.example.com:8443/github",
+    ],
+)
+def test_the_graphql_url_is_the_one_pygithub_derives(base: str) -> None:
+    import github
+
+    assert graphql_url(base.rstrip("/")) == github.Github(base_url=base).requester.graphql_url
+
+
+def test_an_api_path_update_never_imports_pygithub(envs, github_api, no_proxy) -> None:  # type: ignore[no-untyped-def]
+    # A process of its own: this one has imported PyGithub long ago.
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['promoter', *sys.argv[1:]]\n"
+        "try:\n"
+        "    runpy.run_module('promoter', run_name='__main__')\n"
+        "except SystemExit as done:\n"
+        "    assert not done.code, done.code\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('github', 'requests')))\n"
+    )
+    argv = ["--repo", envs.url, "--token", TEST_TOKEN, "--forge", "github", "--api-url",
+            github_api.api_url, "--commit-via", "api", "update", "dev", "--image", "web=2.0.0"]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                          env=git_env(), timeout=60)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert _committer(envs, "env/dev") == "GitHub <noreply@github.com>"
+
+
+def _statuses(double: GitHubApiDouble, mark: int) -> list[int]:
+    return [status for _, _, status in double.request_log[mark:]]
+
+
+@pytest.fixture
+def no_proxy(monkeypatch):  # type: ignore[no-untyped-def]
+    for name in ("https_proxy", "http_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def _commits_api(bed: Any, api_url: str | None = None, **options: Any) -> Any:
+    repo, _, double = bed
+    waits: list[float] = []
+    info = ForgeInfo("github", api_url or double.api_url, repo.name, "127.0.0.1")
+    return GitHubCommits(info, TEST_TOKEN, sleep=waits.append, **options), waits
+
+
+def test_retries_follow_the_forge_adapters_policy_without_sleeping(bed, no_proxy) -> None:  # type: ignore[no-untyped-def]
+    _, _, double = bed
+    api, waits = _commits_api(bed)
+    assert api.direct
+    double.fail("POST /graphql", [502, 503])
+    mark = len(double.request_log)
+    assert api.snapshot("env/dev", ["apps/web/values.yaml"]).sha is not None
+    assert _statuses(double, mark) == [502, 503, 200]
+    assert waits == [0.0, 1.0]  # none before the first retry, then 0.5 * 2**(n-1)
+    # Bounded: 4 tries, then the last answer, as one line.
+    api, waits = _commits_api(bed)
+    double.fail("POST /graphql", [502] * 4)
+    mark = len(double.request_log)
+    with pytest.raises(ForgeError) as caught:
+        api.branch_head("env/dev")
+    assert _statuses(double, mark) == [502] * 4 and waits == [0.0, 1.0, 2.0]
+    assert str(caught.value).startswith("GitHub 502 while reading env/dev")
+
+
+def test_rate_limits_and_refusals_on_the_api_path(bed, no_proxy) -> None:  # type: ignore[no-untyped-def]
+    _, _, double = bed
+    # Retry-After is honoured up to max_wait.
+    api, waits = _commits_api(bed, max_wait=1)
+    double.fail("POST /graphql", [429], retry_after=30)
+    assert api.branch_head("env/dev") is not None and waits == [1.0]
+    # A secondary rate limit without Retry-After waits max_wait.
+    api, waits = _commits_api(bed, max_wait=7)
+    double.fail("POST /graphql", [403])
+    assert api.branch_head("env/dev") is not None and waits == [7.0]
+    # A primary rate limit lifting an hour later fails at once, not as a permission error.
+    api, waits = _commits_api(bed)
+    double.fail("POST /graphql", [403], message="API rate limit exceeded for user ID 1.")
+    with pytest.raises(ForgeError) as caught:
+        api.branch_head("env/dev")
+    assert waits == [] and "rate limit" in str(caught.value)
+    assert not isinstance(caught.value, ForgeAuthError)
+    # A refusal is a permission error, sent once.
+    double.fail("POST /graphql", [403], message="Resource not accessible by integration")
+    mark = len(double.request_log)
+    with pytest.raises(ForgeAuthError) as refused:
+        api.branch_head("env/dev")
+    assert _statuses(double, mark) == [403] and "lacks a permission" in str(refused.value)
+
+
+def test_an_unreachable_api_is_one_line_without_the_token(bed, no_proxy) -> None:  # type: ignore[no-untyped-def]
+    api, waits = _commits_api(bed, "http://127.0.0.1:9/api/v3", timeout=2)
+    with pytest.raises(ForgeError) as caught:
+        api.snapshot("env/dev", ["apps/web/values.yaml"])
+    message = str(caught.value)
+    assert message.startswith("GitHub API at 127.0.0.1 unreachable while reading env/dev")
+    assert "\n" not in message and TEST_TOKEN not in message and len(waits) == 3
+
+
+def test_with_a_proxy_set_the_api_path_goes_through_pygithub(bed, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    repo, _, double = bed
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")  # requests skips it for the double
+    api, _ = _commits_api(bed)
+    assert not api.direct
+    head = api.branch_head("env/dev")
+    assert api.snapshot("env/dev", ["apps/web/values.yaml"]).files == {
+        "apps/web/values.yaml": b"tag: 1\r\n"
+    }
+    new = api.create_commit("env/dev", head, {"apps/web/values.yaml": b"tag: 2\n"}, "m\n")
+    assert isinstance(new, str)
+    assert api.create_commit("env/dev", head, {"a": b"b"}, "x\n") is HEAD_MOVED
+    double.fail("POST /graphql", [401])
+    with pytest.raises(ForgeAuthError) as caught:
+        api.branch_head("env/dev")
+    assert TEST_TOKEN not in str(caught.value) and repo.name

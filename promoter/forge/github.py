@@ -25,6 +25,7 @@ content next changes.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from promoter.forge.base import (
 )
 
 if TYPE_CHECKING:
+    import github
     from github.PullRequest import PullRequest as GhPullRequest
     from github.Repository import Repository
 
@@ -104,16 +106,28 @@ class GitHubForge:
         max_wait: int = MAX_WAIT,
         timeout: int = TIMEOUT,
     ) -> None:
-        import github
-        from github import Auth, GithubRetry
-
         if not info.api_url or not info.repository:
             raise ForgeError("GitHub needs an API URL and an owner/name repository")
-        _quiet_pygithub()
         self.info = info
         self._token = token
         register_secret(token)
         self.host = urllib.parse.urlsplit(info.api_url).hostname or info.host
+        self._etags: dict[str, tuple[str, Any, str | None]] = {}
+        self._settings = (max_tries, backoff_factor, max_wait, timeout)
+        self._owner = info.repository.split("/", 1)[0]
+
+    # --- plumbing -----------------------------------------------------------------------------
+
+    @functools.cached_property
+    def _gh(self) -> github.Github:
+        """PyGithub's client, built (and PyGithub imported) on first use: the api path
+        (promoter.forge.github_commits) reaches GitHub without it."""
+        import github
+        from github import Auth, GithubRetry
+
+        _quiet_pygithub()
+        max_tries, backoff_factor, max_wait, timeout = self._settings
+        info, token = self.info, self._token
         retry = GithubRetry(
             total=max_tries - 1,
             backoff_factor=backoff_factor,
@@ -129,9 +143,8 @@ class GitHubForge:
             # status and message instead of an opaque urllib3 MaxRetryError.
             raise_on_status=False,
         )
-        self._etags: dict[str, tuple[str, Any, str | None]] = {}
-        self._gh = github.Github(
-            base_url=info.api_url.rstrip("/"),
+        return github.Github(
+            base_url=str(info.api_url).rstrip("/"),
             auth=Auth.Token(token) if token else None,
             retry=retry,
             timeout=timeout,
@@ -144,9 +157,6 @@ class GitHubForge:
             seconds_between_requests=None,
             seconds_between_writes=None,
         )
-        self._owner = info.repository.split("/", 1)[0]
-
-    # --- plumbing -----------------------------------------------------------------------------
 
     def _repo(self, repository: str | None = None) -> Repository:
         return self._gh.get_repo(repository or str(self.info.repository))

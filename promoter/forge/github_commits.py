@@ -2,8 +2,11 @@
 query, writes with the `createCommitOnBranch` mutation, promoter/* branches moved or deleted
 with `updateRefs`, whose `beforeOid` is the lease (GitHub checks it atomically with the move).
 
-Through PyGithub's requester (the same auth, retry, timeout and error translation as the
-forge adapter, which this class extends). GitHub signs a commit made by `createCommitOnBranch`
+Through promoter.forge.graphql's client (http.client, one kept-alive connection; the same
+auth, timeout, retry policy and GraphQL URL as the forge adapter's PyGithub client, and its
+error translation: this class extends the adapter), so PyGithub is never imported on this
+path; PyGithub's requester instead when that client would not connect as requests does (a
+proxy variable set, no token). GitHub signs a commit made by `createCommitOnBranch`
 ("Verified"): it sets the author (the token's user) and the committer (GitHub) itself, which is
 why promoter never sets an identity here; its actor stays in the message's trailers.
 """
@@ -28,7 +31,8 @@ from promoter.forge.commits import (
     check_owned,
     not_a_regular_file,
 )
-from promoter.forge.github import GitHubForge
+from promoter.forge.github import BACKOFF_FACTOR, MAX_TRIES, MAX_WAIT, TIMEOUT, GitHubForge
+from promoter.forge.graphql import GitHubApi, HttpFailure, Unreachable
 
 # What a file read asks of the tree entry at a path: a blob's text, or enough to fetch its
 # bytes over REST when GitHub gives no text (binary, or too large to inline).
@@ -49,8 +53,27 @@ class GitHubCommits(GitHubForge):
 
     kind = "github"
 
-    def __init__(self, info: ForgeInfo, token: str | None, **kwargs: Any) -> None:
-        super().__init__(info, token, **kwargs)
+    def __init__(
+        self,
+        info: ForgeInfo,
+        token: str | None,
+        *,
+        max_tries: int = MAX_TRIES,
+        backoff_factor: float = BACKOFF_FACTOR,
+        max_wait: int = MAX_WAIT,
+        timeout: int = TIMEOUT,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        super().__init__(
+            info, token, max_tries=max_tries, backoff_factor=backoff_factor,
+            max_wait=max_wait, timeout=timeout,
+        )  # fmt: skip
+        self._http = GitHubApi(
+            str(info.api_url), token, max_tries=max_tries, backoff_factor=backoff_factor,
+            max_wait=max_wait, timeout=timeout, sleep=sleep,
+        )  # fmt: skip
+        # http.client straight to GitHub; False: through PyGithub (a proxy set, or no token).
+        self.direct = self._http.usable()
         self.requests = 0
         self._blobs: dict[tuple[str, str], bytes | None] = {}
         self._modes: dict[tuple[str, str], str] = {}  # git modes of the files read
@@ -60,25 +83,54 @@ class GitHubCommits(GitHubForge):
 
     # --- plumbing -----------------------------------------------------------------------------
 
+    def _post(self, document: str, variables: dict[str, Any]) -> dict[str, Any]:
+        """One GraphQL request, its whole answer; HttpFailure / Unreachable when it fails."""
+        self.requests += 1
+        if self.direct:
+            return self._http.graphql(document, variables)
+        data = self._pygithub(lambda: self._gh.requester.graphql_query(document, variables)[1])
+        return dict(data)
+
+    def _get(self, path: str) -> Any:
+        """One REST GET under the repository's URL, decoded."""
+        url = f"{self._http.base_url}/repos/{self.info.repository}{path}"
+        self.requests += 1
+        if self.direct:
+            return self._http.get(url)
+        return self._pygithub(lambda: self._gh.requester.requestJsonAndCheck("GET", url)[1])
+
+    @staticmethod
+    def _pygithub(send: Callable[[], Any]) -> Any:
+        """PyGithub's failures as the direct client's (HttpFailure, Unreachable)."""
+        import requests
+        from github import GithubException
+
+        try:
+            return send()
+        except GithubException as exc:
+            raise HttpFailure(exc.status, exc.data, exc.message) from None
+        except requests.RequestException as exc:
+            raise Unreachable(str(exc)) from None
+
+    def _failed(self, what: str, exc: HttpFailure | Unreachable) -> ForgeError:
+        """A failure as one line naming `what` (the token scrubbed)."""
+        if isinstance(exc, HttpFailure):
+            return self._translate(what, exc.status, exc.data, exc.message)
+        detail = self._clean(str(exc))
+        return ForgeError(f"GitHub API at {self.host} unreachable while {what}: {detail}")
+
     def _query(self, what: str, document: str, variables: dict[str, Any]) -> dict[str, Any]:
         """One GraphQL request; its `data` (errors become ForgeError, token scrubbed)."""
+        try:
+            return dict(self._post(document, variables).get("data") or {})
+        except (HttpFailure, Unreachable) as exc:
+            raise self._failed(what, exc) from None
 
-        def send() -> dict[str, Any]:
-            self.requests += 1
-            _, data = self._gh.requester.graphql_query(document, variables)
-            return dict(data.get("data") or {})
-
-        return self._guard(what, send)
-
-    def _rest(self, what: str, method: str, path: str, body: Any = None) -> Any:
-        url = f"{self._gh.requester.base_url}/repos/{self.info.repository}{path}"
-
-        def send() -> Any:
-            self.requests += 1
-            _, data = self._gh.requester.requestJsonAndCheck(method, url, input=body)
-            return data
-
-        return self._guard(what, send)
+    def _rest(self, what: str, path: str) -> Any:
+        try:
+            return self._get(path)
+        except (HttpFailure, Unreachable) as exc:
+            raise self._failed(what, exc) from None
 
     def _files(
         self, what: str, sha: str, entries: Mapping[str, Any], paths: list[str]
@@ -107,7 +159,7 @@ class GitHubCommits(GitHubForge):
 
     def _raw(self, what: str, sha: str, path: str) -> bytes | None:
         quoted = urllib.parse.quote(path)
-        found = self._rest(what, "GET", f"/contents/{quoted}?ref={sha}")
+        found = self._rest(what, f"/contents/{quoted}?ref={sha}")
         if not isinstance(found, dict) or found.get("encoding") != "base64":
             # GitHub inlines the contents of files up to 1 MB only.
             raise ForgeError(
@@ -217,7 +269,7 @@ class GitHubCommits(GitHubForge):
         return meta
 
     def changed_paths(self, sha: str) -> frozenset[str]:
-        data = self._rest(f"reading commit {sha[:12]}", "GET", f"/commits/{sha}")
+        data = self._rest(f"reading commit {sha[:12]}", f"/commits/{sha}")
         names: set[str] = set()
         for item in (data or {}).get("files") or []:
             names.add(str(item.get("filename")))
@@ -251,9 +303,6 @@ class GitHubCommits(GitHubForge):
         files: Mapping[str, bytes | None],
         message: str,
     ) -> str | _HeadMoved:
-        import requests
-        from github import GithubException
-
         self._keeps_modes(expected_head, files)
         headline, _, body = message.partition("\n")
         changes: dict[str, Any] = {}
@@ -285,17 +334,13 @@ class GitHubCommits(GitHubForge):
         }
         what = f"committing to {branch}"
         try:
-            self.requests += 1
-            _, data = self._gh.requester.graphql_query(_CREATE, variables)
-        except GithubException as exc:
+            data = self._post(_CREATE, variables)
+        except HttpFailure as exc:
             if _stale(exc.data):
                 return HEAD_MOVED
-            raise self._translate(what, exc.status, exc.data, exc.message) from None
-        except requests.RequestException as exc:
-            detail = self._clean(str(exc))
-            raise ForgeError(
-                f"GitHub API at {self.host} unreachable while {what}: {detail}"
-            ) from None
+            raise self._failed(what, exc) from None
+        except Unreachable as exc:
+            raise self._failed(what, exc) from None
         made = ((data.get("data") or {}).get("createCommitOnBranch") or {}).get("commit") or {}
         if not made.get("oid"):
             raise ForgeError(f"GitHub answered no commit while {what} in {self.info.repository}")
@@ -379,22 +424,15 @@ class GitHubCommits(GitHubForge):
     ) -> bool:
         """`updateRefs` with `updates` (all or none); False when GitHub refused it and
         `moved()` says a lease did not hold, else the refusal raises."""
-        import requests
-        from github import GithubException
-
         variables = {"input": {"repositoryId": self._repository_id(), "refUpdates": updates}}
         try:
-            self.requests += 1
-            self._gh.requester.graphql_query(_UPDATE_REFS, variables)
-        except GithubException as exc:
+            self._post(_UPDATE_REFS, variables)
+        except HttpFailure as exc:
             if moved():
                 return False
-            raise self._translate(what, exc.status, exc.data, exc.message) from None
-        except requests.RequestException as exc:
-            detail = self._clean(str(exc))
-            raise ForgeError(
-                f"GitHub API at {self.host} unreachable while {what}: {detail}"
-            ) from None
+            raise self._failed(what, exc) from None
+        except Unreachable as exc:
+            raise self._failed(what, exc) from None
         return True
 
     def _repository_id(self) -> str:
