@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -10,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -346,6 +347,39 @@ def _register_tokens(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The console script (no `argv`: sys.argv), or promoter ARGV run in this process."""
+    if argv is not None:
+        _main(argv)
+        return
+    try:
+        _main(None)
+        code = 0
+    except SystemExit as exit_:
+        if exit_.code is not None and not isinstance(exit_.code, int):
+            raise
+        code = exit_.code or 0
+    _exit(code)
+
+
+def _exit(code: int) -> NoReturn:
+    """End the process the way the interpreter would, minus tearing down every module and
+    object: with promoter's modules loaded that teardown alone takes ~17 ms of each run (lean
+    git has no such step). The exit handlers run and the output is flushed first; under a
+    tracer or profiler, or while a non-daemon thread still runs, the interpreter exits as usual.
+    """
+    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    if sys.gettrace() or sys.getprofile() or any(not t.daemon for t in others if t.is_alive()):
+        sys.exit(code)
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: as the interpreter, exit 120
+            code = code or 120
+    os._exit(code)
+
+
+def _main(argv: list[str] | None) -> None:
     _register_tokens(sys.argv[1:] if argv is None else argv)
     previous = None
     if threading.current_thread() is threading.main_thread():

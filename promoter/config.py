@@ -481,7 +481,7 @@ def _app(doc: _Doc, path: str, name: str, spec: Any) -> App:
         _check_name(doc, ipath, image)
         _mapping(doc, ipath, image_spec)
         _only(doc, ipath, image_spec, {"file", "doc", "tag", "digest", "repository", "ref"})
-        keys = {k: _key_path(doc, f"{ipath}.{k}", image_spec.get(k)) for k in _IMAGE_KEYS}
+        keys = {k: _key_path(doc, ipath, k, image_spec.get(k)) for k in _IMAGE_KEYS}
         if keys["tag"] is None and keys["ref"] is None:
             doc.fail(ipath, f"{ipath}: needs `tag:` (or `ref:` for a field holding repo:tag)")
         images[image] = ImagePin(
@@ -497,7 +497,7 @@ def _app(doc: _Doc, path: str, name: str, spec: Any) -> App:
         chart_spec = spec["chart"]
         _mapping(doc, cpath, chart_spec)
         _only(doc, cpath, chart_spec, {"file", "doc", "version"})
-        version = _key_path(doc, f"{cpath}.version", chart_spec.get("version"))
+        version = _key_path(doc, cpath, "version", chart_spec.get("version"))
         if version is None:
             doc.fail(cpath, f"{cpath}: needs `version:` (the key path of the chart version)")
         chart = ChartPin(
@@ -524,13 +524,18 @@ def _file(doc: _Doc, path: str, value: Any) -> str:
     return text
 
 
-def _key_path(doc: _Doc, path: str, value: Any) -> KeyPath | None:
+def _key_path(doc: _Doc, parent: str, key: str, value: Any) -> KeyPath | None:
     if value is None:
         return None
+    path = f"{parent}.{key}"
     try:
-        return parse_key_path(_string(doc, path, value))
+        return _parse_key_path(_string(doc, path, value))
     except ValueError as err:
         doc.fail(path, f"{path}: {err}")
+
+
+# A thousand apps mostly share a handful of key paths (`image.tag`); a KeyPath is immutable.
+_parse_key_path = functools.lru_cache(maxsize=1024)(parse_key_path)
 
 
 def _doc_selector(doc: _Doc, path: str, value: Any) -> DocSelector | None:
@@ -580,18 +585,21 @@ def branch_problem(branch: str) -> str | None:
     return None
 
 
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
 def file_problem(path: str) -> str | None:
     """A pin's file must stay inside the repository."""
     if not path:
         return "empty file path"
-    if path.startswith("/") or re.match(r"^[A-Za-z]:", path) or "\\" in path:
+    if path.startswith("/") or _DRIVE.match(path) or "\\" in path:
         return f"{path!r} must be a relative path with / separators"
     parts = path.split("/")
     if any(part in ("", ".", "..") for part in parts):
         return f"{path!r} must not contain empty, '.' or '..' components"
     if parts[0] == ".git":
         return f"{path!r} points into .git"
-    leftover = re.sub(r"\{env\}", "", path)
+    leftover = path.replace("{env}", "")
     if "{" in leftover or "}" in leftover:
         return f"{path!r}: the only placeholder is {{env}}"
     return None

@@ -79,3 +79,41 @@ def test_demo_json_reports_every_step(capsys):
     assert run.code == 0, run.err
     steps = json.loads(run.out)["steps"]
     assert len(steps) == 9 and all(step["exit_code"] == 0 for step in steps)
+
+
+# The console script (main() without arguments) ends the process without the interpreter's
+# teardown: what a normal exit does that anyone can see must still happen.
+EXIT_PROBE = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: sys.stderr.write('EXIT HANDLER RAN\\n'))\n"
+    "sys.stdout.write('x' * 200000)\n"  # buffered, larger than any pipe: flushed at the end
+    "sys.argv = ['promoter', *sys.argv[1:]]\n"
+    "from promoter.cli import main\n"
+    "main()\n"
+)
+
+
+def test_console_script_exit_runs_exit_handlers_and_flushes_output():
+    out = subprocess.run(
+        [sys.executable, "-c", EXIT_PROBE, "--version"], capture_output=True, text=True
+    )
+    assert out.returncode == 0
+    assert out.stdout == "x" * 200000 + f"promoter, version {__version__}\n"
+    assert out.stderr == "EXIT HANDLER RAN\n"
+
+
+def test_console_script_exit_keeps_the_exit_code_of_an_error(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-c", EXIT_PROBE, "--config", str(tmp_path / "none.yaml"), "validate"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith("promoter: error: cannot read --config ")
+    assert out.stderr.endswith("EXIT HANDLER RAN\n")
+
+
+def test_console_script_exit_code_of_a_usage_error():
+    out = subprocess.run([sys.executable, "-m", "promoter", "update"], capture_output=True)
+    assert out.returncode == 2
+    assert b"Missing argument 'ENVIRONMENT'" in out.stderr
