@@ -374,10 +374,10 @@ def test_the_graphql_url_is_the_one_pygithub_derives(base: str) -> None:
 def test_an_api_path_update_never_imports_pygithub(envs, github_api, no_proxy) -> None:  # type: ignore[no-untyped-def]
     # A process of its own: this one has imported PyGithub long ago.
     code = (
-        "import runpy, sys\n"
-        "sys.argv = ['promoter', *sys.argv[1:]]\n"
+        "import sys\n"
+        "from promoter.cli import main\n"
         "try:\n"
-        "    runpy.run_module('promoter', run_name='__main__')\n"
+        "    main(sys.argv[1:])\n"
         "except SystemExit as done:\n"
         "    assert not done.code, done.code\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('github', 'requests')))\n"
