@@ -3,8 +3,10 @@ where the environment takes pull requests, one accumulating PR into it (promoter
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from promoter.ci import RunContext
 from promoter.context import ForgeOpener, read_config, scratch_repo
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
     from promoter.config import Config
     from promoter.delivery import Reader
     from promoter.forge.base import Forge
-    from promoter.forge.commits import CommitAPI
+    from promoter.forge.commits import CommitAPI, Snapshot
     from promoter.model import Change
     from promoter.plan import Edit
     from promoter.promotion import PinKey
@@ -83,10 +85,18 @@ def update(
         if not options.config and api is None:
             repo.start_fetch_default()
             speculative = repo.prefetch(guess)
+        # The api path's first request (promoter.yaml with the environment branch's likely
+        # head) leaves now, in a thread, and travels while those imports run.
+        early = None
+        if api is not None and not options.config:
+            early = _Soon(partial(api.snapshot, guess, (), [_CONFIG_FILE]))
         from promoter import plan as planning
         from promoter.promotion import pin_keys
 
-        config = read_config(options, repo) if api is None else _config_via_api(options, api, guess)
+        if api is None:
+            config = read_config(options, repo)
+        else:
+            config = _config_via_api(options, api, guess, early)
         env = config.environment(environment)
         if commit_via(options, env) == "api" and api is None:
             api = open_commit_api(options, repo.remote.url)  # promoter.yaml asks for it
@@ -148,14 +158,18 @@ def update(
         return UpdateResult.of(write, deliverer.deliver(write))
 
 
-def _config_via_api(options: Options, api: CommitAPI, branch: str) -> Config:
+def _config_via_api(
+    options: Options, api: CommitAPI, branch: str, early: _Soon[Snapshot] | None = None
+) -> Config:
     """promoter.yaml from --config, else from the default branch through the forge's API (in
-    the query that reads `branch`, the environment branch's likely name)."""
+    the query that reads `branch`, the environment branch's likely name; `early`: that query,
+    already sent)."""
     from promoter.config import CONFIG_FILE, load_config
 
     if options.config:
         return read_config(options, None)
-    data = api.snapshot(branch, (), [CONFIG_FILE]).default_files.get(CONFIG_FILE)
+    snapshot = early.result() if early else api.snapshot(branch, (), [CONFIG_FILE])
+    data = snapshot.default_files.get(CONFIG_FILE)
     if data is None:
         raise ConfigError(
             f"{CONFIG_FILE} not found on the default branch of the repository; add it there "
@@ -166,6 +180,35 @@ def _config_via_api(options: Options, api: CommitAPI, branch: str) -> Config:
     except UnicodeDecodeError:
         raise ConfigError(f"{CONFIG_FILE} is not UTF-8 text") from None
     return load_config(text)
+
+
+_CONFIG_FILE = "promoter.yaml"  # promoter.config.CONFIG_FILE, before that module is imported
+
+T = TypeVar("T")
+
+
+class _Soon(Generic[T]):
+    """`fn()` running in a thread from now on; `result()` waits for its value or re-raises
+    what it raised, in the caller's thread."""
+
+    def __init__(self, fn: Callable[[], T]) -> None:
+        self._fn = fn
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn()
+        except BaseException as exc:  # handed to result()'s caller
+            self._error = exc
+
+    def result(self) -> T:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return cast("T", self._value)
 
 
 def _pending(reader: Reader, keys: Sequence[PinKey], env: str, tip: Tip) -> list[Edit]:
