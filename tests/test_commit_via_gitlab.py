@@ -323,6 +323,19 @@ def test_no_token_in_any_answer_or_error(bed, gitlab_api) -> None:  # type: igno
     assert TEST_TOKEN not in str(caught.value)
 
 
+def test_transient_answers_are_retried_on_kept_alive_connections(bed, gitlab_api) -> None:  # type: ignore[no-untyped-def]
+    repo, api = bed
+    gitlab_api.fail("GET /projects/*/repository/branches/*", [502, 429], retry_after=0)
+    assert api.branch_head("env/dev") == repo.sha("env/dev")
+    assert api.requests == 3  # 502, 429 (Retry-After: 0), then the answer
+    gitlab_api.fail("GET /projects/*/repository/branches/*", [503] * 5)
+    with pytest.raises(ForgeError, match=r"reading branch env/dev .* answered 503"):
+        api.branch_head("env/dev")
+    assert api.requests == 3 + 5  # MAX_RETRIES (4) retries, then the error
+    gitlab_api.fail("GET /projects/*/repository/branches/*", [404])
+    assert api.branch_head("env/dev") is None  # a 404 is no branch, not retried
+
+
 # --- the commands through `--commit-via api` on GitLab -----------------------------------------
 
 CONFIG = """\

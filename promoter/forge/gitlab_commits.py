@@ -585,9 +585,10 @@ def _when(stamp: str) -> datetime:
 
 # GitLab's transient answers python-gitlab retries (gitlab.const.RETRYABLE_TRANSIENT_ERROR_CODES)
 _TRANSIENT = frozenset({500, 502, 503, 504, *range(520, 531)})
-# What makes `requests` connect otherwise than plainly (proxies, its own CA bundle): then the
-# calls go through a requests session, as python-gitlab's would.
-_REQUESTS_ENV = ("http_proxy", "https_proxy", "all_proxy", "requests_ca_bundle", "curl_ca_bundle")
+# Proxies as requests reads them from the environment: then the calls go through a requests
+# session, as python-gitlab's would. Its CA bundle variables are applied here (see _Rest._take).
+_PROXY_ENV = ("http_proxy", "https_proxy", "all_proxy")
+_CA_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 class _Answer:
@@ -626,8 +627,9 @@ class _Rest:
     opens one, and gives it back after the whole answer is read), the token in PRIVATE-TOKEN as
     python-gitlab sends it. Retries as GitLabForge's client does them: 429 and GitLab's
     transient 5xx answers and transport errors, at most MAX_RETRIES times, 0.1 s doubling, or
-    Retry-After capped at MAX_RETRY_AFTER. When the environment sets a proxy or a CA bundle for
-    requests, the calls go through a requests session instead (it applies them)."""
+    Retry-After capped at MAX_RETRY_AFTER. TLS is verified against requests' CA bundle variables
+    when set, as requests would. When the environment sets a proxy, the calls go through a
+    requests session instead (it applies proxies and their exceptions)."""
 
     def __init__(self, api_url: str, token: str | None, count: Callable[[], None]) -> None:
         base = urllib.parse.urlsplit(api_url.rstrip("/").removesuffix("/api/v4"))
@@ -643,7 +645,7 @@ class _Rest:
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
         self._session: requests.Session | None = None
-        self._plain = not any(k.lower() in _REQUESTS_ENV and v for k, v in os.environ.items())
+        self._plain = not any(k.lower() in _PROXY_ENV and v for k, v in os.environ.items())
         self.sleep: Callable[[float], None] = time.sleep
 
     def call(
@@ -710,7 +712,15 @@ class _Rest:
         if self._https:
             import ssl
 
-            context = ssl.create_default_context()
+            # requests verifies against REQUESTS_CA_BUNDLE (else CURL_CA_BUNDLE) when set: so
+            # does this; else the system's store (SSL_CERT_FILE/SSL_CERT_DIR apply).
+            bundle = next((os.environ[k] for k in _CA_ENV if os.environ.get(k)), None)
+            if bundle is None:
+                context = ssl.create_default_context()
+            elif os.path.isdir(bundle):
+                context = ssl.create_default_context(capath=bundle)
+            else:
+                context = ssl.create_default_context(cafile=bundle)
             return http.client.HTTPSConnection(
                 self._host, self._port, timeout=TIMEOUT, context=context
             ), False
