@@ -5,10 +5,12 @@ method and path to the handler in gitlab_routes.py."""
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import re
 import urllib.parse
+from contextlib import AbstractContextManager
 from email.message import Message
 from typing import Any
 
@@ -113,8 +115,7 @@ class GitLabHttp(ApiDouble):
     def dispatch(
         self, method: str, path: str, query: dict[str, list[str]], body: Any, base: str
     ) -> Answer:
-        with self._lock:
-            reply = route(self.state, method, path, query, body, base)
+        reply = route(self.state, method, path, query, body, base, self._lock)
         return Answer(reply.status, reply.body, dict(reply.headers), reply.paginate)
 
     def page_headers(self, page: Page) -> dict[str, str]:
@@ -132,6 +133,13 @@ class GitLabHttp(ApiDouble):
         }
 
 
+# Handlers that read the git repository only (no state of the double's but the project): GitLab
+# serves requests concurrently, and the double runs these outside its lock too (a read sees the
+# branch before or after a concurrent commit, never half of one: refs move atomically). All
+# others run one at a time under the lock.
+CONCURRENT = frozenset({"get_file", "get_file_raw", "list_tree", "get_branch"})
+
+
 def route(
     state: GitLabState,
     method: str,
@@ -139,31 +147,47 @@ def route(
     query: dict[str, list[str]],
     body: dict[str, Any],
     base: str,
+    lock: AbstractContextManager[Any] | None = None,
 ) -> Reply:
-    """Find the handler for one request under /api/v4 and give it its project (and MR)."""
+    """Find the handler for one request under /api/v4 and give it its project (and MR);
+    under `lock`, except the CONCURRENT handlers (only their project is looked up under it)."""
     for route_method, regex, handler in ROUTES:
         match = regex.match(path)
         if match is None or route_method != method:
             continue
         params = {k: urllib.parse.unquote(v) for k, v in match.groupdict().items()}
         call = Call(params, query, body, base)
-        if "id" not in params:
-            result: Reply = getattr(state, handler)(call)
+        if handler in CONCURRENT and "id" in params and "iid" not in params:
+            with lock or contextlib.nullcontext():
+                project = state.project(params["id"])
+            if project is None:
+                return error(404, "404 Project Not Found")
+            result: Reply = getattr(state, handler)(project, call)
             return result
-        project = state.project(params["id"])
-        if project is None:
-            return error(404, "404 Project Not Found")
-        if "iid" not in params:
-            result = getattr(state, handler)(project, call)
-            return result
-        mr = project.mrs.get(int(params["iid"]))
-        if mr is None:
-            return error(404, "404 Not found")
-        if handler == "get_mr":
-            return Reply(200, state.render_mr(project, mr, base))
-        result = getattr(state, handler)(project, mr, call)
-        return result
+        with lock or contextlib.nullcontext():
+            return _locked(state, handler, params, call, base)
     return error(404, "404 Not Found")
+
+
+def _locked(
+    state: GitLabState, handler: str, params: dict[str, str], call: Call, base: str
+) -> Reply:
+    if "id" not in params:
+        result: Reply = getattr(state, handler)(call)
+        return result
+    project = state.project(params["id"])
+    if project is None:
+        return error(404, "404 Project Not Found")
+    if "iid" not in params:
+        result = getattr(state, handler)(project, call)
+        return result
+    mr = project.mrs.get(int(params["iid"]))
+    if mr is None:
+        return error(404, "404 Not found")
+    if handler == "get_mr":
+        return Reply(200, state.render_mr(project, mr, base))
+    result = getattr(state, handler)(project, mr, call)
+    return result
 
 
 def _parse_body(raw: bytes | None, content_type: str) -> dict[str, Any]:
