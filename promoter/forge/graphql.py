@@ -20,20 +20,22 @@ Used only when it would connect as plainly as requests does: `GitHubApi.usable()
 when a proxy variable is set (requests would honour it) or there is no token (requests would
 read ~/.netrc); the caller then stays with PyGithub. Certificates: REQUESTS_CA_BUNDLE or
 CURL_CA_BUNDLE when set, else certifi's bundle, as requests chooses them.
+
+`http.client` is imported with this module, when the api path opens, not in the thread that
+sends the first request (promoter.commands.update): there it would compete for the GIL with
+the imports the main thread does meanwhile, and the request would leave ~25 ms later.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import http.client
+from typing import Any
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy")
@@ -146,8 +148,6 @@ class GitHubApi:
     # --- one request, its retries -------------------------------------------------------------
 
     def _request(self, method: str, url: str, body: bytes | None) -> Any:
-        import http.client
-
         parts = urllib.parse.urlsplit(url)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
         headers = {
@@ -191,8 +191,6 @@ class GitHubApi:
         return answer.status, answer, text
 
     def _connect(self) -> http.client.HTTPConnection:
-        import http.client
-
         if self._scheme == "https":
             self._conn = http.client.HTTPSConnection(
                 self._host, self._port, timeout=self._timeout, context=_tls_context(self._environ)
