@@ -14,7 +14,6 @@ why promoter never sets an identity here; its actor stays in the message's trail
 from __future__ import annotations
 
 import base64
-import secrets
 import urllib.parse
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
@@ -368,6 +367,8 @@ class GitHubCommits(GitHubForge):
             if not self.set_owned(branch, parent, None):
                 return HEAD_MOVED
             return self.create_commit(branch, parent, files, message)
+        import secrets  # here: hmac and hashlib cost ~3 ms, and an update by push never needs it
+
         helper = f"{branch}-next-{secrets.token_hex(4)}"
         if not self._update_ref(helper, parent, None):
             raise ForgeError(f"GitHub refused to create {helper} in {self.info.repository}")
