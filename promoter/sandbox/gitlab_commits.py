@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import os
 import re
 import subprocess
@@ -242,7 +243,63 @@ def _check_path(path: str) -> str:
 
 
 def _tree(p: Project, start: str | None, actions: list[Action]) -> str:
-    """The start point's tree with `actions` applied, through a private index."""
+    """The start point's tree with `actions` applied. As Gitaly edits a tree, only the
+    directories on the changed paths are read and written (see _Overlay), not the whole tree."""
+    tree = _Overlay(p, start)
+    try:
+        for action in actions:
+            _apply(action, tree)
+        return tree.write()
+    except _Conflict:  # a path both a file and a directory: as the whole-index way has it
+        return _tree_by_index(p, start, actions)
+    finally:
+        tree.close()
+
+
+class _Conflict(Exception):
+    """A path that would be both a file and a directory (_Overlay hands it to _tree_by_index)."""
+
+
+def _apply(action: Action, tree: _Overlay) -> None:
+    path = _check_path(action.path)
+
+    def mode(executable: bool | None, old: str = "100644") -> str:
+        return old if executable is None else "100755" if executable else "100644"
+
+    if action.kind == "create":
+        if tree.get(path) is not None:
+            raise Refused("A file with this name already exists")
+        if tree.is_dir(path):
+            raise Refused("A directory with this name already exists")
+        tree.put(path, mode(action.executable), tree.blob(action.content))
+        return
+    if action.kind == "move":
+        previous = _check_path(action.previous or "")
+        moved = tree.get(previous)
+        if moved is None:
+            raise Refused("A file with this name doesn't exist")
+        if tree.get(path) is not None:
+            raise Refused("A file with this name already exists")
+        tree.remove(previous)
+        data = tree.blob(action.content) if action.content is not None else moved[1]
+        tree.put(path, moved[0], data)
+        return
+    found = tree.get(path)
+    if found is None:
+        raise Refused("A file with this name doesn't exist")
+    old_mode, old_blob = found
+    if action.kind == "delete":
+        tree.remove(path)
+    elif action.kind == "update":
+        tree.put(path, old_mode, tree.blob(action.content))
+    else:  # chmod
+        tree.put(path, mode(action.executable, old_mode), old_blob)
+
+
+def _tree_by_index(p: Project, start: str | None, actions: list[Action]) -> str:
+    """The start point's tree with `actions` applied, through a private index of the whole
+    tree: the actions' order of checks and what `git update-index` makes of a path that is
+    both a file and a directory, kept for those requests (_Overlay leaves them to this)."""
     with tempfile.TemporaryDirectory(prefix="gitlab-commit-") as scratch:
         env = git_env({"GIT_INDEX_FILE": os.path.join(scratch, "index")})
 
@@ -266,14 +323,16 @@ def _tree(p: Project, start: str | None, actions: list[Action]) -> str:
                 mode, blob, _ = meta.split(" ")
                 files[path] = (mode, blob)
         for action in actions:
-            _apply(action, files, run)
+            _apply_to_files(action, files, run)
         run("read-tree", "--empty")
         listing = "".join(f"{mode} {blob}\t{path}\0" for path, (mode, blob) in files.items())
         run("update-index", "--add", "-z", "--index-info", data=listing.encode())
         return run("write-tree").strip()
 
 
-def _apply(action: Action, files: dict[str, tuple[str, str]], run: Callable[..., str]) -> None:
+def _apply_to_files(
+    action: Action, files: dict[str, tuple[str, str]], run: Callable[..., str]
+) -> None:
     path = _check_path(action.path)
     directories = {d for f in files for d in _parents(f)}
 
@@ -309,6 +368,173 @@ def _apply(action: Action, files: dict[str, tuple[str, str]], run: Callable[...,
         files[path] = (old_mode, blob(action.content))
     else:  # chmod
         files[path] = (mode(action.executable, old_mode), old_blob)
+
+
+_TREE_MODE = "40000"
+
+
+class _Overlay:
+    """A commit's tree as the actions see it: a file is any entry that is not a tree (blobs,
+    links, submodules), a directory a tree holding at least one. Directories are read from the
+    start point when first walked into (one `git cat-file --batch`), changed in memory (a
+    directory left empty disappears, as git writes no empty tree), and the changed ones are
+    written back bottom-up: tree objects built and hashed (SHA-1) here, stored by one `git
+    hash-object -w -t tree --stdin-paths`, whose ids are checked against ours. A path that
+    would be both a file and a directory raises _Conflict: the request is then made again the
+    whole-index way (_tree_by_index), whose answers to those it keeps."""
+
+    def __init__(self, p: Project, start: str | None) -> None:
+        self.p = p
+        root = git(p.bare, "rev-parse", f"{start}^{{tree}}").stdout.strip() if start else ""
+        self._start: dict[str, str] = {"": root} if root else {}  # directory → its tree at start
+        self._dirs: dict[str, dict[str, tuple[str, str]]] = {}  # directory → name → (mode, id)
+        self._dirty: set[str] = set()
+        self._cat: subprocess.Popen[bytes] | None = None
+
+    def close(self) -> None:
+        if self._cat is not None:
+            assert self._cat.stdin is not None
+            self._cat.stdin.close()
+            self._cat.wait()
+
+    def _read(self, oid: str) -> dict[str, tuple[str, str]]:
+        if self._cat is None:
+            self._cat = subprocess.Popen(
+                ["git", "--git-dir", str(self.p.bare), "cat-file", "--batch"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=git_env(),
+            )  # fmt: skip
+        assert self._cat.stdin is not None and self._cat.stdout is not None
+        self._cat.stdin.write(f"{oid}\n".encode())
+        self._cat.stdin.flush()
+        header = self._cat.stdout.readline().split()
+        if len(header) != 3 or header[1] != b"tree":
+            raise RuntimeError(f"git cat-file: {oid} is not a tree")
+        data = self._cat.stdout.read(int(header[2]) + 1)[:-1]
+        entries: dict[str, tuple[str, str]] = {}
+        at = 0
+        while at < len(data):
+            space = data.index(b" ", at)
+            nul = data.index(b"\0", space)
+            name = data[space + 1 : nul].decode("utf-8", "surrogateescape")
+            entries[name] = (data[at:space].decode(), data[nul + 1 : nul + 21].hex())
+            at = nul + 21
+        return entries
+
+    def _entries(self, directory: str) -> dict[str, tuple[str, str]]:
+        if directory not in self._dirs:
+            oid = self._start.get(directory)
+            self._dirs[directory] = self._read(oid) if oid else {}
+        return self._dirs[directory]
+
+    def _walk(self, directory: str) -> dict[str, tuple[str, str]] | None:
+        """The entries of `directory`, None when it is no directory."""
+        here = ""
+        for part in directory.split("/") if directory else []:
+            found = self._entries(here).get(part)
+            if found is None or found[0] != _TREE_MODE:
+                return None
+            here = f"{here}/{part}" if here else part
+            self._start.setdefault(here, found[1])
+        return self._entries(here)
+
+    def get(self, path: str) -> tuple[str, str] | None:
+        parent, _, name = path.rpartition("/")
+        found = (self._walk(parent) or {}).get(name)
+        return None if found is None or found[0] == _TREE_MODE else found
+
+    def is_dir(self, path: str) -> bool:
+        parent, _, name = path.rpartition("/")
+        found = (self._walk(parent) or {}).get(name)
+        return found is not None and found[0] == _TREE_MODE
+
+    def put(self, path: str, mode: str, oid: str) -> None:
+        here = ""
+        for part in path.split("/")[:-1]:
+            entries = self._entries(here)
+            below = f"{here}/{part}" if here else part
+            found = entries.get(part)
+            if found is None:
+                entries[part] = (_TREE_MODE, "")  # a new directory; its id is written later
+                self._dirs[below] = {}
+            elif found[0] != _TREE_MODE:
+                raise _Conflict(below)
+            else:
+                self._start.setdefault(below, found[1])
+            self._dirty.add(here)
+            here = below
+        name = path.rpartition("/")[2]
+        entries = self._entries(here)
+        if entries.get(name, ("", ""))[0] == _TREE_MODE:
+            raise _Conflict(path)
+        entries[name] = (mode, oid)
+        self._dirty.add(here)
+
+    def remove(self, path: str) -> None:
+        parent, _, name = path.rpartition("/")
+        self._entries(parent).pop(name)
+        self._dirty.add(parent)
+        while parent and not self._entries(parent):  # an empty directory is no directory
+            up, _, leaf = parent.rpartition("/")
+            self._entries(up).pop(leaf)
+            self._dirty.add(up)
+            parent = up
+        for directory in _parents(path) or [""]:
+            self._dirty.add(directory)
+
+    def blob(self, data: bytes | None) -> str:
+        proc = subprocess.run(
+            ["git", "--git-dir", str(self.p.bare), "hash-object", "-w", "--stdin"],
+            input=data or b"", capture_output=True, env=git_env(), check=True,
+        )  # fmt: skip
+        return proc.stdout.decode().strip()
+
+    def write(self) -> str:
+        """Write the changed directories (deepest first) and return the root tree's id."""
+        dirty = self._dirty | {"", *(d for path in self._dirty for d in _parents(path + "/x"))}
+        made: dict[str, bytes] = {}
+        for directory in sorted(dirty, key=lambda d: -d.count("/") - bool(d)):
+            entries = self._entries(directory)
+            for name, (mode, _) in list(entries.items()):
+                if mode == _TREE_MODE:
+                    below = f"{directory}/{name}" if directory else name
+                    if below in made or below in dirty:
+                        entries[name] = (mode, self._oid_of(made, below))
+            body = b"".join(
+                f"{mode} {name}".encode("utf-8", "surrogateescape") + b"\0" + bytes.fromhex(oid)
+                for name, (mode, oid) in sorted(entries.items(), key=_git_order)
+            )
+            made[directory] = body
+        with tempfile.TemporaryDirectory(prefix="gitlab-commit-") as scratch:
+            files = []
+            for i, (_, body) in enumerate(made.items()):
+                name = os.path.join(scratch, str(i))
+                with open(name, "wb") as out:
+                    out.write(body)
+                files.append(name)
+            proc = subprocess.run(
+                ["git", "--git-dir", str(self.p.bare), "hash-object", "-w", "-t", "tree",
+                 "--stdin-paths"],
+                input="".join(f + "\n" for f in files).encode(), capture_output=True,
+                env=git_env(), check=False,
+            )  # fmt: skip
+        written = proc.stdout.decode().split()
+        ours = [_tree_id(body) for body in made.values()]
+        if proc.returncode != 0 or written != ours:
+            raise RuntimeError(f"git hash-object failed: {proc.stderr.decode(errors='replace')}")
+        return ours[list(made).index("")]
+
+    def _oid_of(self, made: dict[str, bytes], directory: str) -> str:
+        return _tree_id(made[directory])
+
+
+def _git_order(item: tuple[str, tuple[str, str]]) -> bytes:
+    """Git's order of tree entries: by name, a tree's name compared as if it ended in '/'."""
+    name, (mode, _) = item
+    return (name + "/" if mode == _TREE_MODE else name).encode("utf-8", "surrogateescape")
+
+
+def _tree_id(body: bytes) -> str:
+    return hashlib.sha1(b"tree %d\0" % len(body) + body).hexdigest()
 
 
 def _parents(path: str) -> list[str]:
