@@ -411,6 +411,7 @@ class GitLabCommits(GitLabForge):
         for action in actions:
             action.pop("_same", None)
         data: dict[str, Any] = {"branch": branch, "commit_message": message, "actions": actions}
+        data["stats"] = False  # no diff stats computed for an answer nobody reads
         if replace and move is not None:  # promoter/* only: set_owned checked it, and the lease
             data["start_sha"] = expected_head  # a new branch on expected_head, or
             if move[1] is not None:
