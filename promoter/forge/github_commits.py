@@ -48,7 +48,8 @@ _CREATE = (
 
 
 class GitHubCommits(GitHubForge):
-    """CommitAPI over GitHub's GraphQL API (and three REST ref endpoints)."""
+    """CommitAPI over GitHub's GraphQL API (and two REST reads: a file too large to inline,
+    a commit's changed paths)."""
 
     kind = "github"
 
