@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from promoter.errors import UsageError
 from promoter.forge.base import ForgeAuthError, ForgeError, ForgeInfo
 from promoter.forge.commits import HEAD_MOVED, CommitAPI, open_commit_api
 from promoter.sandbox import TEST_TOKEN, GitHttpServer
@@ -321,6 +322,9 @@ def test_no_token_in_any_answer_or_error(bed, gitlab_api) -> None:  # type: igno
     with pytest.raises(ForgeAuthError) as caught:
         api.create_commit("env/dev", str(snap.sha), {VALUES: b"x\n"}, MESSAGE)
     assert TEST_TOKEN not in str(caught.value)
+    with pytest.raises(UsageError) as caught:  # a header could not carry it: never shown
+        _api(gitlab_api, repo, TEST_TOKEN + "\n").branch_head("env/dev")
+    assert TEST_TOKEN not in str(caught.value) and "line break" in str(caught.value)
 
 
 def test_transient_answers_are_retried_on_kept_alive_connections(bed, gitlab_api) -> None:  # type: ignore[no-untyped-def]

@@ -73,6 +73,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from promoter.errors import UsageError
 from promoter.forge.base import ForgeAuthError, ForgeError, ForgeInfo
 from promoter.forge.commits import (
     HEAD_MOVED,
@@ -641,6 +642,11 @@ class _Rest:
         self._prefix = base.path.rstrip("/") + "/api/v4"
         self._headers = {"Accept": "application/json", "User-Agent": "promoter"}
         if token:
+            if token != token.strip() or any(c in token for c in "\r\n\0"):
+                # http.client would refuse it with the value in its message: named, not shown
+                raise UsageError(
+                    "the GitLab token has a line break or surrounding blanks: pass it without"
+                )
             self._headers["PRIVATE-TOKEN"] = token
         self._count = count
         self._idle: list[http.client.HTTPConnection] = []
