@@ -119,7 +119,9 @@ def file_for(template: str, env: str) -> str:
 
 
 class _Doc:
-    """The parsed file plus the line of every key path, for error messages."""
+    """The parsed file plus the line of every key path, for error messages.
+
+    `fast=False` reads through the composer path only (tests compare the two paths)."""
 
     def __init__(self, source: str, text: str, fast: bool = True) -> None:
         from ruamel.yaml import YAML
