@@ -354,6 +354,15 @@ class GitRepo:
         job = self._jobs.pop(local, None) if depth == 1 else None
         if job is not None:
             status, out, err = job.wait(self.remote.secrets)
+        elif depth == 1 and (previous := self._local_tip(local)) is not None:
+            # A re-fetch (the retry after a lost race): direct, offering the tip held here.
+            done = self._fetch_tip_direct(source, local, have=previous)
+            if done:
+                return self._fetched_tip(local)
+            if done is None:
+                status, out, err = 128, b"", f"fatal: couldn't find remote ref {source}\n"
+            else:
+                status, out, err = self._exec(*self._fetch_args(source, local, depth))
         else:
             status, out, err = self._exec(*self._fetch_args(source, local, depth))
         if status != 0:
@@ -372,6 +381,15 @@ class GitRepo:
         if b"filtering not recognized" in out or "filtering not recognized" in err:
             self._partial = False
         return self._fetched_tip(local)
+
+    def _local_tip(self, local: str) -> str | None:
+        """The commit `local` holds from an earlier fetch in this repo (its loose ref file),
+        or None."""
+        try:
+            sha = (self.path / local).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return sha if _SHA_RE.match(sha) else None
 
     def _fetched_tip(self, local: str) -> str:
         """The commit a fetch just wrote to `local`, read from its loose ref file (one git
@@ -805,14 +823,18 @@ class GitRepo:
         _NO_DIRECT.add(url)
         return False
 
-    def _fetch_tip_direct(self, source: str, local: str) -> bool | None:
+    def _fetch_tip_direct(self, source: str, local: str, have: str | None = None) -> bool | None:
         """What `git fetch --depth=1 --filter=blob:none origin +SOURCE:LOCAL` does, with two
         protocol v2 requests sent straight to the server (`ls-refs` for the tip, one `fetch`
         of it), where `git fetch` first asks for the ref advertisement: one round trip and
         three git processes fewer. The pack is indexed by `git index-pack`, the shallow
         boundary and the ref are written as git writes them. Same conditions as
         `_fetch_direct`. None when the server lists no such ref; False (`git fetch` then runs,
-        and says what is wrong) when not tried or when the server answers anything else."""
+        and says what is wrong) when not tried or when the server answers anything else.
+
+        `have`: a commit of an earlier fetch here (a re-fetch after a lost race), offered as
+        `git fetch` offers it, with this repo's shallow commits, so that the pack holds only
+        the trees that changed since; when the tip is still `have`, nothing is fetched."""
         url = self.remote.url
         if not url.startswith(("http://", "https://")) or url in _NO_DIRECT or not _plain_http(url):
             return False
@@ -822,9 +844,21 @@ class GitRepo:
             tip = listed.get(source) if listed is not None else None
             if listed is not None and tip is None:
                 return None  # the server listed its refs, and this one is not among them
+            if tip is not None and tip == have:
+                return True  # the ref already holds it (and the objects are here)
             if tip is not None:
-                answer = _post(self.remote, _fetch_request([tip], shallow=True))
+                haves, boundary = [], []
+                if have is not None:
+                    haves = [have]
+                    shallow_file = self.path / "shallow"
+                    if shallow_file.exists():
+                        boundary = shallow_file.read_text(encoding="ascii").split()
+                request = _fetch_request([tip], shallow=True, haves=haves, boundary=boundary)
+                answer = _post(self.remote, request)
                 found = _fetch_answer(answer) if answer is not None else None
+                if found is None and haves:  # not ready on what we have: the tip alone
+                    answer = _post(self.remote, _fetch_request([tip], shallow=True))
+                    found = _fetch_answer(answer) if answer is not None else None
                 if found is not None:
                     shallow, unshallow, pack = found
                     self._run("index-pack", "--stdin", "--fix-thin", "--promisor", stdin=pack)
@@ -1133,14 +1167,29 @@ def _pkt(text: str) -> bytes:
     return b"%04x" % (len(data) + 4) + data
 
 
-def _fetch_request(oids: list[str], shallow: bool = False) -> bytes:
+def _fetch_request(
+    oids: list[str],
+    shallow: bool = False,
+    haves: Iterable[str] = (),
+    boundary: Iterable[str] = (),
+) -> bytes:
     """A v2 `fetch` of `oids` with nothing to negotiate (`done` at once); `shallow`: the
-    commits alone with their trees, as `--depth=1 --filter=blob:none` asks."""
+    commits alone with their trees, as `--depth=1 --filter=blob:none` asks. `haves`: commits
+    the repo holds (the server leaves out what they reach), `boundary` its shallow commits
+    (where what the haves reach ends here), sent as `git fetch` sends them: without `done`
+    (upload-pack skips the haves of a request that says `done`), so the server answers
+    `ready` and the pack in one round when it knows a have, and only acknowledgments when
+    not; and as a `thin-pack` (`index-pack --fix-thin` completes it from the objects here),
+    the only kind for which upload-pack leaves out what a shallow client's haves reach."""
     options = ["deepen 1\n", "filter blob:none\n"] if shallow else []
+    haves = list(haves)
+    thin = [_pkt("thin-pack\n")] if haves else []
     return b"".join(
-        [_pkt("command=fetch\n"), b"0001", _pkt("no-progress\n"), _pkt("ofs-delta\n"),
+        [_pkt("command=fetch\n"), b"0001", *thin, _pkt("no-progress\n"), _pkt("ofs-delta\n"),
+         *(_pkt(f"shallow {oid}\n") for oid in boundary),
          *(_pkt(line) for line in options), *(_pkt(f"want {oid}\n") for oid in oids),
-         _pkt("done\n"), b"0000"]
+         *(_pkt(f"have {oid}\n") for oid in haves),
+         *([] if haves else [_pkt("done\n")]), b"0000"]
     )  # fmt: skip
 
 
@@ -1177,12 +1226,14 @@ def _pkt_lines(answer: bytes) -> Iterator[bytes | None]:
 
 def _fetch_answer(answer: bytes) -> tuple[list[str], list[str], bytes] | None:
     """(shallow ids, unshallow ids, pack) of a v2 `fetch` answer: its optional
-    `shallow-info` section, then `packfile` (side band 1). None for anything else (an
-    `ERR`, an error on band 3, a section promoter did not ask for, no pack)."""
+    `acknowledgments` (which must say `ready`) and `shallow-info` sections, then `packfile`
+    (side band 1). None for anything else (an `ERR`, an error on band 3, a section promoter
+    did not ask for, acknowledgments without `ready`, no pack)."""
     shallow: list[str] = []
     unshallow: list[str] = []
     pack: list[bytes] = []
     section = ""
+    ready: bool | None = None  # None: no acknowledgments section (a request that said `done`)
     for data in _pkt_lines(answer):
         if data is None:
             if section == "packfile":
@@ -1191,7 +1242,15 @@ def _fetch_answer(answer: bytes) -> tuple[list[str], list[str], bytes] | None:
             continue
         if not section:
             section = data.rstrip(b"\n").decode(errors="replace")
-            if section not in ("shallow-info", "packfile"):
+            if section not in ("acknowledgments", "shallow-info", "packfile"):
+                return None
+            if section == "acknowledgments":
+                ready = False
+        elif section == "acknowledgments":
+            ack = data.decode(errors="replace").strip()
+            if ack == "ready":
+                ready = True
+            elif ack != "NAK" and not (ack.startswith("ACK ") and _SHA_RE.match(ack[4:])):
                 return None
         elif section == "shallow-info":
             kind, _, oid = data.decode(errors="replace").strip().partition(" ")
@@ -1202,7 +1261,7 @@ def _fetch_answer(answer: bytes) -> tuple[list[str], list[str], bytes] | None:
             pack.append(data[1:])
         elif data[:1] == b"\x03":  # the server's fatal error
             return None
-    if section != "packfile" or not pack:
+    if section != "packfile" or not pack or ready is False:
         return None
     return shallow, unshallow, b"".join(pack)
 

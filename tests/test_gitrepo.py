@@ -131,6 +131,64 @@ def test_a_background_tip_fetch_over_http_is_two_requests_and_shallow(
     assert repo.log("env/dev")[0] == "m"
 
 
+def test_a_refetch_after_the_branch_moved_is_direct_and_brings_only_changed_trees(
+    env_repo, git_server, tmp_path
+):
+    # The retry after a lost race: ls-refs and one fetch offering the tip held here (and
+    # the shallow boundary), no ref advertisement; the pack holds the new commit and the
+    # trees that changed, even one only the history beyond the boundary had (apps/web's
+    # tree of the seed commit comes back).
+    repo = env_repo({"env/dev": FILES})
+    web = "apps/web/values.yaml"
+    ident = Identity("a", "a@example.com")
+    writer = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "writer.git")
+    seed = writer.fetch("env/dev")
+    moved = writer.commit(seed, {web: b"image:\n  tag: 2.0.0\n"}, "two\n", ident, ident)
+    assert writer.push(moved, "env/dev")
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    assert scratch.fetch("env/dev") == moved
+    back = writer.commit(moved, {web: FILES[web].encode()}, "back\n", ident, ident)
+    assert writer.push(back, "env/dev")
+    packs = set((scratch.path / "objects/pack").glob("*.idx"))
+    assert git_server.wait_idle()
+    before = len(git_server.requests)
+    assert scratch.fetch("env/dev") == back
+    assert scratch.read_files(back, [web]) == {web: FILES[web].encode()}
+    assert scratch.fetch("env/dev") == back  # unchanged: the ls-refs alone
+    tree = _git(scratch, "ls-tree", "-r", "--full-tree", back)  # no lazy fetch of a tree
+    assert len(tree.splitlines()) == len(FILES)
+    assert git_server.wait_idle()
+    sent = [(r.method, r.path.rsplit("/", 1)[-1]) for r in git_server.requests[before:]]
+    assert sent == [("POST", "git-upload-pack")] * 4, sent  # ls-refs, fetch, blob, ls-refs
+    fetched = set((scratch.path / "objects/pack").glob("*.idx")) - packs
+    (new,) = [idx for idx in fetched if not _holds_blob(idx)]  # the tip's pack, not the blob's
+    # The commit, the root, apps/ and apps/web/ trees (and the bases --fix-thin adds to a
+    # thin pack), not the 54 objects of the whole tree.
+    assert _pack_size(new) < 10
+    shallow = (scratch.path / "shallow").read_text().split()
+    assert back in shallow and moved in shallow
+    assert _git(scratch, "rev-list", "--count", back).strip() == "1"  # still depth 1
+
+
+def _pack_objects(idx) -> list[str]:
+    out = subprocess.run(["git", "show-index"], stdin=idx.open("rb"), capture_output=True)
+    return [line.split()[1] for line in out.stdout.decode().splitlines()]
+
+
+def _pack_size(idx) -> int:
+    return len(_pack_objects(idx))
+
+
+def _holds_blob(idx) -> bool:
+    git_dir = idx.parent.parent.parent
+    kinds = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "cat-file", "--batch-check=%(objecttype)"],
+        input="\n".join(_pack_objects(idx)).encode(),
+        capture_output=True,
+    ).stdout.decode()
+    return "blob" in kinds.split()
+
+
 def test_a_missing_branch_fetched_in_the_background_is_named(env_repo, git_server, tmp_path):
     repo = env_repo({"main": FILES})
     scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
