@@ -57,20 +57,27 @@ class RetryPolicy:
     """Lost races are retried after full-jitter exponential backoff, bounded in count and time.
 
     The backoff's unit is how long the attempt just lost took (at least `base`): one
-    fetch-commit-push cycle on this repo and server. The window starts at four cycles and
-    doubles with every loss in a row (up to `cap` seconds), so under contention the writers
-    spread out over about as many cycles as there are writers instead of colliding again on
-    the next tip; the budget bounds the whole in time, `attempts` in count.
+    fetch-commit-push cycle on this repo and server, which is longer the more writers share
+    the machine and the server. The window starts at four cycles and grows by `growth` with
+    every loss in a row (up to `cap` seconds), so under contention the writers spread out
+    over about as many cycles as there are writers instead of colliding again on the next
+    tip; the budget bounds the whole in time, `attempts` in count.
+
+    The growth is a quarter per loss, not a doubling: the cycle already widens the window
+    with the load, and as writers land the ones left need a narrower window, not a wider one
+    (32 writers on one branch: doubling left the branch idle while the last few slept out
+    their windows). It still passes 70 cycles by the 14th loss in a row.
     """
 
     attempts: int = 30
     budget: float = 300.0  # seconds
     base: float = 0.05
     cap: float = 10.0
+    growth: float = 1.25
 
     def delay(self, attempt: int, rng: random.Random, cycle: float = 0.0) -> float:
         unit = max(self.base, cycle)
-        return rng.uniform(0, min(self.cap, unit * 2 ** (attempt + 1)))
+        return rng.uniform(0, min(self.cap, unit * 4 * self.growth ** (attempt - 1)))
 
 
 DEFAULT_RETRY = RetryPolicy()

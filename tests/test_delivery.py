@@ -47,16 +47,35 @@ def test_the_first_attempt_that_does_not_lose_is_the_answer():
     assert (calls, time.sleeps) == ([1], [])
 
 
+class Widest(random.Random):
+    """Full jitter's draw at the top of its window: the window itself."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
 def test_lost_races_are_retried_with_a_backoff_window_that_grows_from_the_cycle_lost():
     time = FakeTime(cost=0.5)  # one fetch-commit-push cycle takes 0.5 s here
     attempt, calls = losing(3, time)
     policy = RetryPolicy(attempts=10, base=0.05, cap=10.0)
     assert retry("env/dev", attempt, policy, time.clock()) == ("done", 4)
     assert calls == [1, 2, 3, 4]
-    # Attempt n's window is min(cap, cycle * 2^(n+1)): 2 s, 4 s, 8 s.
+    # Attempt n's window is min(cap, cycle * 4 * 1.25^(n-1)): 2 s, 2.5 s, 3.125 s.
     for n, delay in enumerate(time.sleeps, start=1):
-        assert 0 <= delay <= min(10.0, 0.5 * 2 ** (n + 1))
+        assert 0 <= delay <= min(10.0, 0.5 * 4 * 1.25 ** (n - 1))
     assert len(time.sleeps) == 3
+    widest = FakeTime(cost=0.5)
+    attempt, _ = losing(3, widest)
+    clock = Clock(monotonic=widest.monotonic, sleep=widest.sleep, rng=Widest())
+    assert retry("env/dev", attempt, policy, clock) == ("done", 4)
+    assert widest.sleeps == [2.0, 2.5, 3.125]
+
+
+def test_the_backoff_window_is_capped_and_still_grows_to_many_cycles():
+    policy = RetryPolicy()
+    assert policy.delay(1, Widest(), cycle=0.01) == 4 * policy.base  # at least `base` a cycle
+    assert policy.delay(14, Widest(), cycle=0.1) == pytest.approx(0.1 * 4 * 1.25**13)  # ~73
+    assert policy.delay(29, Widest(), cycle=0.5) == policy.cap
 
 
 def test_it_never_sleeps_after_its_last_attempt():
