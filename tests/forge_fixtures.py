@@ -407,6 +407,11 @@ def gitlab_api(
 ) -> Iterator[GitLabApiDouble]:
     """The session's strict GitLab double, state and faults cleared, in `api_mode`; fails on
     any violation."""
+    spec = _gitlab_api_session.spec
+    if api_mode == "minimal" and spec is not None and not spec.declares_required:
+        # GitLab's description marks no response field required (gitlab_quirks.py), so a
+        # minimal answer is the full one: the run would repeat the full-mode test exactly.
+        pytest.skip("GitLab's description marks no response field required: minimal == full")
     yield from _checked(_gitlab_api_session, api_mode, "GitLab")
 
 
