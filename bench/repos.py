@@ -27,7 +27,8 @@ from pathlib import Path
 from promoter.sandbox.envrepo import git_env
 from promoter.sandbox.gitserver import GitHttpServer
 
-GENERATOR_VERSION = 2
+# 3: the commit-graph carries changed-path Bloom filters (GitLab's `last_commit_id`).
+GENERATOR_VERSION = 3
 WORK = Path(__file__).resolve().parent / "work"
 REPOS = WORK / "repos"
 BRANCH = "env/dev"
@@ -249,7 +250,9 @@ def build_repo(
     path: Path, pieces: Iterable[bytes], name: str, drop: Iterable[str] = (), log: bool = False
 ) -> None:
     """A bare repo at `path` (replacing one there) from one `git fast-import` stream, kept as a
-    forge keeps it: one pack with a reachability bitmap, and a commit-graph; HEAD on main.
+    forge keeps it: one pack with a reachability bitmap, and a commit-graph with changed-path
+    Bloom filters (Gitaly's housekeeping writes them: GitLab's `last_commit_id` of a file is a
+    `git log -1 -- path`, 20 ms at L without them, 1-3 ms with); HEAD on main.
     `drop`: refs the stream needed but the repo should not keep (deleted before repacking)."""
     if path.exists():
         shutil.rmtree(path)
@@ -275,7 +278,7 @@ def build_repo(
     if log:
         print(f"  {name}: fast-import done, repacking", flush=True)
     _git(path, "repack", "-a", "-d", "-b", "-q")
-    _git(path, "commit-graph", "write", "--reachable")
+    _git(path, "commit-graph", "write", "--reachable", "--changed-paths")
     _git(path, "symbolic-ref", "HEAD", "refs/heads/main")
 
 
