@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -214,6 +215,96 @@ def test_a_server_refusing_the_direct_request_gets_git_fetch(env_repo, git_serve
     assert git_server.wait_idle()
     sent = [(r.method, r.status) for r in git_server.requests[before:]]
     assert sent == [("POST", 400), ("GET", 200), ("POST", 200), ("GET", 200), ("POST", 200)]
+
+
+def _sent_since(git_server, before: int) -> list[tuple[str, str, int]]:
+    assert git_server.wait_idle()
+    return [(r.method, r.path.rsplit("/", 1)[-1], r.status) for r in git_server.requests[before:]]
+
+
+ADVERTISE = ("GET", "refs?service=git-receive-pack", 200)
+RECEIVE = ("POST", "git-receive-pack", 200)
+
+
+def test_a_push_is_sent_straight_to_the_server_with_one_git_process(
+    env_repo, git_server, tmp_path, monkeypatch
+):
+    # The ref advertisement and one receive-pack request; git runs pack-objects only (git
+    # push would run push, remote-http, send-pack and pack-objects). The file was read
+    # first, as a plan reads what it edits: its old blob is the thin pack's delta base
+    # (missing, pack-objects would fetch it lazily, as git push's does).
+    repo = env_repo({"env/dev": FILES})
+    trace = tmp_path / "trace.json"
+    monkeypatch.setenv("GIT_TRACE2_EVENT", str(trace))
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    monkeypatch.undo()
+    ident = Identity("a", "a@example.com")
+    tip = scratch.fetch("env/dev")
+    web = "apps/web/values.yaml"
+    assert scratch.read_files(tip, [web]) == {web: FILES[web].encode()}
+    sha = scratch.commit(tip, {web: b"image:\n  tag: 2.0.0\n"}, "m\n", ident, ident)
+    assert git_server.wait_idle()
+    before, lines = len(git_server.requests), len(trace.read_text().splitlines())
+    assert scratch.push(sha, "env/dev")
+    assert _sent_since(git_server, before) == [ADVERTISE, RECEIVE]
+    commands = [
+        event["argv"][1]
+        for event in map(json.loads, trace.read_text().splitlines()[lines:])
+        if event["event"] == "start"
+    ]
+    assert commands == ["pack-objects"], commands
+    assert repo.sha("env/dev") == sha
+    assert repo.log("env/dev")[:2] == ["m", "seed"]
+    # The same push again finds the branch there already: the advertisement alone.
+    before = len(git_server.requests)
+    assert scratch.push(sha, "env/dev")
+    assert _sent_since(git_server, before) == [ADVERTISE]
+
+
+def test_a_branch_moved_before_the_push_is_a_lost_race_found_in_the_advertisement(
+    env_repo, git_server, tmp_path
+):
+    # git push, in a blobless repo, first fetched the unknown new tip (a lazy fetch: two
+    # more requests and two processes) before refusing; the advertisement says it all.
+    repo = env_repo({"env/dev": FILES})
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    ident = Identity("a", "a@example.com")
+    tip = scratch.fetch("env/dev")
+    sha = scratch.commit(tip, {"a.txt": b"x\n"}, "m\n", ident, ident)
+    git_server.before_push(repo.name, lambda: repo.commit("env/dev", {"b.txt": "y\n"}, "theirs"))
+    assert git_server.wait_idle()
+    before = len(git_server.requests)
+    assert scratch.push(sha, "env/dev") is False
+    git_server.before_push(repo.name, None)
+    assert _sent_since(git_server, before) == [ADVERTISE]
+    assert repo.log("env/dev")[:2] == ["theirs", "seed"]
+
+
+@pytest.mark.parametrize("fails", ["advertisement", "receive-pack"])
+def test_a_push_the_server_answers_oddly_is_left_to_git_push_and_lands_once(
+    env_repo, git_server, tmp_path, fails
+):
+    # No answer to trust (here a 502): git push looks where the branch is and pushes, or
+    # finds it there already; either way one commit lands.
+    repo = env_repo({"env/dev": FILES})
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    ident = Identity("a", "a@example.com")
+    tip = scratch.fetch("env/dev")
+    sha = scratch.commit(tip, {"a.txt": b"x\n"}, "m\n", ident, ident)
+    assert git_server.wait_idle()
+    before = len(git_server.requests)
+    if fails == "advertisement":
+        git_server.fail_next(1, 502)
+    else:  # during our advertisement, so the request after it fails (once)
+        once = iter([1])
+        git_server.before_push(repo.name, lambda: git_server.fail_next(next(once, 0), 502))
+    assert scratch.push(sha, "env/dev")
+    git_server.before_push(repo.name, None)
+    sent = _sent_since(git_server, before)
+    assert sent[-2:] == [ADVERTISE, RECEIVE], sent  # git push's own
+    assert [status for _, _, status in sent].count(502) == 1, sent
+    assert repo.sha("env/dev") == sha
+    assert repo.log("env/dev")[:2] == ["m", "seed"]
 
 
 def test_a_proxy_in_the_environment_leaves_fetching_to_git(env_repo, git_server, tmp_path,
