@@ -14,6 +14,7 @@ section function registered in `SECTIONS`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -28,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bench import repos
 from bench.repos import BRANCH, ENVIRONMENT, BenchRepo
@@ -389,12 +391,22 @@ def section_contention(h: Harness) -> None:
         sizes = [s for s in h.args.sizes if s in ("M", "L")] or [
             max((s for s in h.args.sizes if s in ("S", "M", "L")), key="SML".index)
         ]
+    rtts = [float(ms) / 1000 for ms in h.args.contention_rtts.split(",")]
     for size in sizes:
-        _contention(h, size)
+        for rtt in rtts:
+            _contention(h, size, rtt)
 
 
-def _contention(h: Harness, size: str) -> None:
-    from bench.latency import _api_update, _forge_slug
+def _contention(h: Harness, size: str, rtt: float) -> None:
+    """N writers at once vs N serial lean pushes, with every request through a proxy adding
+    `rtt` (none at 0): on loopback the writers share 2 CPUs with the server, so the figure is
+    CPU-bound; with a round trip to pay, it is the network's, as on a real runner fleet."""
+    with contextlib.ExitStack() as stack:
+        _contention_at(h, size, rtt, stack)
+
+
+def _contention_at(h: Harness, size: str, rtt: float, stack: contextlib.ExitStack) -> None:
+    from bench.latency import LatencyProxy, _api_update, _forge_slug, _through
     from promoter.sandbox.github_api import GitHubApiDouble
 
     repo = repos.ensure(size)
@@ -406,16 +418,23 @@ def _contention(h: Harness, size: str) -> None:
     requests = Stat()
     api = {"wall": Stat(), "landed": Stat(), "retries": Stat(), "worst": Stat(),
            "requests": Stat()}  # fmt: skip
-    github = GitHubApiDouble(h.server, TOKEN).start()
+    github = stack.enter_context(GitHubApiDouble(h.server, TOKEN))
+    proxies: dict[int, LatencyProxy] = {}
+    if rtt:
+        for url in (h.server.url, github.api_url):
+            port = urlsplit(url).port or 80
+            proxies[port] = stack.enter_context(LatencyProxy(("127.0.0.1", port), rtt))
     slug = _forge_slug(repo)
-    _progress(f"contention {size} x{n} ")
+    ms = f"{rtt * 1000:.0f} ms"
+    where = f"{size}, {ms} RTT" if rtt else size
+    _progress(f"contention {size} x{n} {ms} ")
     for _ in range(reps):
         # N serial lean pushes, one per app, one after another on a moving branch.
         repo.reset()
         lean_tags: dict[str, str] = {}
         start = time.perf_counter()
         for app in range(n):
-            argv, tags = h.script("lean.sh", repo, [app])(0)
+            argv, tags = _through(h.script("lean.sh", repo, [app]), proxies)(0)
             subprocess.run(argv, env=h.env, capture_output=True, check=True)
             lean_tags |= tags
         serials.values.append(time.perf_counter() - start)
@@ -423,7 +442,7 @@ def _contention(h: Harness, size: str) -> None:
         # N promoter processes at once, one app each.
         repo.reset()
         before = len(h.server.request_log)
-        runs = [h.promoter_update(repo, [app])(0) for app in range(n)]
+        runs = [_through(h.promoter_update(repo, [app]), proxies)(0) for app in range(n)]
         start = time.perf_counter()
         procs = [
             subprocess.Popen(argv, env=h.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -451,7 +470,10 @@ def _contention(h: Harness, size: str) -> None:
         # The same N writers on the api path (--commit-via api, the GitHub double).
         repo.reset()
         before = len(github.request_log)
-        runs = [_api_update(h, repo, [app], slug, "github", github.api_url)(0) for app in range(n)]
+        runs = [
+            _through(_api_update(h, repo, [app], slug, "github", github.api_url), proxies)(0)
+            for app in range(n)
+        ]
         start = time.perf_counter()
         procs = [
             subprocess.Popen(argv, env=h.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -474,14 +496,18 @@ def _contention(h: Harness, size: str) -> None:
         api["retries"].values.append(sum(a - 1 for a in attempts))
         api["worst"].values.append(max(attempts, default=0))
         _progress(".")
-    github.stop()
     repo.reset()
     _progress("\n")
     ratio = walls.median / serials.median
     api_ratio = api["wall"].median / serials.median
     table = [
         f"{n} `promoter update` processes started at once on `{BRANCH}` of {size}, one app each, "
-        f"vs {n} `bench/lean.sh` runs one after another ({reps} repetition(s)).",
+        f"vs {n} `bench/lean.sh` runs one after another ({reps} repetition(s))"
+        + (
+            f"; every request through bench/latency.py's proxy at {ms} round trip."
+            if rtt
+            else "; on loopback, where the writers and the server share the machine's CPUs."
+        ),
         "",
         f"| figure | what it measures | median | min{DASH}max |",
         "|---|---|---:|---:|",
@@ -512,19 +538,19 @@ def _contention(h: Harness, size: str) -> None:
         f"| API requests per writer | from the double's request log | "
         f"{api['requests'].show('n')} | {api['requests'].spread('n')} |",
     ]
-    h.sections.append((f"{n} concurrent updates on one branch ({size})", "\n".join(table)))
-    h.data["sections"][f"contention-{size}"] = {
-        "size": size, "writers": n, "landed": landed_counts.values, "wall": walls.values,
-        "serial_lean": serials.values, "attempts": attempts_all.values,
+    h.sections.append((f"{n} concurrent updates on one branch ({where})", "\n".join(table)))
+    h.data["sections"][f"contention-{size}" + (f"-{ms.replace(' ', '')}" if rtt else "")] = {
+        "size": size, "rtt": rtt, "writers": n, "landed": landed_counts.values,
+        "wall": walls.values, "serial_lean": serials.values, "attempts": attempts_all.values,
         "retries": retries.values, "requests_per_writer": requests.values,
         "api": {key: stat.values for key, stat in api.items()},
     }  # fmt: skip
     all_landed = landed_counts.low == n
-    h.target(f"{n}/{n} concurrent updates land ({size})", f"{landed_counts.show('n')}/{n} "
+    h.target(f"{n}/{n} concurrent updates land ({where})", f"{landed_counts.show('n')}/{n} "
              f"(worst {landed_counts.low:.0f})", all_landed)  # fmt: skip
-    h.target(f"{n} concurrent ≤ 1.5{X} {n} serial lean pushes ({size})", f"{ratio:.2f}{X}",
+    h.target(f"{n} concurrent ≤ 1.5{X} {n} serial lean pushes ({where})", f"{ratio:.2f}{X}",
              ratio <= 1.5)  # fmt: skip
-    h.target(f"{n}/{n} concurrent api-path updates land ({size})",
+    h.target(f"{n}/{n} concurrent api-path updates land ({where})",
              f"{api['landed'].show('n')}/{n} (worst {api['landed'].low:.0f})",
              api["landed"].low == n)  # fmt: skip
 
@@ -707,6 +733,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--contention-sizes",
         default=None,
         help="sizes for the writers (default: M and L of --sizes)",
+    )
+    parser.add_argument(
+        "--contention-rtts",
+        default="0,100",
+        help="round trips in ms for the writers, through bench/latency.py's proxy (0,100)",
     )
     parser.add_argument(
         "--promoter-path",
