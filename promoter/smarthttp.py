@@ -171,8 +171,7 @@ def receive_pack_refs(remote: Remote) -> Advertisement | None:
         return None
     refs: dict[str, str] = {}
     capabilities: frozenset[str] | None = None
-    lines = pkt_lines(answer)
-    for data in lines:
+    for data in pkt_lines(answer):
         if data is None:
             if refs or capabilities is not None:
                 return Advertisement(refs, capabilities or frozenset())
