@@ -17,8 +17,7 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from http.client import HTTPConnection
@@ -152,8 +151,7 @@ def upload_pack(remote: Remote, body: bytes) -> bytes | None:
 # ---------------------------------------------------------------- receive-pack (push)
 
 
-@dataclass(frozen=True)
-class Advertisement:
+class Advertisement(NamedTuple):
     """git-receive-pack's ref advertisement: where each ref is, and what the server can do."""
 
     refs: dict[str, str]
@@ -213,8 +211,7 @@ def receive_pack(remote: Remote, body: bytes) -> bytes | None:
     return _answer(response, "application/x-git-receive-pack-result")
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(NamedTuple):
     """What receive-pack said about one ref: `ok`, or why not (its `ng` reason, or the
     unpacker's error), with the server's messages (side band 2, `remote:` in git's output)."""
 
