@@ -23,10 +23,11 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench import repos
-from bench.repos import REPOS, WORK, BenchRepo, Spec
+from bench.repos import REPOS, BenchRepo, Spec
 
 if TYPE_CHECKING:
     from bench.run import Harness
@@ -125,28 +126,18 @@ def stream() -> Iterator[bytes]:
 
 
 def ensure(log: bool = True) -> BenchRepo:
-    """The repo, generated once and cached (by VERSION)."""
+    """The repo, generated once and cached (by VERSION). History writes nothing, so
+    BenchRepo's reset() (env/dev back at its tip) is a no-op here."""
     from bench.repos import _git, build_repo
 
-    path = REPOS / f"{SLUG}.git"
-    meta_file = WORK / f"{SLUG}.json"
-    config_file = WORK / f"{SLUG}.promoter.yaml"
     spec = Spec("history L", apps=APPS, files=FILES, commits=COMMITS, note="with trailers")
-    if not (meta_file.exists() and path.exists()):
-        if log:
-            print(f"generating {SLUG}: {APPS} apps, {FILES} files, {COMMITS} commits", flush=True)
-        start = time.perf_counter()
+
+    def build(path: Path, config_file: Path) -> None:
         # The merged promoter branch is deleted, as after a merge.
         build_repo(path, stream(), SLUG, drop=["refs/heads/promoter/update-dev"])
         config_file.write_bytes(_git(path, "cat-file", "blob", "main:promoter.yaml"))
-        seconds = time.perf_counter() - start
-        tip = _git(path, "rev-parse", "refs/heads/env/dev").decode().strip()
-        meta_file.write_text(json.dumps({"seed_tip": tip, "seconds": seconds}))
-        if log:
-            print(f"  generated in {seconds:.1f}s", flush=True)
-    meta = json.loads(meta_file.read_text())
-    # reset() puts env/dev back at its tip: a no-op here (history writes nothing).
-    return BenchRepo(spec, path, SLUG, meta["seed_tip"], config_file, meta["seconds"], True)
+
+    return repos.cached(SLUG, spec, f"{APPS} apps, {FILES} files, {COMMITS} commits", build, log)
 
 
 # `git log -50` on a blobless clone just deep enough; the token as an http.extraHeader.

@@ -20,7 +20,7 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -280,6 +280,29 @@ def build_repo(
     _git(path, "repack", "-a", "-d", "-b", "-q")
     _git(path, "commit-graph", "write", "--reachable", "--changed-paths")
     _git(path, "symbolic-ref", "HEAD", "refs/heads/main")
+
+
+def cached(
+    slug: str, spec: Spec, what: str, build: Callable[[Path, Path], None], log: bool = True
+) -> BenchRepo:
+    """A repo of its own (not one of SPECS) generated once by `build(path, config_file)` and
+    cached under REPOS as `slug` (which carries its generator's version), with a meta file
+    holding env/dev's generated tip and the generation time."""
+    path = REPOS / f"{slug}.git"
+    meta_file = WORK / f"{slug}.json"
+    config_file = WORK / f"{slug}.promoter.yaml"
+    if not (meta_file.exists() and path.exists()):
+        if log:
+            print(f"generating {slug}: {what}", flush=True)
+        start = time.perf_counter()
+        build(path, config_file)
+        seconds = time.perf_counter() - start
+        tip = _git(path, "rev-parse", f"refs/heads/{BRANCH}").decode().strip()
+        meta_file.write_text(json.dumps({"seed_tip": tip, "seconds": seconds}))
+        if log:
+            print(f"  generated in {seconds:.1f}s", flush=True)
+    meta = json.loads(meta_file.read_text())
+    return BenchRepo(spec, path, slug, meta["seed_tip"], config_file, meta["seconds"], True)
 
 
 def ensure(name: str, log: bool = True) -> BenchRepo:

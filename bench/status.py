@@ -30,6 +30,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bench.repos import (
@@ -39,8 +40,8 @@ from bench.repos import (
     Spec,
     _commit,
     _data,
-    _git,
     build_repo,
+    cached,
     chart_yaml,
     template_yaml,
 )
@@ -150,29 +151,19 @@ def _bump(ref: str, when: int, env: str, app: int, tag: str, how: str = "") -> b
 
 
 def ensure(log: bool = True) -> BenchRepo:
-    """The repo, generated once and cached (by VERSION)."""
+    """The repo, generated once and cached (by VERSION). Status writes nothing, so
+    BenchRepo's reset() (env/dev back at its tip) is a no-op here."""
     slug = f"status-500x5-v{VERSION}"
-    path = REPOS / f"{slug}.git"
-    meta_file = WORK / f"{slug}.json"
-    config_file = WORK / f"{slug}.promoter.yaml"
     commits = 1 + sum(
         1 + ROUNDS * APPS - len(held_back(env)) + len(HOTFIX.get(env, ())) for env in ENVS
     )
     spec = Spec("status 500x5", apps=APPS, files=4 * APPS, commits=commits, note="5 branches")
-    if not (meta_file.exists() and path.exists()):
-        if log:
-            print(f"generating {slug}: {APPS} apps x {len(ENVS)} environments", flush=True)
-        start = time.perf_counter()
+
+    def build(path: Path, config_file: Path) -> None:
         build_repo(path, stream(), slug)
         config_file.write_bytes(promoter_yaml())
-        seconds = time.perf_counter() - start
-        tip = _git(path, "rev-parse", "refs/heads/env/dev").decode().strip()
-        meta_file.write_text(json.dumps({"seed_tip": tip, "seconds": seconds}))
-        if log:
-            print(f"  generated in {seconds:.1f}s", flush=True)
-    meta = json.loads(meta_file.read_text())
-    # BenchRepo's reset() puts env/dev back at its tip: a no-op here (status writes nothing).
-    return BenchRepo(spec, path, slug, meta["seed_tip"], config_file, meta["seconds"], True)
+
+    return cached(slug, spec, f"{APPS} apps x {len(ENVS)} environments", build, log)
 
 
 # The git part of the same read, as plainly as git does it; token as an http.extraHeader.
