@@ -12,7 +12,7 @@ import pytest
 
 from promoter.forge.base import ForgeAuthError, ForgeError, ForgeInfo
 from promoter.forge.commits import HEAD_MOVED, open_commit_api
-from promoter.forge.github_commits import GitHubCommits
+from promoter.forge.github_commits import HELPERS_PER_RUN, GitHubCommits
 from promoter.forge.graphql import graphql_url
 from promoter.sandbox import TEST_TOKEN
 from promoter.sandbox.envrepo import EnvRepo, git_env
@@ -99,6 +99,113 @@ def test_owned_branches_move_only_under_their_lease(bed) -> None:  # type: ignor
     assert api.branch_head("promoter/update-dev") is None
     with pytest.raises(ForgeError, match="not a promoter/ branch"):
         api.set_owned("env/dev", main, head)
+
+
+# --- leftover `<branch>-next-<hex>` helpers of a run killed mid-replace ------------------------
+
+OWNED = "promoter/update-dev"
+STALE = f"{OWNED}-next-0123abcd"  # what a run killed between the helper and the move leaves
+# Names that only look like a helper of OWNED: never deleted.
+ALIKE = (
+    f"{OWNED}-next-xyz",
+    f"{OWNED}-next-0123ABCD",
+    f"{OWNED}-next-0123abc",
+    f"{OWNED}-next-0123abcd0",
+    "promoter/update-prod-next-0123abcd",
+    "promoter/x/update-dev-next-0123abcd",
+    "update-dev-next-0123abcd",
+    "feature/update-dev-next-0123abcd",
+)
+MESSAGE = "update(dev): web {}\n\nPromoter-Environment: dev\nPromoter-Actor: ci\n"
+
+
+def _branches(repo: EnvRepo) -> dict[str, str]:
+    out = _git(repo, "for-each-ref", "--format=%(refname:strip=2) %(objectname)", "refs/heads/")
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def _leave(repo: EnvRepo, sha: str, *names: str) -> None:
+    for name in names:
+        _git(repo, "update-ref", f"refs/heads/{name}", sha)
+
+
+def _replace(api: Any, parent: str, tag: int) -> Any:
+    """What the delivery does on the api path: read the branch (ApiWay.owned), replace it."""
+    expected = api.branch_head(OWNED)
+    files = {"apps/web/values.yaml": f"tag: {tag}\n".encode()}
+    return api.replace_owned(OWNED, parent, files, MESSAGE.format(tag), expected)
+
+
+def test_a_replace_deletes_the_branchs_leftover_helpers_in_its_own_move(bed) -> None:  # type: ignore[no-untyped-def]
+    repo, api, double = bed
+    tip = api.branch_head("env/dev")
+    first = _replace(api, tip, 2)  # created: no helper on that path
+    assert isinstance(first, str)
+    _leave(repo, tip, STALE, *ALIKE)
+    _leave(repo, first, f"{OWNED}-next-fedcba98")  # killed after its commit, before the move
+    before, calls = api.requests, len(double.request_log)
+    second = _replace(api, tip, 3)
+    # The read, the helper, the commit, one updateRefs: the same four as with nothing left.
+    assert api.requests - before == 4
+    assert double.request_log[calls:] == [("POST", "/graphql", 200)] * 4
+    assert isinstance(second, str) and api.branch_head(OWNED) == second
+    branches = _branches(repo)
+    assert STALE not in branches and f"{OWNED}-next-fedcba98" not in branches
+    assert {b for b in branches if "-next-" in b} == set(ALIKE)
+    assert all(branches[name] == tip for name in ALIKE)  # untouched
+    before = api.requests
+    assert isinstance(_replace(api, tip, 4), str)
+    assert api.requests - before == 4
+    assert double.violations == []
+
+
+def test_leftovers_past_one_page_go_in_later_runs_and_a_moved_one_is_left_alone(bed) -> None:  # type: ignore[no-untyped-def]
+    repo, api, double = bed
+    tip, main = api.branch_head("env/dev"), api.branch_head("main")
+    assert isinstance(_replace(api, tip, 2), str)
+    names = [f"{OWNED}-next-{i:08x}" for i in range(HELPERS_PER_RUN + 2)]
+    _leave(repo, tip, *names)
+    before = api.requests
+    assert isinstance(_replace(api, tip, 3), str)
+    assert api.requests - before == 4
+    # GitHub's refs connection is paginated: the first page went, the rest waits.
+    assert [b for b in _branches(repo) if "-next-" in b] == names[HELPERS_PER_RUN:]
+    # A helper that moves between the read and the move is left alone; the move still
+    # happens (the refused mutation is sent again without the deletions: one more request).
+    expected = api.branch_head(OWNED)
+    _leave(repo, main, names[-1])
+    before = api.requests
+    files = {"apps/web/values.yaml": b"tag: 4\n"}
+    made = api.replace_owned(OWNED, tip, files, MESSAGE.format(4), expected)
+    assert api.requests - before == 5  # helper, commit, refused move, a look, the move
+    assert isinstance(made, str) and api.branch_head(OWNED) == made
+    branches = _branches(repo)
+    assert branches[names[-1]] == main and names[-2] in branches  # all or none: both stay
+    assert [b for b in branches if "-next-" in b] == names[-2:]
+    assert isinstance(_replace(api, tip, 5), str)  # the next run: gone
+    assert [b for b in _branches(repo) if "-next-" in b] == []
+    assert double.violations == []
+
+
+def test_a_run_whose_helper_a_winner_deleted_retries_instead_of_failing(bed) -> None:  # type: ignore[no-untyped-def]
+    repo, api, double = bed
+    tip = api.branch_head("env/dev")
+    first = _replace(api, tip, 2)
+    expected = api.branch_head(OWNED)
+
+    def winner() -> None:  # another run moved the branch and deleted this run's helper
+        other = _git(repo, "commit-tree", f"{tip}^{{tree}}", "-p", tip, "-m", "other").strip()
+        _git(repo, "update-ref", f"refs/heads/{OWNED}", other)
+        for name in _branches(repo):
+            if name.startswith(f"{OWNED}-next-"):
+                _git(repo, "update-ref", "-d", f"refs/heads/{name}")
+
+    # Before the request after the helper's creation: its createCommitOnBranch.
+    double.before("POST /graphql", lambda: double.before("POST /graphql", winner))
+    files = {"apps/web/values.yaml": b"tag: 3\n"}
+    assert api.replace_owned(OWNED, tip, files, MESSAGE.format(3), expected) is HEAD_MOVED
+    assert api.branch_head(OWNED) not in (first, None)
+    assert [b for b in _branches(repo) if "-next-" in b] == []
 
 
 # --- the option, the per-environment setting, bad input ----------------------------------------
@@ -480,3 +587,30 @@ def test_with_a_proxy_set_the_api_path_goes_through_pygithub(bed, monkeypatch) -
     with pytest.raises(ForgeAuthError) as caught:
         api.branch_head("env/dev")
     assert TEST_TOKEN not in str(caught.value) and repo.name
+
+
+PR_CONFIG = CONFIG.replace(
+    "prod: {branch: env/prod, from: dev, commit_via: api}",
+    "prod: {branch: env/prod, from: dev, commit_via: api, delivery: pull-request}",
+)
+
+
+def test_an_update_by_pull_request_removes_a_killed_runs_helper(env_repo, github_api, capsys):  # type: ignore[no-untyped-def]
+    files = {**FILES, "promoter.yaml": PR_CONFIG}
+    repo = env_repo({"main": files, "env/dev": files, "env/prod": files})
+    forge = ("--repo", repo.url, "--token", TEST_TOKEN, "--forge", "github",
+             "--api-url", github_api.api_url)  # fmt: skip
+    head = "promoter/update-prod"
+    calls = []
+    for i, tag in enumerate(("2.0.0", "2.1.0", "2.2.0")):
+        if i == 1:  # a run killed between creating its helper and the move left these
+            _leave(repo, repo.sha("env/prod"), f"{head}-next-0badcafe", f"{head}-next-later")
+        mark = len(github_api.request_log)
+        run = run_cli(capsys, *forge, "update", "prod", "--image", f"web={tag}")
+        assert run.code == 0, run.err
+        calls.append(len(github_api.request_log) - mark)
+        assert _committer(repo, head) == "GitHub <noreply@github.com>"
+    assert [b for b in _branches(repo) if "-next-" in b] == [f"{head}-next-later"]
+    assert calls[1] == calls[2]  # removing it cost no request
+    assert [p.state for p in github_api.pulls(repo.name)] == ["open"]
+    assert github_api.violations == []

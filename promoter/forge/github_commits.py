@@ -14,6 +14,7 @@ why promoter never sets an identity here; its actor stays in the message's trail
 from __future__ import annotations
 
 import base64
+import re
 import urllib.parse
 from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from promoter.errors import EditError
 from promoter.forge.base import ForgeError, ForgeInfo
 from promoter.forge.commits import (
     HEAD_MOVED,
+    OWNED_PREFIX,
     REGULAR_FILE_MODES,
     CommitMeta,
     Snapshot,
@@ -41,6 +43,9 @@ _ZERO = "0" * 40
 _UPDATE_REFS = (
     "mutation($input: UpdateRefsInput!) { updateRefs(input: $input) { clientMutationId } }"
 )
+# Stale `<branch>-next-<hex>` helpers one run deletes at most: GitHub's `refs` connection is
+# paginated (more are left for the next run).
+HELPERS_PER_RUN = 10
 _CREATE = (
     "mutation($input: CreateCommitOnBranchInput!) "
     "{ createCommitOnBranch(input: $input) { commit { oid } } }"
@@ -80,6 +85,8 @@ class GitHubCommits(GitHubForge):
         self._metas: dict[str, CommitMeta] = {}
         self._owner_name = str(info.repository).split("/", 1)
         self._node: str | None = None  # the repository's GraphQL node id
+        # promoter branch -> {helper ref: oid}: its stale helpers, as branch_head read them
+        self._helpers: dict[str, dict[str, str]] = {}
 
     # --- plumbing -----------------------------------------------------------------------------
 
@@ -279,17 +286,38 @@ class GitHubCommits(GitHubForge):
 
     def branch_head(self, branch: str) -> str | None:
         """One GraphQL query; the head commit's parents and message come along (kept for
-        commit_meta: the delivery layer checks a promoter branch's head next)."""
-        document = (
-            "query($owner: String!, $name: String!, $ref: String!) "
-            "{ repository(owner: $owner, name: $name) { "
-            f"ref(qualifiedName: $ref) {{ target {{ oid ... on Commit {{ {_COMMIT} }} }} }} }} }}"
-        )
+        commit_meta: the delivery layer checks a promoter branch's head next), and for a
+        promoter branch its leftover helpers (kept for replace_owned, which deletes them)."""
+        return self._head(branch, helpers=branch.startswith(OWNED_PREFIX))
+
+    def _head(self, branch: str, helpers: bool = False) -> str | None:
+        """The head of `branch` (None: no such branch); with `helpers`, the same query lists
+        refs named `<branch>-next-<8 hex>` (the first HELPERS_PER_RUN: `refs` takes a ref
+        prefix ending in `/`, so the branch's directory, and `query` narrows it to names
+        holding `<last part>-next-`; each name is checked exactly here)."""
+        decls, listing = "", ""
         variables = {"owner": self._owner_name[0], "name": self._owner_name[1],
                      "ref": f"refs/heads/{branch}"}  # fmt: skip
+        if helpers:
+            directory, _, last = branch.rpartition("/")
+            decls = ", $refPrefix: String!, $helper: String!"
+            listing = (
+                f"helpers: refs(refPrefix: $refPrefix, query: $helper, first: {HELPERS_PER_RUN})"
+                " { nodes { name prefix target { oid } } }"
+            )
+            variables["refPrefix"] = f"refs/heads/{directory}/"
+            variables["helper"] = f"{last}-next-"
+        document = (
+            f"query($owner: String!, $name: String!, $ref: String!{decls}) "
+            "{ repository(owner: $owner, name: $name) { "
+            f"ref(qualifiedName: $ref) {{ target {{ oid ... on Commit {{ {_COMMIT} }} }} }} "
+            f"{listing} }} }}"
+        )
         what = f"reading {branch}"
-        ref = self._repository(self._query(what, document, variables), what).get("ref")
-        target = (ref or {}).get("target") or {}
+        repository = self._repository(self._query(what, document, variables), what)
+        if helpers:
+            self._helpers[branch] = _helpers(branch, repository.get("helpers"))
+        target = (repository.get("ref") or {}).get("target") or {}
         if not target.get("oid"):
             return None
         if target.get("parents") is not None:
@@ -361,7 +389,17 @@ class GitHubCommits(GitHubForge):
         commits ahead), so an existing branch is never reset to `parent` first: the commit is
         made on a fresh `<branch>-next-<hex>` branch, then one `updateRefs` moves `branch`
         onto it under the lease and deletes the helper, atomically (3 writes). A branch that
-        does not exist yet has no open pull request: created at `parent`, then committed on."""
+        does not exist yet has no open pull request: created at `parent`, then committed on.
+
+        A run killed between creating its helper and that move leaves the helper behind: the
+        same `updateRefs` also deletes the stale helpers of `branch` that branch_head listed
+        when it read `expected` (no extra request), each under its own lease (`beforeOid`: the
+        oid read). That is safe: once this run moves `branch` off `expected`, any concurrent
+        run still holding a helper of `branch` has already lost its race (its lease on
+        `branch` no longer holds), so deleting its helper only makes it retry, which it would
+        do anyway (HEAD_MOVED here: a helper gone before its commit or its move). The
+        mutation is all or none, so when it is refused while `branch` is still at `expected`
+        (a helper moved or went meanwhile) it is sent once more without the deletions."""
         check_owned(branch)
         self._keeps_modes(parent, files)
         if expected is None:
@@ -373,18 +411,31 @@ class GitHubCommits(GitHubForge):
         helper = f"{branch}-next-{secrets.token_hex(4)}"
         if not self._update_ref(helper, parent, None):
             raise ForgeError(f"GitHub refused to create {helper} in {self.info.repository}")
-        made = self.create_commit(helper, parent, files, message)
+        stale = self._helpers.pop(branch, {})
+        try:
+            made = self.create_commit(helper, parent, files, message)
+        except ForgeError:
+            if self._head(helper) is not None:
+                raise
+            return HEAD_MOVED  # another run that won the race deleted our helper
         if isinstance(made, _HeadMoved):  # nobody else writes the helper: gone meanwhile
             self._update_ref(helper, _ZERO, parent)
             return made
+        cleanup = [
+            {"name": ref, "afterOid": _ZERO, "beforeOid": oid}
+            for ref, oid in sorted(stale.items())
+            if ref != f"refs/heads/{helper}"
+        ]
         moved = self._update_refs(
             [
                 {"name": f"refs/heads/{branch}", "afterOid": made, "beforeOid": expected,
                  "force": True},
                 {"name": f"refs/heads/{helper}", "afterOid": _ZERO, "beforeOid": made},
+                *cleanup,
             ],
             f"moving {branch}",
-            lambda: self.branch_head(branch) != expected,
+            lambda: self._head(branch) != expected,
+            optional=len(cleanup),
         )  # fmt: skip
         if not moved:
             self._update_ref(helper, _ZERO, made)
@@ -405,7 +456,7 @@ class GitHubCommits(GitHubForge):
     def set_owned(self, branch: str, sha: str, expected: str | None) -> bool:
         check_owned(branch)
         if expected == sha:
-            return self.branch_head(branch) == sha  # nothing to move
+            return self._head(branch) == sha  # nothing to move
         return self._update_ref(branch, sha, expected)
 
     def delete_owned(self, branch: str, expected: str) -> bool:
@@ -419,19 +470,27 @@ class GitHubCommits(GitHubForge):
         update = {"name": f"refs/heads/{branch}", "afterOid": after,
                   "beforeOid": before or _ZERO, "force": True}  # fmt: skip
         what = f"{'deleting' if after == _ZERO else 'moving'} {branch}"
-        return self._update_refs([update], what, lambda: self.branch_head(branch) != before)
+        return self._update_refs([update], what, lambda: self._head(branch) != before)
 
     def _update_refs(
-        self, updates: list[dict[str, Any]], what: str, moved: Callable[[], bool]
+        self,
+        updates: list[dict[str, Any]],
+        what: str,
+        moved: Callable[[], bool],
+        optional: int = 0,
     ) -> bool:
         """`updateRefs` with `updates` (all or none); False when GitHub refused it and
-        `moved()` says a lease did not hold, else the refusal raises."""
+        `moved()` says a lease did not hold; refused otherwise, it is sent once more without
+        the last `optional` updates (deletions that may go undone) when there are any, else
+        the refusal raises."""
         variables = {"input": {"repositoryId": self._repository_id(), "refUpdates": updates}}
         try:
             self._post(_UPDATE_REFS, variables)
         except HttpFailure as exc:
             if moved():
                 return False
+            if optional:
+                return self._update_refs(updates[:-optional], what, moved)
             raise self._failed(what, exc) from None
         except Unreachable as exc:
             raise self._failed(what, exc) from None
@@ -457,6 +516,23 @@ class GitHubCommits(GitHubForge):
         if not isinstance(repository, dict):
             raise ForgeError(f"GitHub knows no repository {self.info.repository} ({what})")
         return repository
+
+
+def _helpers(branch: str, listing: Any) -> dict[str, str]:
+    """{ref: oid} of the refs in a `refs` answer named exactly `<branch>-next-<8 hex>`
+    (lowercase hex, as replace_owned names them) of promoter branch `branch`: nothing else
+    is ever deleted as a helper."""
+    check_owned(branch)
+    pattern = re.compile(re.escape(f"refs/heads/{branch}-next-") + "[0-9a-f]{8}")
+    found: dict[str, str] = {}
+    for node in (listing or {}).get("nodes") or []:
+        if not isinstance(node, dict):
+            continue
+        ref = f"{node.get('prefix') or ''}{node.get('name') or ''}"
+        oid = (node.get("target") or {}).get("oid")
+        if pattern.fullmatch(ref) and isinstance(oid, str) and len(oid) == 40:
+            found[ref] = oid
+    return found
 
 
 def _stale(data: Any) -> bool:

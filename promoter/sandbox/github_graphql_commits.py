@@ -34,6 +34,7 @@ _SCHEMA: dict[str, dict[str, tuple[str, frozenset[str]]]] = {
     "Query": {"repository": ("Repository", frozenset({"owner", "name"}))},
     "Repository": {
         "ref": ("Ref", frozenset({"qualifiedName"})),
+        "refs": ("RefConnection", frozenset({"refPrefix", "first", "query"})),
         "defaultBranchRef": ("Ref", frozenset()),
         "object": ("GitObject", frozenset({"oid", "expression"})),
         "nameWithOwner": ("String", frozenset()),
@@ -53,6 +54,10 @@ _SCHEMA: dict[str, dict[str, tuple[str, frozenset[str]]]] = {
         "parents": ("CommitConnection", frozenset({"first", "after", "last", "before"})),
         "file": ("TreeEntry", frozenset({"path"})),
         "tree": ("Tree", frozenset()),
+    },
+    "RefConnection": {
+        "nodes": ("Ref", frozenset()),
+        "totalCount": ("Int", frozenset()),
     },
     "CommitConnection": {
         "nodes": ("Commit", frozenset()),
@@ -316,6 +321,7 @@ class _Obj:
 @dataclass(frozen=True)
 class _Connection:
     nodes: tuple[_Obj, ...]
+    total: int | None = None  # of every node, when `nodes` is one page
 
 
 def _concrete(kind: str, obj: Any) -> str:
@@ -368,6 +374,8 @@ def _resolve(
             ref = ref if ref.startswith("refs/") else f"refs/heads/{ref}"
             sha = gd.read_ref(repo.path, ref)
             return _Obj("Ref", sha, name=ref) if sha else None
+        if name == "refs":
+            return _refs(repo, args)
         if name == "object":
             spec = args.get("oid") or args.get("expression")
             if not isinstance(spec, str) or not spec or spec.startswith("-"):
@@ -377,15 +385,17 @@ def _resolve(
     if kind == "Ref":
         if name == "target":
             return _object(repo, obj.sha)
-        if name == "name":
-            return obj.name.removeprefix("refs/heads/")
-        return "refs/heads/"
+        if name == "name":  # relative to the prefix (the refPrefix, for a listed ref)
+            return obj.name.removeprefix(obj.path or "refs/heads/")
+        return obj.path or "refs/heads/"
     if isinstance(obj, _Obj) and name == "oid":
         return obj.sha
     if kind == "Commit":
         return _commit_field(repo, obj.sha, name, args)
-    if kind == "CommitConnection":
-        return list(obj.nodes) if name == "nodes" else len(obj.nodes)
+    if kind in ("CommitConnection", "RefConnection"):
+        if name == "nodes":
+            return list(obj.nodes)
+        return len(obj.nodes) if obj.total is None else obj.total
     if kind == "TreeEntry":
         return {
             "name": obj.path.rsplit("/", 1)[-1],
@@ -410,6 +420,34 @@ def _resolve(
             "byteSize": len(data),
         }[name]
     raise GraphQLViolation(f"type {kind} has no field {name!r}")
+
+
+def _refs(repo: RepoState, args: dict[str, Any]) -> _Connection:
+    """`Repository.refs` as GitHub resolves it: `refPrefix` must start with `refs/` and end
+    with `/`; refs in name order, `query` a case-insensitive substring of the name (exact
+    matches first, then those starting with it, then the rest); a paginated connection, so
+    `first` (1..100) is required and only that many nodes come back. Each Ref's `name` is
+    relative to `refPrefix`, its `prefix` the refPrefix."""
+    prefix, first, text = args.get("refPrefix"), args.get("first"), args.get("query")
+    if not isinstance(prefix, str) or not prefix.startswith("refs/") or not prefix.endswith("/"):
+        raise GraphQLViolation(f"refs: `refPrefix` {prefix!r} must start with `refs/` and end "
+                               "with a `/`")  # fmt: skip
+    if not isinstance(first, int) or not 1 <= first <= 100:
+        raise GraphQLViolation("refs: you must provide a `first` value (1 to 100) to paginate "
+                               "the `refs` connection")  # fmt: skip
+    out = gd.run(repo.path, "for-each-ref", "--format=%(refname) %(objectname)", prefix)
+    refs = [tuple(line.split(" ", 1)) for line in out.splitlines() if line.strip()]
+    if text:
+        want = str(text).lower()
+
+        def rank(ref: str) -> int:
+            short = ref[len(prefix) :].lower()
+            return 0 if short == want else 1 if short.startswith(want) else 2
+
+        refs = sorted((r for r in refs if want in r[0][len(prefix) :].lower()),
+                      key=lambda r: rank(r[0]))  # fmt: skip
+    nodes = tuple(_Obj("Ref", sha, path=prefix, name=ref) for ref, sha in refs)
+    return _Connection(nodes[:first], total=len(nodes))
 
 
 def _commit_field(repo: RepoState, sha: str, name: str, args: dict[str, Any]) -> Any:
