@@ -416,6 +416,7 @@ def _contention_at(h: Harness, size: str, rtt: float, stack: contextlib.ExitStac
     retries = Stat()
     worst = Stat()
     requests = Stat()
+    server_cpu = Stat()
     api = {"wall": Stat(), "landed": Stat(), "retries": Stat(), "worst": Stat(),
            "requests": Stat()}  # fmt: skip
     github = stack.enter_context(GitHubApiDouble(h.server, TOKEN))
@@ -452,6 +453,7 @@ def _contention_at(h: Harness, size: str, rtt: float, stack: contextlib.ExitStac
         walls.values.append(time.perf_counter() - start)
         h.server.wait_idle()
         requests.values.append((len(h.server.request_log) - before) / n)
+        server_cpu.values.append(sum(r.cpu for r in h.server.requests[before:]) / n)
         landed, attempts = 0, []
         for proc, (out, err) in zip(procs, outs, strict=True):
             if proc.returncode == 0:
@@ -526,6 +528,8 @@ def _contention_at(h: Harness, size: str, rtt: float, stack: contextlib.ExitStac
         f"{worst.spread('n')} |",
         f"| HTTP requests per writer | from the server's request log | {requests.show('n')} | "
         f"{requests.spread('n')} |",
+        f"| server CPU per writer | its git processes' CPU seconds (clock ticks), from the "
+        f"request log | {server_cpu.show()} | {server_cpu.spread()} |",
         f"| landed, api path | `--commit-via api` on the GitHub double, {n} at once (of {n}) | "
         f"{api['landed'].show('n')}/{n} | {api['landed'].spread('n')} |",
         f"| wall, {n} concurrent api path | first start to last exit | {api['wall'].show()} | "
@@ -543,6 +547,7 @@ def _contention_at(h: Harness, size: str, rtt: float, stack: contextlib.ExitStac
         "size": size, "rtt": rtt, "writers": n, "landed": landed_counts.values,
         "wall": walls.values, "serial_lean": serials.values, "attempts": attempts_all.values,
         "retries": retries.values, "requests_per_writer": requests.values,
+        "server_cpu_per_writer": server_cpu.values,
         "api": {key: stat.values for key, stat in api.items()},
     }  # fmt: skip
     all_landed = landed_counts.low == n
