@@ -416,7 +416,7 @@ def _contention_at(h: Harness, size: str, rtt: float, stack: contextlib.ExitStac
     retries = Stat()
     worst = Stat()
     requests = Stat()
-    server_cpu = Stat()
+    server_cpu, lean_cpu = Stat(), Stat()
     api = {"wall": Stat(), "landed": Stat(), "retries": Stat(), "worst": Stat(),
            "requests": Stat()}  # fmt: skip
     github = stack.enter_context(GitHubApiDouble(h.server, TOKEN))
@@ -433,12 +433,16 @@ def _contention_at(h: Harness, size: str, rtt: float, stack: contextlib.ExitStac
         # N serial lean pushes, one per app, one after another on a moving branch.
         repo.reset()
         lean_tags: dict[str, str] = {}
+        h.server.wait_idle()
+        lean_before = len(h.server.requests)
         start = time.perf_counter()
         for app in range(n):
             argv, tags = _through(h.script("lean.sh", repo, [app]), proxies)(0)
             subprocess.run(argv, env=h.env, capture_output=True, check=True)
             lean_tags |= tags
         serials.values.append(time.perf_counter() - start)
+        h.server.wait_idle()
+        lean_cpu.values.append(sum(r.cpu for r in h.server.requests[lean_before:]) / n)
         _check_landed(repo, lean_tags)
         # N promoter processes at once, one app each.
         repo.reset()
@@ -530,6 +534,8 @@ def _contention_at(h: Harness, size: str, rtt: float, stack: contextlib.ExitStac
         f"{requests.spread('n')} |",
         f"| server CPU per writer | its git processes' CPU seconds (clock ticks), from the "
         f"request log | {server_cpu.show()} | {server_cpu.spread()} |",
+        f"| server CPU per lean push | the same for the serial lean pushes | {lean_cpu.show()} | "
+        f"{lean_cpu.spread()} |",
         f"| landed, api path | `--commit-via api` on the GitHub double, {n} at once (of {n}) | "
         f"{api['landed'].show('n')}/{n} | {api['landed'].spread('n')} |",
         f"| wall, {n} concurrent api path | first start to last exit | {api['wall'].show()} | "
@@ -547,7 +553,7 @@ def _contention_at(h: Harness, size: str, rtt: float, stack: contextlib.ExitStac
         "size": size, "rtt": rtt, "writers": n, "landed": landed_counts.values,
         "wall": walls.values, "serial_lean": serials.values, "attempts": attempts_all.values,
         "retries": retries.values, "requests_per_writer": requests.values,
-        "server_cpu_per_writer": server_cpu.values,
+        "server_cpu_per_writer": server_cpu.values, "server_cpu_per_lean": lean_cpu.values,
         "api": {key: stat.values for key, stat in api.items()},
     }  # fmt: skip
     all_landed = landed_counts.low == n
