@@ -532,7 +532,7 @@ def _contention_at(h: Harness, size: str, rtt: float, stack: contextlib.ExitStac
         f"{worst.spread('n')} |",
         f"| HTTP requests per writer | from the server's request log | {requests.show('n')} | "
         f"{requests.spread('n')} |",
-        f"| server CPU per writer | its git processes' CPU seconds (clock ticks), from the "
+        f"| server CPU per writer | its git processes' CPU seconds (os.wait4), from the "
         f"request log | {server_cpu.show()} | {server_cpu.spread()} |",
         f"| server CPU per lean push | the same for the serial lean pushes | {lean_cpu.show()} | "
         f"{lean_cpu.spread()} |",

@@ -397,12 +397,11 @@ class _Handler(LoopbackHandler["GitHttpServer"]):
                         feeder.join()
                 if has_body and not body.done:
                     self.close_connection = True
-                cpu = _cpu_at_exit(proc)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
+                cpu = _reap(proc, timeout=30)
+                if cpu is None:
                     proc.kill()
                     proc.wait()
+                    cpu = 0.0
                 if proc.stdout is not None:
                     proc.stdout.close()
                 with owner._lock:
@@ -466,23 +465,24 @@ class _Handler(LoopbackHandler["GitHttpServer"]):
         return status
 
 
-def _cpu_at_exit(proc: subprocess.Popen[bytes]) -> float:
-    """The CPU seconds `proc` and the children it waited for used (kernel accounting, in
-    clock ticks), read from /proc once it has exited and before it is reaped; 0.0 off Linux
-    or when it has not exited within 30 s (the caller then kills it). What the benchmarks
-    charge a request on the server's side."""
+def _reap(proc: subprocess.Popen[bytes], timeout: float) -> float | None:
+    """Wait for `proc` to exit, as Popen.wait does, and return the CPU seconds it and the
+    children it waited for used (os.wait4's accounting): what the benchmarks charge a request
+    on the server's side. None when it is still running after `timeout` seconds."""
     delay, waited = 0.0005, 0.0
-    try:
-        while os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is None:
-            if waited > 30:
-                return 0.0
-            time.sleep(delay)
-            waited, delay = waited + delay, min(delay * 2, 0.05)
-        fields = Path(f"/proc/{proc.pid}/stat").read_text().rpartition(")")[2].split()
-        ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))  # utime stime cutime cstime
-        return ticks / os.sysconf("SC_CLK_TCK")
-    except (AttributeError, OSError, ValueError, IndexError):
-        return 0.0
+    while True:
+        try:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped already (by Popen's own bookkeeping)
+            proc.wait()
+            return 0.0
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return usage.ru_utime + usage.ru_stime
+        if waited > timeout:
+            return None
+        time.sleep(delay)
+        waited, delay = waited + delay, min(delay * 2, 0.05)
 
 
 def _feed(body: BodyReader, stdin: IO[bytes]) -> None:
