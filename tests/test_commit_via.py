@@ -177,7 +177,8 @@ def test_leftovers_past_one_page_go_in_later_runs_and_a_moved_one_is_left_alone(
     before = api.requests
     files = {"apps/web/values.yaml": b"tag: 4\n"}
     made = api.replace_owned(OWNED, tip, files, MESSAGE.format(4), expected)
-    assert api.requests - before == 5  # helper, commit, refused move, a look, the move
+    # The helper, the commit, the refused move, a look at the branch and the helper, the move.
+    assert api.requests - before == 6
     assert isinstance(made, str) and api.branch_head(OWNED) == made
     branches = _branches(repo)
     assert branches[names[-1]] == main and names[-2] in branches  # all or none: both stay
@@ -200,12 +201,63 @@ def test_a_run_whose_helper_a_winner_deleted_retries_instead_of_failing(bed) -> 
             if name.startswith(f"{OWNED}-next-"):
                 _git(repo, "update-ref", "-d", f"refs/heads/{name}")
 
-    # Before the request after the helper's creation: its createCommitOnBranch.
-    double.before("POST /graphql", lambda: double.before("POST /graphql", winner))
+    _before_request(double, 2, winner)  # 1: the helper's creation, 2: its commit
     files = {"apps/web/values.yaml": b"tag: 3\n"}
     assert api.replace_owned(OWNED, tip, files, MESSAGE.format(3), expected) is HEAD_MOVED
     assert api.branch_head(OWNED) not in (first, None)
     assert [b for b in _branches(repo) if "-next-" in b] == []
+
+
+def test_a_helper_deleted_between_its_commit_and_the_move_means_retry(bed) -> None:  # type: ignore[no-untyped-def]
+    # Even with the branch still where this run read it (deleted and created again at the
+    # very same commit, as another run's cleanup on the create path may see it): a retry.
+    repo, api, double = bed
+    tip = api.branch_head("env/dev")
+    first = _replace(api, tip, 2)
+    expected = api.branch_head(OWNED)
+
+    def cleanup() -> None:
+        for name in _branches(repo):
+            if name.startswith(f"{OWNED}-next-"):
+                _git(repo, "update-ref", "-d", f"refs/heads/{name}")
+
+    _before_request(double, 3, cleanup)  # 3: the move
+    files = {"apps/web/values.yaml": b"tag: 3\n"}
+    assert api.replace_owned(OWNED, tip, files, MESSAGE.format(3), expected) is HEAD_MOVED
+    assert api.branch_head(OWNED) == first
+    assert isinstance(_replace(api, tip, 3), str)  # the retry
+    assert [b for b in _branches(repo) if "-next-" in b] == []
+    assert double.violations == []
+
+
+def test_creating_the_branch_again_deletes_the_leftovers_too(bed) -> None:  # type: ignore[no-untyped-def]
+    # Its pull request merged, GitHub deleted the branch; a killed run's helper stayed.
+    repo, api, double = bed
+    tip = api.snapshot("env/dev").sha  # as a run reads it first (the repository's id along)
+    _leave(repo, tip, STALE, *ALIKE)
+    before = api.requests
+    made = _replace(api, tip, 2)
+    assert api.requests - before == 3  # the read, the creation, the commit: as with none
+    assert isinstance(made, str) and api.branch_head(OWNED) == made
+    branches = _branches(repo)
+    assert STALE not in branches and {b for b in branches if "-next-" in b} == set(ALIKE)
+    # A helper that moved after the read is left alone; the branch is created all the same.
+    _git(repo, "update-ref", "-d", f"refs/heads/{OWNED}")
+    _leave(repo, tip, STALE)
+    expected = api.branch_head(OWNED)
+    _leave(repo, made, STALE)
+    files = {"apps/web/values.yaml": b"tag: 3\n"}
+    again = api.replace_owned(OWNED, tip, files, MESSAGE.format(3), expected)
+    assert isinstance(again, str) and _branches(repo)[STALE] == made
+    assert double.violations == []
+
+
+def _before_request(double: GitHubApiDouble, n: int, action: Any) -> None:
+    """Run `action` just before the `n`th next GraphQL request reaches the double."""
+    if n == 1:
+        double.before("POST /graphql", action)
+    else:
+        double.before("POST /graphql", lambda: _before_request(double, n - 1, action))
 
 
 # --- the option, the per-environment setting, bad input ----------------------------------------

@@ -392,18 +392,30 @@ class GitHubCommits(GitHubForge):
         does not exist yet has no open pull request: created at `parent`, then committed on.
 
         A run killed between creating its helper and that move leaves the helper behind: the
-        same `updateRefs` also deletes the stale helpers of `branch` that branch_head listed
-        when it read `expected` (no extra request), each under its own lease (`beforeOid`: the
-        oid read). That is safe: once this run moves `branch` off `expected`, any concurrent
-        run still holding a helper of `branch` has already lost its race (its lease on
-        `branch` no longer holds), so deleting its helper only makes it retry, which it would
-        do anyway (HEAD_MOVED here: a helper gone before its commit or its move). The
-        mutation is all or none, so when it is refused while `branch` is still at `expected`
-        (a helper moved or went meanwhile) it is sent once more without the deletions."""
+        `updateRefs` that moves (or creates) `branch` also deletes the stale helpers of
+        `branch` that branch_head listed when it read `expected` (no extra request), each
+        under its own lease (`beforeOid`: the oid read, so a helper that moved since is left
+        alone). That is safe: once this run moves `branch` off `expected`, any concurrent run
+        still holding a helper of `branch` has already lost its race (its lease on `branch`
+        no longer holds), so deleting its helper only makes it retry, which it would do anyway:
+        a helper gone before its commit or its move is HEAD_MOVED here, never an error (so
+        even a run whose lease would still hold, `branch` deleted and created again at the
+        very commit it read, only retries). The mutation is all or none: refused while
+        `branch` is still as read (a helper moved or went meanwhile), it is sent once more
+        without the deletions."""
         check_owned(branch)
         self._keeps_modes(parent, files)
+        stale = self._helpers.pop(branch, {})
         if expected is None:
-            if not self.set_owned(branch, parent, None):
+            create = {"name": f"refs/heads/{branch}", "afterOid": parent, "beforeOid": _ZERO,
+                      "force": True}  # fmt: skip
+            cleanup = _deletions(stale)
+            if not self._update_refs(
+                [create, *cleanup],
+                f"moving {branch}",
+                lambda: self._head(branch) is not None,
+                optional=len(cleanup),
+            ):
                 return HEAD_MOVED
             return self.create_commit(branch, parent, files, message)
         import secrets  # here: hmac and hashlib cost ~3 ms, and an update by push never needs it
@@ -411,7 +423,7 @@ class GitHubCommits(GitHubForge):
         helper = f"{branch}-next-{secrets.token_hex(4)}"
         if not self._update_ref(helper, parent, None):
             raise ForgeError(f"GitHub refused to create {helper} in {self.info.repository}")
-        stale = self._helpers.pop(branch, {})
+        stale.pop(f"refs/heads/{helper}", None)
         try:
             made = self.create_commit(helper, parent, files, message)
         except ForgeError:
@@ -421,11 +433,7 @@ class GitHubCommits(GitHubForge):
         if isinstance(made, _HeadMoved):  # nobody else writes the helper: gone meanwhile
             self._update_ref(helper, _ZERO, parent)
             return made
-        cleanup = [
-            {"name": ref, "afterOid": _ZERO, "beforeOid": oid}
-            for ref, oid in sorted(stale.items())
-            if ref != f"refs/heads/{helper}"
-        ]
+        cleanup = _deletions(stale)
         moved = self._update_refs(
             [
                 {"name": f"refs/heads/{branch}", "afterOid": made, "beforeOid": expected,
@@ -434,10 +442,10 @@ class GitHubCommits(GitHubForge):
                 *cleanup,
             ],
             f"moving {branch}",
-            lambda: self._head(branch) != expected,
+            lambda: self._head(branch) != expected or self._head(helper) != made,
             optional=len(cleanup),
         )  # fmt: skip
-        if not moved:
+        if not moved:  # lost the race (or another run's cleanup took the helper): retry
             self._update_ref(helper, _ZERO, made)
             return HEAD_MOVED
         return made
@@ -533,6 +541,13 @@ def _helpers(branch: str, listing: Any) -> dict[str, str]:
         if pattern.fullmatch(ref) and isinstance(oid, str) and len(oid) == 40:
             found[ref] = oid
     return found
+
+
+def _deletions(helpers: Mapping[str, str]) -> list[dict[str, Any]]:
+    """RefUpdates deleting each of `helpers` ({ref: oid}) under its lease (the oid read)."""
+    return [
+        {"name": ref, "afterOid": _ZERO, "beforeOid": oid} for ref, oid in sorted(helpers.items())
+    ]
 
 
 def _stale(data: Any) -> bool:
