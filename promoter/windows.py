@@ -22,8 +22,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    # Imported where a zone is made: zoneinfo imports sysconfig (~6 ms), and most
+    # configurations have no window or freeze.
+    from zoneinfo import ZoneInfo
 
 EXAMPLE = '"Mon-Thu 09:00-16:00 Europe/Berlin"'
 _DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -36,6 +40,8 @@ _MAX_STEPS = 100_000  # boundaries walked looking for the next opening or closin
 
 def zone(name: str) -> ZoneInfo:
     """An IANA time zone by name (`Europe/Berlin`, `UTC`); ValueError naming it otherwise."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
     if _ZONE_NAME.match(name):
         try:
             return ZoneInfo(name)
@@ -209,7 +215,7 @@ class Schedule:
         """Where times are shown: the first window's zone, else the first freeze's, else UTC."""
         if self.windows:
             return self.windows[0].zone
-        return self.freezes[0].zone if self.freezes else ZoneInfo("UTC")
+        return self.freezes[0].zone if self.freezes else zone("UTC")
 
     def freeze_at(self, now: datetime) -> Freeze | None:
         holding = [f for f in self.freezes if f.span()[0] <= now < f.span()[1]]
