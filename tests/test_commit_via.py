@@ -444,6 +444,42 @@ def test_the_double_answers_a_stale_head_as_github_does_and_refuses_unknown_inpu
     double.violations.clear()
 
 
+_REFS = (
+    "query($owner: String!, $name: String!, $prefix: String!, $q: String) "
+    "{ repository(owner: $owner, name: $name) { refs(refPrefix: $prefix, query: $q, first: 2) "
+    "{ totalCount nodes { name prefix target { oid } } } } }"
+)
+
+
+def test_the_doubles_refs_is_paginated_and_takes_only_prefixes_github_takes(bed) -> None:  # type: ignore[no-untyped-def]
+    repo, api, double = bed
+    tip = api.branch_head("env/dev")
+    _leave(repo, tip, "promoter/a-next-1", "promoter/b", "promoter/xa-next-2", "promoter/a-next-3")
+    owner, name = repo.name.split("/")
+    variables = {"owner": owner, "name": name, "prefix": "refs/heads/promoter/"}
+    refs = _post(double, _REFS, {**variables, "q": "A-next-"})["data"]["repository"]["refs"]  # type: ignore[index]
+    # Names relative to the prefix; those starting with the query first; one page of `first`.
+    assert refs["totalCount"] == 3
+    assert refs["nodes"] == [
+        {"name": n, "prefix": "refs/heads/promoter/", "target": {"oid": tip}}
+        for n in ("a-next-1", "a-next-3")
+    ]
+    every = _post(double, _REFS, variables)["data"]["repository"]["refs"]  # type: ignore[index]
+    assert every["totalCount"] == 4 and [n["name"] for n in every["nodes"]] == [
+        "a-next-1",
+        "a-next-3",
+    ]
+    assert double.violations == []
+    for bad in (
+        _REFS.replace("$prefix, query", '"refs/heads/promoter", query'),  # no trailing /
+        _REFS.replace(", first: 2", ""),  # a connection needs `first`
+        _REFS.replace("first: 2", "first: 101"),
+    ):
+        assert "spec violation" in str(_post(double, bad, {**variables, "q": None}))
+    assert len(double.violations) == 3
+    double.violations.clear()
+
+
 # --- the same bytes and message on both paths ---------------------------------------------------
 
 _CHART = (
