@@ -140,6 +140,11 @@ def origin(
 
 def read_value(text: str, key: PinKey) -> object:
     """The key's value in text ("" for null), or Missing when it cannot be found."""
+    from promoter.yamlread import UNUSUAL, read_scalar
+
+    value = read_scalar(text, key.key, key.doc)  # one pass; UNUSUAL: the composer reads it
+    if value is not UNUSUAL:
+        return value
     try:
         return locate(text, key.key, key.doc).value or ""
     except EditError:

@@ -305,10 +305,16 @@ class _Reader:
 
     def _parse(self, oid: str, key: PinKey) -> tuple[str | None, str | None]:
         from promoter.yamledit import locate
+        from promoter.yamlread import UNUSUAL, read_scalar
 
         text = self.texts.get(oid)
         if text is None:
             return None, "not UTF-8 text"
+        # One pass over libyaml's events for the plain files values.yaml almost always is;
+        # locate (the composer) reads any other file and says what is wrong with it.
+        value = read_scalar(text, key.key, key.doc)
+        if value is not UNUSUAL:
+            return value, None
         try:
             return locate(text, key.key, key.doc).value or "", None
         except EditError as err:
