@@ -441,3 +441,39 @@ def test_an_environment_branch_that_does_not_exist_is_exit_2_naming_it(env_repo,
     assert run.code == 2 and run.out == ""
     assert run.err.startswith("promoter: error: branch 'env/staging' does not exist in ")
     assert len(run.err.splitlines()) == 1
+
+
+def test_files_the_one_pass_reader_leaves_show_what_locate_says(bed, capsys):
+    """status reads most files in one pass over libyaml's events (promoter.yamlread); any
+    other file goes to yamledit.locate, and its cell shows locate's error, word for word."""
+    from promoter.errors import EditError
+    from promoter.yamledit import locate
+    from promoter.yamlread import UNUSUAL, read_scalar
+
+    unusual = {
+        "env/dev": "image:\n  tag: 1.0.0\n  tag: 1.1.0\n",  # duplicate key
+        "env/staging": "base: &t 1.0.0\nimage:\n  tag: *t\n",  # an alias of an anchor
+        "env/prod": "image:\n  tag: 1.0.0\nbad: [\n",  # not valid YAML
+    }
+    for branch, text in unusual.items():
+        bed.repo.commit(branch, {"apps/web/values.yaml": text}, "hand edit")
+    run = bed.run(capsys, forge="none")
+    assert run.code == 0, run.output
+    for branch, text in unusual.items():
+        assert read_scalar(text, ("image", "tag")) is UNUSUAL
+        with pytest.raises(EditError) as err:
+            locate(text, ("image", "tag"))
+        assert f"{branch.removeprefix('env/')}: web/web tag: {err.value}" in run.out
+    # The staging alias reads as 1.0.0 nowhere: a cell that cannot be read shows no value.
+    web_row = next(line for line in run.out.splitlines() if line.startswith("web/web tag"))
+    assert "1.0.0" not in web_row
+
+
+def test_values_the_one_pass_reader_reads_show_as_before(bed, capsys):
+    values = {"env/dev": "image:\n  tag: ~\n", "env/staging": "image: {tag: '010'}\n",
+              "env/prod": "image:\r\n  tag: 1.0  # pinned\r\n"}  # fmt: skip
+    for branch, text in values.items():
+        bed.repo.commit(branch, {"apps/web/values.yaml": text}, "hand edit")
+    data = bed.json(capsys, forge="none")
+    got = {env: v["value"] for env, v in pin(data, "web/web tag")["values"].items()}
+    assert got == {"dev": "", "staging": "010", "prod": "1.0"}
