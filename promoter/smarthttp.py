@@ -270,15 +270,11 @@ def connect(url: str) -> None:
 
 
 def _connected(connection: HTTPConnection) -> None:
-    """Connect `connection` if it is not, with Nagle's algorithm off as curl (so git) has
-    it: http.client sends a request's headers and body in two writes, and the body would
-    otherwise wait for the server's delayed acknowledgment of the headers (40 ms on Linux)."""
-    import socket
-
+    """Connect `connection` if it is not (httpclient.connect: Nagle's algorithm off)."""
     if connection.sock is None:
-        connection.connect()
-        sock: socket.socket = connection.sock  # type: ignore[assignment]  # set by connect()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        from promoter.httpclient import connect
+
+        connect(connection)
 
 
 def _request(

@@ -307,6 +307,23 @@ def test_a_push_the_server_answers_oddly_is_left_to_git_push_and_lands_once(
     assert repo.log("env/dev")[:2] == ["m", "seed"]
 
 
+def test_promoters_own_http_connections_turn_nagles_algorithm_off(git_server):
+    # As curl and urllib3 do: http.client writes headers and body apart, and with Nagle on
+    # the body would wait for the server's delayed ACK (not visible on loopback, so checked).
+    from http.client import HTTPConnection
+    from urllib.parse import urlsplit
+
+    from promoter.httpclient import connect
+
+    parts = urlsplit(git_server.url)
+    connection = HTTPConnection(parts.hostname or "", parts.port)
+    connect(connection)
+    try:
+        assert connection.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        connection.close()
+
+
 def test_a_proxy_in_the_environment_leaves_fetching_to_git(env_repo, git_server, tmp_path,
                                                           monkeypatch):  # fmt: skip
     # git applies the proxy (here: no_proxy exempts the local server); promoter does not try.

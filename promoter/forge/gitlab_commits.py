@@ -85,6 +85,7 @@ from promoter.forge.commits import (
     not_a_regular_file,
 )
 from promoter.forge.gitlab import MAX_RETRIES, MAX_RETRY_AFTER, TIMEOUT, GitLabForge
+from promoter.httpclient import connect
 
 if TYPE_CHECKING:
     import http.client
@@ -691,6 +692,8 @@ class _Rest:
         while True:
             conn, reused = self._take()
             try:
+                if not reused:  # Nagle's algorithm off: the body would wait 40 ms for an ACK
+                    connect(conn)
                 self._count()
                 conn.request(method, url, body=payload, headers=headers)
                 response = conn.getresponse()

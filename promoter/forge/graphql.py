@@ -37,6 +37,8 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from promoter.httpclient import connect
+
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _PROXY_VARIABLES = ("https_proxy", "http_proxy", "all_proxy")
 BACKOFF_MAX = 8.0
@@ -197,6 +199,7 @@ class GitHubApi:
             )
         else:
             self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        connect(self._conn)  # Nagle's algorithm off: the body would wait 40 ms for an ACK
         return self._conn
 
     def _drop(self) -> None:
