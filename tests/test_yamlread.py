@@ -320,6 +320,15 @@ LAYOUTS = [
     "'image.tag': 1.0.0\nimage:\n  tag: 2.0.0\n",
     "image[0]: 1.0.0\n",
     "1: one\n~: null-key\n'': empty\ntrue: yes\n",
+    # Block scalars whose first line holds only spaces: libyaml reads some that ruamel refuses.
+    "x: |\n \n   y\nimage:\n  tag: 1.0.0\n",
+    "x: >-\n  \n   y\nimage:\n  tag: 1.0.0\n",
+    "x: |  # c\r\n \r\n   y\r\nimage:\r\n  tag: 1.0.0\r\n",
+    "x: |\n  \n  y\nimage:\n  tag: 1.0.0\n",
+    "x: |\n\n   y\nimage:\n  tag: 1.0.0\n",
+    "x: |2\n \n   y\nimage:\n  tag: 1.0.0\n",
+    "x: |\n y\n  \n   z\nimage:\n  tag: 1.0.0\n",
+    "x: |\n \r   y\nimage:\n  tag: 1.0.0\n",
 ]
 
 PATHS = [
