@@ -36,9 +36,12 @@ UNUSUAL: Any = object()
 # A scalar's style from libyaml: '' plain (ruamel's composer says None), quoted, | or >.
 _ONE_LINE_STYLES = frozenset(("", None, "'", '"'))
 _BLOCK = frozenset(("|", ">"))
-# A block scalar whose first line holds only spaces: ruamel's scanner refuses some of these
-# where libyaml reads them, so they are left to locate.
-_BLANK_FIRST = re.compile("[|>][^\r\n]*(?:\r\n|\r|\n) +[\r\n]")
+# The block scalars read here: a plain header (`|`, `>-`, `|2`, `|  # comment`) and a first
+# line that is not spaces only. ruamel's scanner refuses some others that libyaml reads
+# ("more indented follow up line than first", `>#-`), so they are left to locate.
+_BLOCK_HEADER = re.compile(
+    "[|>](?:[1-9][-+]?|[-+][1-9]?)?(?: +(?:#[^\r\n]*)?)?(?:\r\n|\r|\n)(?! +[\r\n])"
+)
 # Plain scalars ruamel's resolver reads as null (YAML 1.1 and 1.2 agree); "" is left out,
 # an empty value is UNUSUAL.
 _NULLS = frozenset(("~", "null", "Null", "NULL"))
@@ -212,7 +215,9 @@ def _events_to_trees(text: str, backslash: bool) -> tuple[Any, ...] | None:
                     return None
                 if cls is ScalarEvent:
                     value: Any = event
-                    if event.style in _BLOCK and _BLANK_FIRST.match(text, event.start_mark.index):
+                    if event.style in _BLOCK and not _BLOCK_HEADER.match(
+                        text, event.start_mark.index
+                    ):
                         return None  # ruamel refuses some of these ("more indented follow up")
                     if (
                         backslash

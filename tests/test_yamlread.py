@@ -329,6 +329,10 @@ LAYOUTS = [
     "x: |2\n \n   y\nimage:\n  tag: 1.0.0\n",
     "x: |\n y\n  \n   z\nimage:\n  tag: 1.0.0\n",
     "x: |\n \r   y\nimage:\n  tag: 1.0.0\n",
+    "x: >#-\n  y\nimage:\n  tag: 1.0.0\n",
+    "x: >-#\n  y\nimage:\n  tag: 1.0.0\n",
+    "x: |+2 # c\n    y\nimage:\n  tag: 1.0.0\n",
+    "x: |-\n  y\nimage:\n  tag: 1.0.0\nz: >",
 ]
 
 PATHS = [
