@@ -40,7 +40,7 @@ _BLOCK = frozenset(("|", ">"))
 # line that is not spaces only. ruamel's scanner refuses some others that libyaml reads
 # ("more indented follow up line than first", `>#-`), so they are left to locate.
 _BLOCK_HEADER = re.compile(
-    "[|>](?:[1-9][-+]?|[-+][1-9]?)?(?: +(?:#[^\r\n]*)?)?(?:\r\n|\r|\n)(?! +[\r\n])"
+    "[|>](?:[1-9][-+]?|[-+][1-9]?)?(?: +(?:#[^\r\n]*)?)?(?:\r\n|\r(?!\n)|\n)(?! +[\r\n])"
 )
 # Plain scalars ruamel's resolver reads as null (YAML 1.1 and 1.2 agree); "" is left out,
 # an empty value is UNUSUAL.
