@@ -83,14 +83,23 @@ def listed_refs(answer: bytes) -> dict[str, str] | None:
 
 
 def pkt_lines(answer: bytes) -> Iterator[bytes | None]:
-    """The packets of an answer: their data, None for a flush, delimiter or end packet."""
+    """The packets of an answer: their data, None for a flush, delimiter or end packet. Ends
+    at the first length that is not 4 hex digits or runs past the answer (an error page, a cut
+    answer): every reader then finds its answer incomplete, and says it has none."""
     pos = 0
     while pos + 4 <= len(answer):
-        size = int(answer[pos : pos + 4], 16)
+        length = answer[pos : pos + 4]
+        if not all(c in b"0123456789abcdefABCDEF" for c in length):
+            return
+        size = int(length, 16)
         if size < 4:
+            if size > 2:  # 0003 is no packet at all
+                return
             pos += 4
             yield None
             continue
+        if pos + size > len(answer):
+            return
         yield answer[pos + 4 : pos + size]
         pos += size
 
