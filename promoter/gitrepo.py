@@ -540,10 +540,21 @@ class GitRepo:
         refusal: _Refusal | _Untried | None = _UNTRIED
         if len(parents) == 1 and self._direct():
             refusal = self._push_direct(sha, branch, parents[0])
+        unanswered = refusal is _UNANSWERED
         if isinstance(refusal, _Untried):
             refusal = self._push(branch, "origin", f"{sha}:refs/heads/{branch}")
         if refusal is None:
             return True
+        if unanswered:  # our own unanswered push may be what git push found there
+            tip = self.remote_tip(branch)
+            if tip == sha:
+                return True
+            if tip not in parents:
+                raise GitError(
+                    f"push to {branch} on {self.remote.host}: the server did not answer, and "
+                    "the branch has moved since, so whether the push landed is unknown: run "
+                    "again (a re-run writes nothing if it did)"
+                )
         if refusal.lost_race(lambda: self.remote_tip(branch) not in parents):
             return False
         raise GitError(refusal.describe(branch, self.remote.host))
@@ -557,9 +568,10 @@ class GitRepo:
         command names `parent` as the branch's old value, so the server moves it only from
         there: a fast-forward and a compare-and-swap. None when the branch moved to `sha`;
         the refusal (git's own words: `fetch first` when the advertisement shows the branch
-        moved, else the server's report); _UNTRIED when git push must do it (a branch that
-        does not exist, a server that answers anything unexpected: git push then finds the
-        branch where it is, ours or not, and says what is wrong)."""
+        moved, else the server's `ng` reason); _UNTRIED when git push must do it (a branch
+        that does not exist, a server that answers anything unexpected: git push then finds
+        the branch where it is and says what is wrong); _UNANSWERED when the push was sent
+        and no verdict came back (it may have landed: `push` then asks)."""
         ref = f"refs/heads/{branch}"
         try:
             advertised = smarthttp.receive_pack_refs(self.remote)
@@ -573,11 +585,15 @@ class GitRepo:
                 if where != parent:
                     return _Refusal("rejected", "fetch first", ())
                 report = self._send_pack(sha, ref, parent, caps)
-                if report is not None and report.ok:
+                if report is not None and report.status == "ok":
                     return None
-                if report is not None:
+                if report is not None and report.status == "ng":
                     said = tuple(line[:300] for line in report.messages)[:6]
                     return _Refusal("remote rejected", report.reason, said)
+                # No answer, an unpacker error or a fatal one: git push looks where the
+                # branch is (it may be ours already) and pushes or says what is wrong.
+                _NO_DIRECT.add(self.remote.url)
+                return _UNANSWERED
         except Exception:  # a shortcut: whatever goes wrong, git push does it
             pass
         _NO_DIRECT.add(self.remote.url)
@@ -592,7 +608,9 @@ class GitRepo:
         asked: list[str] = [c for c in ("report-status", "side-band-64k", "quiet") if c in caps]
         if any(c.startswith("agent=") for c in caps):
             asked.append("agent=git/promoter")
-        args = ["pack-objects", "--all-progress-implied", "--revs", "--stdout", "--thin", "-q"]
+        args = ["pack-objects", "--all-progress-implied", "--revs", "--stdout", "-q"]
+        if "no-thin" not in caps:  # as send-pack: deltas against the parent's objects
+            args.append("--thin")
         if "ofs-delta" in caps:
             args.append("--delta-base-offset")
         # Not `--shallow`, which git push adds in a shallow repo: the same pack here (the
@@ -1085,10 +1103,15 @@ class GitRepo:
 
 
 class _Untried:
-    """A direct push that was not made (or not answered): git push makes it."""
+    """A direct push that was not made: git push makes it."""
+
+
+class _Unanswered(_Untried):
+    """A direct push that was sent and got no verdict: git push makes it (or finds it made)."""
 
 
 _UNTRIED = _Untried()
+_UNANSWERED = _Unanswered()
 
 
 def _sha1_only(capabilities: frozenset[str]) -> bool:
@@ -1133,18 +1156,16 @@ class _Refusal:
         return None
 
     def lost_race(self, moved: Callable[[], bool]) -> bool:
-        """Whether another writer won: git saw the branch moved, or the server's ref update
-        failed (`failed to update ref`, `cannot lock ref`) and the branch did move meanwhile.
-        A ref update that fails while the branch stays put is the server's own failure (a
-        stale lock, say): it would fail again, so it is not retried."""
+        """Whether another writer won: git saw the branch moved, or the server refused the
+        update and the branch did move meanwhile. A refusal while the branch stays put is
+        the server's own (a hook, a stale lock): it would come again, so it is not retried."""
         if self.status == "rejected":
             return self.reason in self._MOVED
-        text = " ".join((self.reason, *self.remote)).lower()
-        updating = any(
-            marker in text
-            for marker in ("failed to update ref", "cannot lock ref", "incorrect old value")
-        )
-        return self.status == "remote rejected" and updating and moved()
+        # Forges word a failed compare-and-swap each their own way (git: `failed to update
+        # ref`, `cannot lock ref`, `incorrect old value provided`): the branch having moved is
+        # what tells. A refusal for another reason (a hook) while someone else landed is then
+        # tried once more on the new tip, and refused again, as itself.
+        return self.status == "remote rejected" and moved()
 
     def describe(self, branch: str, host: str) -> str:
         said = f"; the server said: {' '.join(self.remote)}" if self.remote else ""

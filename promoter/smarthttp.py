@@ -17,7 +17,7 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 if TYPE_CHECKING:
     from http.client import HTTPConnection
@@ -221,17 +221,19 @@ def receive_pack(remote: Remote, body: bytes) -> bytes | None:
 
 
 class Report(NamedTuple):
-    """What receive-pack said about one ref: `ok`, or why not (its `ng` reason, or the
-    unpacker's error), with the server's messages (side band 2, `remote:` in git's output)."""
+    """What receive-pack said about one ref: `ok` (it moved), `ng` (refused, `reason` saying
+    why), or `failed` (the pack was not unpacked, or the server stopped with a fatal error: a
+    verdict on the ref cannot be read from it); with the server's messages (side band 2,
+    `remote:` in git's output)."""
 
-    ok: bool
+    status: Literal["ok", "ng", "failed"]
     reason: str
     messages: tuple[str, ...]
 
 
 def push_report(answer: bytes, ref: str, side_band: bool) -> Report | None:
     """receive-pack's report-status for `ref` (inside side band 1 when `side_band`), or None
-    when the answer holds none (a fatal error on band 3 is one: its text is the reason)."""
+    when the answer holds none."""
     status = bytearray()
     messages: list[str] = []
     if side_band:
@@ -245,7 +247,7 @@ def push_report(answer: bytes, ref: str, side_band: bool) -> Report | None:
                 text = payload.decode(errors="replace")
                 messages += [line.strip() for line in re.split(r"[\r\n]+", text) if line.strip()]
                 if band == b"\x03":
-                    return Report(False, messages[-1] if messages else "remote failure",
+                    return Report("failed", messages[-1] if messages else "remote failure",
                                   tuple(messages))  # fmt: skip
     else:
         status = bytearray(answer)
@@ -256,11 +258,12 @@ def push_report(answer: bytes, ref: str, side_band: bool) -> Report | None:
         line = data.decode(errors="replace").rstrip("\n")
         if line.startswith("unpack "):
             unpack = line[len("unpack ") :]
-        elif line == f"ok {ref}":
-            return Report(unpack == "ok", "" if unpack == "ok" else "unpacker error",
-                          tuple(messages))  # fmt: skip
-        elif line.startswith(f"ng {ref} "):
-            return Report(False, line[len(f"ng {ref} ") :], tuple(messages))
+        elif line == f"ok {ref}" or line.startswith(f"ng {ref} "):
+            if unpack != "ok":
+                return Report("failed", "unpacker error", tuple(messages))
+            if line.startswith("ok "):
+                return Report("ok", "", tuple(messages))
+            return Report("ng", line[len(f"ng {ref} ") :], tuple(messages))
     return None
 
 

@@ -307,6 +307,52 @@ def test_a_push_the_server_answers_oddly_is_left_to_git_push_and_lands_once(
     assert repo.log("env/dev")[:2] == ["m", "seed"]
 
 
+def test_a_push_whose_answer_was_lost_is_found_landed_and_counted_once(
+    env_repo, git_server, tmp_path
+):
+    # The server ran the push and the connection closed before its answer: git push finds
+    # the branch at our commit already ("up to date"), and the push counts as made.
+    repo = env_repo({"env/dev": FILES})
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    ident = Identity("a", "a@example.com")
+    tip = scratch.fetch("env/dev")
+    sha = scratch.commit(tip, {"a.txt": b"x\n"}, "m\n", ident, ident)
+    assert git_server.wait_idle()
+    before = len(git_server.requests)
+    git_server.lose_answers(1)
+    assert scratch.push(sha, "env/dev")
+    assert repo.sha("env/dev") == sha
+    assert repo.log("env/dev")[:2] == ["m", "seed"]
+    sent = _sent_since(git_server, before)
+    assert sent[:2] == [ADVERTISE, RECEIVE] and RECEIVE not in sent[2:], sent
+
+
+def test_a_push_whose_answer_was_lost_while_the_branch_moved_on_is_not_guessed(
+    env_repo, git_server, tmp_path
+):
+    # Landed, answer lost, and another writer pushed on top before git push looked: whether
+    # ours is in there cannot be told from the tip alone, so the run says so (exit 1; a
+    # re-run writes nothing if it landed) instead of calling it a lost race and re-planning.
+    repo = env_repo({"env/dev": FILES})
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    ident = Identity("a", "a@example.com")
+    tip = scratch.fetch("env/dev")
+    sha = scratch.commit(tip, {"a.txt": b"x\n"}, "m\n", ident, ident)
+    git_server.lose_answers(1)
+    pushes = iter(range(2))
+
+    def theirs_on_the_second() -> None:
+        if next(pushes, 2) == 1:
+            repo.commit("env/dev", {"b.txt": "y\n"}, "theirs")
+
+    git_server.before_push(repo.name, theirs_on_the_second)
+    with pytest.raises(GitError, match="whether the push landed is unknown") as caught:
+        scratch.push(sha, "env/dev")
+    git_server.before_push(repo.name, None)
+    assert TEST_TOKEN not in str(caught.value)
+    assert repo.log("env/dev")[:3] == ["theirs", "m", "seed"]
+
+
 def test_promoters_own_http_connections_turn_nagles_algorithm_off(git_server):
     # As curl and urllib3 do: http.client writes headers and body apart, and with Nagle on
     # the body would wait for the server's delayed ACK (not visible on loopback, so checked).

@@ -24,7 +24,7 @@ def _status(*lines: str) -> bytes:
 
 def test_ok_with_side_band():
     answer = _band(1, _status("unpack ok\n", f"ok {REF}\n")) + b"0000"
-    assert push_report(answer, REF, side_band=True) == Report(True, "", ())
+    assert push_report(answer, REF, side_band=True) == Report("ok", "", ())
 
 
 def test_a_refusal_keeps_the_servers_messages_in_order():
@@ -35,28 +35,31 @@ def test_a_refusal_keeps_the_servers_messages_in_order():
         + b"0000"
     )
     assert push_report(answer, REF, side_band=True) == Report(
-        False,
+        "ng",
         "pre-receive hook declined",
         ("remote policy: env/dev is protected", "open a pull request"),
     )
 
 
-def test_a_fatal_error_on_band_3_is_the_reason():
+def test_a_fatal_error_on_band_3_is_a_failure_not_a_verdict():
+    # The ref may or may not have moved: the caller must look (git push does).
     answer = _band(2, b"working...\n") + _band(3, b"fatal: out of disk space\n") + b"0000"
     assert push_report(answer, REF, side_band=True) == Report(
-        False, "fatal: out of disk space", ("working...", "fatal: out of disk space")
+        "failed", "fatal: out of disk space", ("working...", "fatal: out of disk space")
     )
 
 
-def test_an_unpacker_error_refuses_even_an_ok_ref():
-    answer = _status("unpack index-pack abnormal exit\n", f"ok {REF}\n")
-    assert push_report(answer, REF, side_band=False) == Report(False, "unpacker error", ())
+@pytest.mark.parametrize("verdict", ["ok", "ng"])
+def test_an_unpacker_error_is_a_failure_whatever_the_ref_line_says(verdict):
+    line = f"ok {REF}\n" if verdict == "ok" else f"ng {REF} unpacker error\n"
+    answer = _status("unpack index-pack abnormal exit\n", line)
+    assert push_report(answer, REF, side_band=False) == Report("failed", "unpacker error", ())
 
 
 def test_the_report_split_across_band_1_packets_is_read_whole():
     status = _status("unpack ok\n", f"ok {REF}\n")
     answer = _band(1, status[:7]) + _band(1, status[7:]) + b"0000"
-    assert push_report(answer, REF, side_band=True) == Report(True, "", ())
+    assert push_report(answer, REF, side_band=True) == Report("ok", "", ())
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import base64
 import binascii
 import contextlib
 import hmac
+import io
 import os
 import re
 import socket
@@ -99,6 +100,7 @@ class GitHttpServer(LoopbackServer):
         self._in_flight = 0
         self._idle = threading.Condition()
         self._fail_status = 503
+        self._lose_remaining = 0
         self._latency = 0.0
         self._procs: set[subprocess.Popen[bytes]] = set()
         self._push_writers: dict[str, Callable[[], None]] = {}
@@ -174,11 +176,24 @@ class GitHttpServer(LoopbackServer):
             self._fail_remaining = n
             self._fail_status = status
 
+    def lose_answers(self, n: int) -> None:
+        """Serve the next n pushes (receive-pack POSTs) in full, then drop the connection
+        instead of answering: a push that landed while its answer was lost on the way."""
+        with self._lock:
+            self._lose_remaining = n
+
     def set_latency(self, seconds: float) -> None:
         """Delay every request by `seconds` before anything else happens."""
         self._latency = max(0.0, seconds)
 
     # used by the handler -------------------------------------------------------------------
+
+    def _take_loss(self, path: str) -> bool:
+        with self._lock:
+            if self._lose_remaining <= 0 or not urlsplit(path).path.endswith("/git-receive-pack"):
+                return False
+            self._lose_remaining -= 1
+            return True
 
     def _take_fault(self) -> int | None:
         with self._lock:
@@ -264,6 +279,16 @@ class _Handler(LoopbackHandler["GitHttpServer"]):
             writer = self._push_writer()
             if writer is not None:
                 writer()
+            if self.command == "POST" and owner._take_loss(self.path):
+                answer, self.wfile = self.wfile, io.BytesIO()  # served, never sent
+                try:
+                    status, stderr, cpu = self._run_cgi(user, chunked)
+                finally:
+                    self.wfile = answer
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return
             status, stderr, cpu = self._run_cgi(user, chunked)
         finally:
             owner._record(
