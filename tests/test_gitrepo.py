@@ -261,16 +261,21 @@ def test_a_push_is_sent_straight_to_the_server_with_one_git_process(
     assert _sent_since(git_server, before) == [ADVERTISE]
 
 
+def _committed(env_repo, tmp_path):
+    """A seeded repo, a scratch repo that fetched env/dev, and a commit "m" on its tip."""
+    repo = env_repo({"env/dev": FILES})
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    ident = Identity("a", "a@example.com")
+    sha = scratch.commit(scratch.fetch("env/dev"), {"a.txt": b"x\n"}, "m\n", ident, ident)
+    return repo, scratch, sha
+
+
 def test_a_branch_moved_before_the_push_is_a_lost_race_found_in_the_advertisement(
     env_repo, git_server, tmp_path
 ):
     # git push, in a blobless repo, first fetched the unknown new tip (a lazy fetch: two
     # more requests and two processes) before refusing; the advertisement says it all.
-    repo = env_repo({"env/dev": FILES})
-    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
-    ident = Identity("a", "a@example.com")
-    tip = scratch.fetch("env/dev")
-    sha = scratch.commit(tip, {"a.txt": b"x\n"}, "m\n", ident, ident)
+    repo, scratch, sha = _committed(env_repo, tmp_path)
     git_server.before_push(repo.name, lambda: repo.commit("env/dev", {"b.txt": "y\n"}, "theirs"))
     assert git_server.wait_idle()
     before = len(git_server.requests)
@@ -286,11 +291,7 @@ def test_a_push_the_server_answers_oddly_is_left_to_git_push_and_lands_once(
 ):
     # No answer to trust (here a 502): git push looks where the branch is and pushes, or
     # finds it there already; either way one commit lands.
-    repo = env_repo({"env/dev": FILES})
-    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
-    ident = Identity("a", "a@example.com")
-    tip = scratch.fetch("env/dev")
-    sha = scratch.commit(tip, {"a.txt": b"x\n"}, "m\n", ident, ident)
+    repo, scratch, sha = _committed(env_repo, tmp_path)
     assert git_server.wait_idle()
     before = len(git_server.requests)
     if fails == "advertisement":
@@ -312,11 +313,7 @@ def test_a_push_whose_answer_was_lost_is_found_landed_and_counted_once(
 ):
     # The server ran the push and the connection closed before its answer: git push finds
     # the branch at our commit already ("up to date"), and the push counts as made.
-    repo = env_repo({"env/dev": FILES})
-    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
-    ident = Identity("a", "a@example.com")
-    tip = scratch.fetch("env/dev")
-    sha = scratch.commit(tip, {"a.txt": b"x\n"}, "m\n", ident, ident)
+    repo, scratch, sha = _committed(env_repo, tmp_path)
     assert git_server.wait_idle()
     before = len(git_server.requests)
     git_server.lose_answers(1)
@@ -333,11 +330,7 @@ def test_a_push_whose_answer_was_lost_while_the_branch_moved_on_is_not_guessed(
     # Landed, answer lost, and another writer pushed on top before git push looked: whether
     # ours is in there cannot be told from the tip alone, so the run says so (exit 1; a
     # re-run writes nothing if it landed) instead of calling it a lost race and re-planning.
-    repo = env_repo({"env/dev": FILES})
-    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
-    ident = Identity("a", "a@example.com")
-    tip = scratch.fetch("env/dev")
-    sha = scratch.commit(tip, {"a.txt": b"x\n"}, "m\n", ident, ident)
+    repo, scratch, sha = _committed(env_repo, tmp_path)
     git_server.lose_answers(1)
     pushes = iter(range(2))
 
