@@ -535,38 +535,61 @@ class GitRepo:
         """Fast-forward `branch` to `sha`. False when the branch moved meanwhile (a lost race)."""
         _check_branch(branch)
         _check_sha(sha)
+        parents = self._parents(sha)
+        return self._land(sha, branch, parents, parents[0] if len(parents) == 1 else None,
+                          owned=False, args=("origin", f"{sha}:refs/heads/{branch}"))  # fmt: skip
+
+    def _parents(self, sha: str) -> tuple[str, ...]:
         parent = self._made.get(sha)
-        parents = (parent,) if parent else self.read_commit(sha).parents
+        return (parent,) if parent else self.read_commit(sha).parents
+
+    def _land(
+        self,
+        sha: str,
+        branch: str,
+        parents: tuple[str, ...],
+        old: str | None,
+        owned: bool,
+        args: tuple[str, ...],
+    ) -> bool:
+        """Move `branch` from `old` (None: absent) to `sha`, directly when it can
+        (`_push_direct`), else with `git push ARGS`; True when it moved, False when another
+        writer moved it first (a lost race), GitError for any other refusal."""
         refusal: _Refusal | _Untried | None = _UNTRIED
-        if len(parents) == 1 and self._direct():
-            refusal = self._push_direct(sha, branch, parents[0])
+        if len(parents) == 1 and self._direct() and (old is not None or owned):
+            refusal = self._push_direct(sha, branch, parents[0], old, owned)
         unanswered = refusal is _UNANSWERED
         if isinstance(refusal, _Untried):
-            refusal = self._push(branch, "origin", f"{sha}:refs/heads/{branch}")
+            refusal = self._push(branch, *args)
         if refusal is None:
             return True
+        held = (old,) if owned else parents  # where the branch is when nobody else moved it
         if unanswered:  # our own unanswered push may be what git push found there
             tip = self.remote_tip(branch)
             if tip == sha:
                 return True
-            if tip not in parents:
+            if tip not in held:
                 raise GitError(
                     f"push to {branch} on {self.remote.host}: the server did not answer, and "
                     "the branch has moved since, so whether the push landed is unknown: run "
                     "again (a re-run writes nothing if it did)"
                 )
-        if refusal.lost_race(lambda: self.remote_tip(branch) not in parents):
+        if refusal.lost_race(lambda: self.remote_tip(branch) not in held):
             return False
         raise GitError(refusal.describe(branch, self.remote.host))
 
-    def _push_direct(self, sha: str, branch: str, parent: str) -> _Refusal | _Untried | None:
+    def _push_direct(
+        self, sha: str, branch: str, parent: str, old: str | None, owned: bool
+    ) -> _Refusal | _Untried | None:
         """What `git push origin SHA:refs/heads/BRANCH` does for a commit on `parent`, with
         the ref advertisement and one receive-pack request sent straight to the server
         (promoter.smarthttp) and the pack built by `git pack-objects` as git push builds it:
         one process where git push runs four, and no lazy fetch (git push, in a blobless
         repo, first fetches a tip it does not know before it refuses to push on it). The
-        command names `parent` as the branch's old value, so the server moves it only from
-        there: a fast-forward and a compare-and-swap. None when the branch moved to `sha`;
+        command names `old` as the branch's old value, so the server moves it only from
+        there: for an environment branch `old` is `parent` (a fast-forward and a
+        compare-and-swap); for a promoter branch (`owned`) it is the lease, None: must not
+        exist (what `git push --force-with-lease` checks). None when the branch moved to `sha`;
         the refusal (git's own words: `fetch first` when the advertisement shows the branch
         moved, else the server's `ng` reason); _UNTRIED when git push must do it (a branch
         that does not exist, a server that answers anything unexpected: git push then finds
@@ -580,11 +603,11 @@ class GitRepo:
                 where = advertised.refs.get(ref)
                 if where == sha:
                     return None  # an earlier try of this very push landed
-                if where is None:
+                if where is None and not owned:
                     return _UNTRIED  # git push creates the branch, and says so
-                if where != parent:
-                    return _Refusal("rejected", "fetch first", ())
-                report = self._send_pack(sha, ref, parent, caps)
+                if where != old:
+                    return _Refusal("rejected", "stale info" if owned else "fetch first", ())
+                report = self._send_pack(sha, ref, parent, old or _ZERO_OID, caps)
                 if report is not None and report.status == "ok":
                     return None
                 if report is not None and report.status == "ng":
@@ -600,11 +623,11 @@ class GitRepo:
         return _UNTRIED
 
     def _send_pack(
-        self, sha: str, ref: str, parent: str, caps: frozenset[str]
+        self, sha: str, ref: str, parent: str, old: str, caps: frozenset[str]
     ) -> smarthttp.Report | None:
         """Build the pack of `sha` over `parent` (what git push's pack-objects builds: the
         new objects, deltas against the parent's allowed) and send it with the command that
-        moves `ref` from `parent` to `sha`; the report."""
+        moves `ref` from `old` to `sha`; the report."""
         asked: list[str] = [c for c in ("report-status", "side-band-64k", "quiet") if c in caps]
         if any(c.startswith("agent=") for c in caps):
             asked.append("agent=git/promoter")
@@ -618,7 +641,7 @@ class GitRepo:
         # then reads every tree of the parent (30 ms at 20,000 files).
         pack = self._run(*args, stdin=f"{sha}\n^{parent}\n".encode())
         answer = smarthttp.receive_pack(
-            self.remote, smarthttp.push_request(parent, sha, ref, asked, pack)
+            self.remote, smarthttp.push_request(old, sha, ref, asked, pack)
         )
         if answer is None:
             return None
@@ -1081,12 +1104,8 @@ class GitRepo:
                 f"internal error: {branch!r} is not a promoter/ branch; refusing to replace it"
             )
         lease = f"--force-with-lease=refs/heads/{branch}:{expected or ''}"
-        refusal = self._push(branch, lease, "origin", f"{sha}:refs/heads/{branch}")
-        if refusal is None:
-            return True
-        if refusal.lost_race(lambda: self.remote_tip(branch) != expected):
-            return False
-        raise GitError(refusal.describe(branch, self.remote.host))
+        args = (lease, "origin", f"{sha}:refs/heads/{branch}")
+        return self._land(sha, branch, self._parents(sha), expected, owned=True, args=args)
 
     def _push(self, branch: str, *args: str) -> _Refusal | None:
         """Run `git push --porcelain ARGS`: None when the ref was updated, else how the push of
@@ -1112,6 +1131,7 @@ class _Unanswered(_Untried):
 
 _UNTRIED = _Untried()
 _UNANSWERED = _Unanswered()
+_ZERO_OID = "0" * 40  # a ref's old value when it must not exist (SHA-1 servers only here)
 
 
 def _sha1_only(capabilities: frozenset[str]) -> bool:

@@ -308,6 +308,30 @@ def test_a_push_the_server_answers_oddly_is_left_to_git_push_and_lands_once(
     assert repo.log("env/dev")[:2] == ["m", "seed"]
 
 
+def test_a_promoter_branch_is_pushed_straight_to_the_server_under_its_lease(
+    env_repo, git_server, tmp_path
+):
+    # Created (lease: must not exist), replaced (lease: where it was), refused when it moved
+    # (the advertisement shows it: nothing more sent); each a compare-and-swap the server does.
+    repo, scratch, sha = _committed(env_repo, tmp_path)
+    branch = "promoter/update-dev"
+    ident = Identity("a", "a@example.com")
+    other = scratch.commit(repo.shas["env/dev"], {"a.txt": b"y\n"}, "n\n", ident, ident)
+    assert git_server.wait_idle()
+    before = len(git_server.requests)
+    assert scratch.push_owned(sha, branch, None)
+    assert scratch.push_owned(other, branch, sha)  # not a fast-forward: replaced
+    assert _sent_since(git_server, before) == [ADVERTISE, RECEIVE] * 2
+    assert repo.sha(branch) == other
+    before = len(git_server.requests)
+    assert scratch.push_owned(sha, branch, sha) is False  # the lease no longer holds
+    assert scratch.push_owned(sha, branch, None) is False  # it exists
+    assert _sent_since(git_server, before) == [ADVERTISE] * 2
+    assert repo.sha(branch) == other
+    assert scratch.delete_owned(branch, other)  # git push, as before
+    assert branch not in list_branches(repo.path)
+
+
 def test_a_push_whose_answer_was_lost_is_found_landed_and_counted_once(
     env_repo, git_server, tmp_path
 ):
