@@ -448,28 +448,12 @@ def _contention_at(h: Harness, size: str, rtt: float, stack: contextlib.ExitStac
         repo.reset()
         before = len(h.server.request_log)
         runs = [_through(h.promoter_update(repo, [app]), proxies)(0) for app in range(n)]
-        start = time.perf_counter()
-        procs = [
-            subprocess.Popen(argv, env=h.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            for argv, _ in runs
-        ]
-        outs = [p.communicate() for p in procs]
-        walls.values.append(time.perf_counter() - start)
+        wall, attempts = _race(h, repo, runs, "writer")
+        walls.values.append(wall)
         h.server.wait_idle()
         requests.values.append((len(h.server.request_log) - before) / n)
         server_cpu.values.append(sum(r.cpu for r in h.server.requests[before:]) / n)
-        landed, attempts = 0, []
-        for proc, (out, err) in zip(procs, outs, strict=True):
-            if proc.returncode == 0:
-                landed += 1
-                attempts.append(json.loads(out)["attempts"])
-            else:
-                _progress(f"\n  writer failed ({proc.returncode}): {err.decode()[-300:]}\n")
-        all_tags = {k: v for _, tags in runs for k, v in tags.items()}
-        if landed == n:
-            _check_landed(repo, all_tags)
-            assert repo.count(f"{repo.seed_tip}..refs/heads/{BRANCH}") == n
-        landed_counts.values.append(landed)
+        landed_counts.values.append(len(attempts))
         attempts_all.values += attempts
         retries.values.append(sum(a - 1 for a in attempts))
         worst.values.append(max(attempts, default=0))
@@ -480,25 +464,10 @@ def _contention_at(h: Harness, size: str, rtt: float, stack: contextlib.ExitStac
             _through(_api_update(h, repo, [app], slug, "github", github.api_url), proxies)(0)
             for app in range(n)
         ]
-        start = time.perf_counter()
-        procs = [
-            subprocess.Popen(argv, env=h.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            for argv, _ in runs
-        ]
-        outs = [p.communicate() for p in procs]
-        api["wall"].values.append(time.perf_counter() - start)
+        wall, attempts = _race(h, repo, runs, "api writer")
+        api["wall"].values.append(wall)
         api["requests"].values.append((len(github.request_log) - before) / n)
-        landed, attempts = 0, []
-        for proc, (out, err) in zip(procs, outs, strict=True):
-            if proc.returncode == 0:
-                landed += 1
-                attempts.append(json.loads(out)["attempts"])
-            else:
-                _progress(f"\n  api writer failed ({proc.returncode}): {err.decode()[-300:]}\n")
-        if landed == n:
-            _check_landed(repo, {k: v for _, tags in runs for k, v in tags.items()})
-            assert repo.count(f"{repo.seed_tip}..refs/heads/{BRANCH}") == n
-        api["landed"].values.append(landed)
+        api["landed"].values.append(len(attempts))
         api["retries"].values.append(sum(a - 1 for a in attempts))
         api["worst"].values.append(max(attempts, default=0))
         _progress(".")
@@ -564,6 +533,31 @@ def _contention_at(h: Harness, size: str, rtt: float, stack: contextlib.ExitStac
     h.target(f"{n}/{n} concurrent api-path updates land ({where})",
              f"{api['landed'].show('n')}/{n} (worst {api['landed'].low:.0f})",
              api["landed"].low == n)  # fmt: skip
+
+
+def _race(
+    h: Harness, repo: BenchRepo, runs: list[tuple[list[str], dict[str, str]]], what: str
+) -> tuple[float, list[int]]:
+    """Start every run at once on `repo`'s branch: (first start to last exit, the `attempts`
+    each writer that landed reports). When all landed, their tags are checked on the branch,
+    one commit each."""
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen(argv, env=h.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for argv, _ in runs
+    ]
+    outs = [p.communicate() for p in procs]
+    wall = time.perf_counter() - start
+    attempts: list[int] = []
+    for proc, (out, err) in zip(procs, outs, strict=True):
+        if proc.returncode == 0:
+            attempts.append(json.loads(out)["attempts"])
+        else:
+            _progress(f"\n  {what} failed ({proc.returncode}): {err.decode()[-300:]}\n")
+    if len(attempts) == len(runs):
+        _check_landed(repo, {k: v for _, tags in runs for k, v in tags.items()})
+        assert repo.count(f"{repo.seed_tip}..refs/heads/{BRANCH}") == len(runs)
+    return wall, attempts
 
 
 def section_startup(h: Harness) -> None:
