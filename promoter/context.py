@@ -134,10 +134,17 @@ def read_config(options: Options, repo: GitRepo | None) -> Config:
         raise UsageError("no configuration: pass --config PATH or --repo URL")
     repo.warm()  # while the default branch's fetch is under way: its blob comes next
     head = repo.fetch_default()
-    data = repo.read_files(head, [CONFIG_FILE])[CONFIG_FILE]
+    return config_from(repo.read_files(head, [CONFIG_FILE])[CONFIG_FILE], repo.remote.url)
+
+
+def config_from(data: bytes | None, where: str) -> Config:
+    """The configuration in promoter.yaml's bytes as read from the default branch of the
+    repository `where` (None: the file is not there), read over git or the forge's API."""
+    from promoter.config import CONFIG_FILE, load_config
+
     if data is None:
         raise ConfigError(
-            f"{CONFIG_FILE} not found on the default branch of {repo.remote.url}; "
+            f"{CONFIG_FILE} not found on the default branch of {where}; "
             "add it there or pass --config PATH"
         )
     try:

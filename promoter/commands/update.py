@@ -9,7 +9,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from promoter.ci import RunContext
-from promoter.context import ForgeOpener, read_config, scratch_repo
+from promoter.context import ForgeOpener, config_from, read_config, scratch_repo
 from promoter.delivery import (
     DEFAULT_RETRY,
     Clock,
@@ -21,7 +21,7 @@ from promoter.delivery import (
     commit_via,
     open_commit_api,
 )
-from promoter.errors import ConfigError, UsageError
+from promoter.errors import UsageError
 from promoter.message import Provenance, check_message, check_reason, check_sha, check_url
 from promoter.model import parse_chart_flag, parse_image_flag
 from promoter.options import Options
@@ -164,22 +164,10 @@ def _config_via_api(
     """promoter.yaml from --config, else from the default branch through the forge's API (in
     the query that reads `branch`, the environment branch's likely name; `early`: that query,
     already sent)."""
-    from promoter.config import CONFIG_FILE, load_config
-
     if options.config:
         return read_config(options, None)
-    snapshot = early.result() if early else api.snapshot(branch, (), [CONFIG_FILE])
-    data = snapshot.default_files.get(CONFIG_FILE)
-    if data is None:
-        raise ConfigError(
-            f"{CONFIG_FILE} not found on the default branch of the repository; add it there "
-            "or pass --config PATH"
-        )
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"{CONFIG_FILE} is not UTF-8 text") from None
-    return load_config(text)
+    snapshot = early.result() if early else api.snapshot(branch, (), [_CONFIG_FILE])
+    return config_from(snapshot.default_files.get(_CONFIG_FILE), "the repository")
 
 
 _CONFIG_FILE = "promoter.yaml"  # promoter.config.CONFIG_FILE, before that module is imported
