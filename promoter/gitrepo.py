@@ -556,7 +556,7 @@ class GitRepo:
         (`_push_direct`), else with `git push ARGS`; True when it moved, False when another
         writer moved it first (a lost race), GitError for any other refusal."""
         refusal: _Refusal | _Untried | None = _UNTRIED
-        if len(parents) == 1 and self._direct() and (old is not None or owned):
+        if len(parents) == 1 and self._direct():
             refusal = self._push_direct(sha, branch, parents[0], old, owned)
         unanswered = refusal is _UNANSWERED
         if isinstance(refusal, _Untried):
