@@ -32,7 +32,8 @@ from bench.repos import REPOS, BenchRepo, Spec
 if TYPE_CHECKING:
     from bench.run import Harness
 
-VERSION = 1
+# 2: packs with their reverse index on disk (GitHttpServer's repo config, git >= 2.41's default).
+VERSION = 2
 APPS = 1_000
 FILES = 20_000
 COMMITS = 100_000

@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from bench.run import Harness
     from promoter.sandbox.github_api import GitHubApiDouble
 
-VERSION = 1
+# 2: packs with their reverse index on disk (GitHttpServer's repo config, git >= 2.41's default).
+VERSION = 2
 ENVS = ("dev", "qa", "staging", "preprod", "prod")
 APPS = 20
 DAYS = 90

@@ -10,8 +10,9 @@ Layout (branch-per-environment, as promoter.yaml's `environments.dev.branch: env
 
 Generated repos are cached under `bench/work/repos/` keyed by size name and a generator
 version, so reruns only pay for generation once. The bare repos carry the same server config
-as `GitHttpServer.create_repo` (filters allowed, push enabled), are repacked with a bitmap
-and a commit-graph like a forge's would be, and are served by `GitHttpServer`.
+as `GitHttpServer.create_repo` (filters allowed, push enabled, reverse indexes written), are
+repacked with a bitmap and a commit-graph like a forge's would be, and are served by
+`GitHttpServer`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from promoter.sandbox.envrepo import git_env
 from promoter.sandbox.gitserver import GitHttpServer
 
 # 3: the commit-graph carries changed-path Bloom filters (GitLab's `last_commit_id`).
-GENERATOR_VERSION = 3
+# 4: the pack has its reverse index on disk (a .rev file, as git >= 2.41 writes by default).
+GENERATOR_VERSION = 4
 WORK = Path(__file__).resolve().parent / "work"
 REPOS = WORK / "repos"
 BRANCH = "env/dev"

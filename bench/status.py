@@ -50,7 +50,8 @@ from promoter.sandbox.gitserver import GitHttpServer
 if TYPE_CHECKING:
     from bench.run import Harness
 
-VERSION = 1
+# 2: packs with their reverse index on disk (GitHttpServer's repo config, git >= 2.41's default).
+VERSION = 2
 APPS = 500
 ROUNDS = 4
 ENVS = ("dev", "qa", "staging", "prod-eu", "prod-us")

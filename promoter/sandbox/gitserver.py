@@ -34,7 +34,9 @@ _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*")
 
 # Written into every repo the server creates. Filters and any-SHA wants are what a blobless
 # partial clone and its lazy blob fetches need; receivepack is on explicitly because
-# http-backend otherwise enables push only when it trusts REMOTE_USER.
+# http-backend otherwise enables push only when it trusts REMOTE_USER. Packs get their reverse
+# index on disk (.rev), as git >= 2.41 writes by default and Gitaly has configured since 2021:
+# without it every fetch from a pack of 500,000 objects first sorts its offsets (~10 ms).
 _REPO_CONFIG = """\
 [uploadpack]
 \tallowFilter = true
@@ -43,6 +45,8 @@ _REPO_CONFIG = """\
 \treceivepack = true
 [receive]
 \tdenyDeletes = false
+[pack]
+\twriteReverseIndex = true
 """
 
 
