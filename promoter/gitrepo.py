@@ -945,7 +945,8 @@ class GitRepo:
 
         `have`: a commit of an earlier fetch here (a re-fetch after a lost race), offered as
         `git fetch` offers it, with this repo's shallow commits, so that the pack holds only
-        the trees that changed since; when the tip is still `have`, nothing is fetched."""
+        the commits since (cut at its committer time) and the trees they changed; when the
+        tip is still `have`, nothing is fetched."""
         if not self._direct():
             return False
         try:
@@ -957,16 +958,17 @@ class GitRepo:
             if tip is not None and tip == have:
                 return True  # the ref already holds it (and the objects are here)
             if tip is not None:
-                haves, boundary = [], []
+                haves, boundary, since = [], [], None
                 if have is not None:
-                    haves = [have]
+                    haves, since = [have], self.read_commit(have).committed
                     shallow_file = self.path / "shallow"
                     if shallow_file.exists():
                         boundary = shallow_file.read_text(encoding="ascii").split()
-                request = smarthttp.fetch_request([tip], True, haves, boundary)
-                answer = smarthttp.upload_pack(self.remote, request)
+                request = smarthttp.fetch_request([tip], True, haves, boundary, since)
+                limit = _REFETCH_LIMIT if haves else None
+                answer = smarthttp.upload_pack(self.remote, request, limit)
                 found = smarthttp.fetch_answer(answer) if answer is not None else None
-                if found is None and haves:  # not ready on what we have: the tip alone
+                if found is None and haves:  # not ready on what we have, or too much: the tip alone
                     request = smarthttp.fetch_request([tip], shallow=True)
                     answer = smarthttp.upload_pack(self.remote, request)
                     found = smarthttp.fetch_answer(answer) if answer is not None else None
@@ -1242,6 +1244,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 # Remotes that did not answer a direct request as git's server would: git talks to them
 # (this run).
 _NO_DIRECT: set[str] = set()
+# The most a re-fetch since a have may bring (`fetch_request`'s `since`): the commits of a
+# busy branch since the last attempt are a few KB each. Commits with one committer time all
+# along (an import) would otherwise bring the whole history; past this, the tip alone.
+_REFETCH_LIMIT = 8 * 1024 * 1024
 # What the user's git configuration says, read once: (environment it was read in, plain).
 _PLAIN_CONFIG: list[tuple[tuple[str | None, ...], bool]] = []
 

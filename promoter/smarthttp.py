@@ -43,6 +43,7 @@ def fetch_request(
     shallow: bool = False,
     haves: Iterable[str] = (),
     boundary: Iterable[str] = (),
+    since: int | None = None,
 ) -> bytes:
     """A v2 `fetch` of `oids` with nothing to negotiate (`done` at once); `shallow`: the
     commits alone with their trees, as `--depth=1 --filter=blob:none` asks. `haves`: commits
@@ -51,8 +52,17 @@ def fetch_request(
     (upload-pack skips the haves of a request that says `done`), so the server answers
     `ready` and the pack in one round when it knows a have, and only acknowledgments when
     not; and as a `thin-pack` (`index-pack --fix-thin` completes it from the objects here),
-    the only kind for which upload-pack leaves out what a shallow client's haves reach."""
-    options = ["deepen 1\n", "filter blob:none\n"] if shallow else []
+    the only kind for which upload-pack leaves out what a shallow client's haves reach.
+
+    `since` (with `shallow` and a have: the have's committer time) cuts the history at
+    commits older than that (`--shallow-since`) instead of at depth 1: the commits between
+    the have and the tip, side branches cut at the same time, so the boundary meets the have.
+    With depth 1 the tip is cut from its parents, the have is no longer below it, and
+    upload-pack's `pack-objects --shallow` marks every tree of the have as sent: 35 ms of
+    server CPU at 20,000 files, 8 ms this way. A tip older than `since` (a branch moved
+    back) is refused with no pack: the caller then fetches the tip alone."""
+    deepen = f"deepen-since {since}\n" if since is not None else "deepen 1\n"
+    options = [deepen, "filter blob:none\n"] if shallow else []
     haves = list(haves)
     thin = [pkt("thin-pack\n")] if haves else []
     return b"".join(
@@ -146,14 +156,15 @@ def fetch_answer(answer: bytes) -> tuple[list[str], list[str], bytes] | None:
     return shallow, unshallow, b"".join(pack)
 
 
-def upload_pack(remote: Remote, body: bytes) -> bytes | None:
+def upload_pack(remote: Remote, body: bytes, limit: int | None = None) -> bytes | None:
     """POST a protocol v2 request to the remote's git-upload-pack; the answer, or None when
-    it is not one (another status or content type: a redirect, an error page)."""
+    it is not one (another status or content type: a redirect, an error page) or is longer
+    than `limit` bytes (the connection is then closed, not read to its end)."""
     response = _request(remote, "POST", "/git-upload-pack", body, {
         "Content-Type": "application/x-git-upload-pack-request",
         "Accept": "application/x-git-upload-pack-result",
         "Git-Protocol": "version=2",
-    }, retry=True)  # fmt: skip
+    }, retry=True, limit=limit)  # fmt: skip
     return _answer(response, "application/x-git-upload-pack-result")
 
 
@@ -291,11 +302,12 @@ def _connected(connection: HTTPConnection) -> None:
 
 def _request(
     remote: Remote, method: str, suffix: str, body: bytes | None, headers: dict[str, str],
-    retry: bool,
+    retry: bool, limit: int | None = None,
 ) -> tuple[int, str, bytes]:  # fmt: skip
     """Send one request to the repository's URL + `suffix` on a pooled connection and read
     the whole answer: (status, content type, body). `retry`: once more on a fresh connection
-    when a kept-alive one turns out to be closed by the server."""
+    when a kept-alive one turns out to be closed by the server. An answer longer than
+    `limit` bytes is not read on: the connection is closed and the status is 0."""
     import http.client
 
     headers = {**headers, "User-Agent": "git/promoter"}
@@ -309,7 +321,7 @@ def _request(
             _connected(connection)
             connection.request(method, path, body=body, headers=headers)
             response = connection.getresponse()
-            answer = response.read()
+            answer = response.read() if limit is None else response.read(limit + 1)
         except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
             connection.close()
             if attempt == 2 or not retry:
@@ -318,6 +330,9 @@ def _request(
         except BaseException:
             connection.close()
             raise
+        if limit is not None and len(answer) > limit:
+            connection.close()
+            return 0, "", b""
         _give_connection(remote.url, connection)
         kind = response.getheader("Content-Type", "").split(";")[0].strip()
         return response.status, kind, answer

@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from promoter import smarthttp
 from promoter.ci import RunContext
 from promoter.config import Environment
 from promoter.delivery import DEFAULT_RETRY, Clock, Deliverer, RetryPolicy, Tip, Write
@@ -138,17 +139,20 @@ def test_a_refetch_after_the_branch_moved_is_direct_and_brings_only_changed_tree
     # The retry after a lost race: ls-refs and one fetch offering the tip held here (and
     # the shallow boundary), no ref advertisement; the pack holds the new commit and the
     # trees that changed, even one only the history beyond the boundary had (apps/web's
-    # tree of the seed commit comes back).
+    # tree of the seed commit comes back). The history is cut at the held tip's time, so
+    # the commits since join it: the tip held here is no longer cut from what follows.
     repo = env_repo({"env/dev": FILES})
     web = "apps/web/values.yaml"
     ident = Identity("a", "a@example.com")
     writer = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "writer.git")
     seed = writer.fetch("env/dev")
-    moved = writer.commit(seed, {web: b"image:\n  tag: 2.0.0\n"}, "two\n", ident, ident)
+    when = writer.read_commit(seed).committed
+    moved = writer.commit(seed, {web: b"image:\n  tag: 2.0.0\n"}, "two\n", ident, ident,
+                          when + 100)  # fmt: skip
     assert writer.push(moved, "env/dev")
     scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
     assert scratch.fetch("env/dev") == moved
-    back = writer.commit(moved, {web: FILES[web].encode()}, "back\n", ident, ident)
+    back = writer.commit(moved, {web: FILES[web].encode()}, "back\n", ident, ident, when + 200)
     assert writer.push(back, "env/dev")
     packs = set((scratch.path / "objects/pack").glob("*.idx"))
     assert git_server.wait_idle()
@@ -166,9 +170,47 @@ def test_a_refetch_after_the_branch_moved_is_direct_and_brings_only_changed_tree
     # The commit, the root, apps/ and apps/web/ trees (and the bases --fix-thin adds to a
     # thin pack), not the 54 objects of the whole tree.
     assert _pack_size(new) < 10
-    shallow = (scratch.path / "shallow").read_text().split()
-    assert back in shallow and moved in shallow
-    assert _git(scratch, "rev-list", "--count", back).strip() == "1"  # still depth 1
+    assert (scratch.path / "shallow").read_text().split() == [moved]
+    assert _git(scratch, "rev-list", "--count", back).strip() == "2"  # back, moved
+
+
+def test_a_branch_moved_back_is_refetched_as_its_tip_alone(env_repo, git_server, tmp_path):
+    # Cut at the held tip's time, an older tip has no commit to send: the server refuses
+    # ("no commits selected for shallow requests") and the tip alone is fetched.
+    repo = env_repo({"env/dev": FILES})
+    web = "apps/web/values.yaml"
+    ident = Identity("a", "a@example.com")
+    writer = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "writer.git")
+    seed = writer.fetch("env/dev")
+    when = writer.read_commit(seed).committed
+    old = writer.commit(seed, {web: b"image:\n  tag: 1.5.0\n"}, "old\n", ident, ident, when + 1)
+    new = writer.commit(old, {web: b"image:\n  tag: 2.0.0\n"}, "new\n", ident, ident, when + 100)
+    assert writer.push(old, "env/dev") and writer.push(new, "env/dev")
+    scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
+    assert scratch.fetch("env/dev") == new
+    subprocess.run(["git", "--git-dir", str(repo.path), "update-ref", "refs/heads/env/dev", old],
+                   check=True)  # moved back by someone else  # fmt: skip
+    assert git_server.wait_idle()
+    before = len(git_server.requests)
+    assert scratch.fetch("env/dev") == old
+    assert scratch.read_files(old, [web]) == {web: b"image:\n  tag: 1.5.0\n"}
+    assert git_server.wait_idle()
+    sent = [(r.method, r.path.rsplit("/", 1)[-1]) for r in git_server.requests[before:]]
+    assert sent == [("POST", "git-upload-pack")] * 4, sent  # ls-refs, refused, tip, blob
+    assert _git(scratch, "rev-list", "--count", old).strip() == "1"  # the tip alone
+
+
+def test_an_upload_pack_answer_past_its_limit_is_no_answer(env_repo, git_server, tmp_path):
+    # The bound a re-fetch is read with: past it the connection is dropped, not read on.
+    repo = env_repo({"env/dev": FILES})
+    remote = Remote.parse(repo.url, TEST_TOKEN)
+    tip = repo.sha("env/dev")
+    request = smarthttp.fetch_request([tip], shallow=True)
+    whole = smarthttp.upload_pack(remote, request)
+    assert whole is not None and smarthttp.fetch_answer(whole) is not None
+    assert smarthttp.upload_pack(remote, request, limit=len(whole)) == whole
+    assert smarthttp.upload_pack(remote, request, limit=len(whole) - 1) is None
+    assert smarthttp.upload_pack(remote, request) == whole  # a fresh connection serves on
 
 
 def _pack_objects(idx) -> list[str]:
