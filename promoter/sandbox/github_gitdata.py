@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import base64
 import subprocess
-import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from promoter.sandbox.envrepo import git_env
 from promoter.sandbox.github_render import Json, Urls
@@ -307,15 +308,62 @@ def commit_file(
     identity: dict[str, str],
 ) -> str:
     """A new commit on top of parent with file_path set to data (None: removed)."""
-    with tempfile.TemporaryDirectory(prefix="gh-index-") as tmp:
-        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index"), **identity}
-        run(path, "read-tree", parent, env=env)
-        if data is None:
-            # Mode 0 in --index-info removes the entry (--force-remove needs a work tree).
-            gone = f"0 {'0' * 40}\t{file_path}\n".encode()
-            run(path, "update-index", "--index-info", data=gone, env=env)
+    tree = edit_tree(path, parent, {file_path: data})
+    return run(path, "commit-tree", tree, "-p", parent, "-m", message, env=identity).strip()
+
+
+def edit_tree(path: Path, commit: str, files: Mapping[str, bytes | None]) -> str:
+    """The tree of `commit` with `files` written as plain 100644 files (None: removed), built
+    as a forge builds it: only the trees along the changed paths are read and written (one
+    `ls-tree` and one `mktree` each), never the whole tree; a directory left empty goes."""
+    changes: dict[str, Any] = {}
+    for file_path, data in files.items():
+        *dirs, name = file_path.split("/")
+        node = changes
+        for part in dirs:
+            node = node.setdefault(part, {})
+        node[name] = data
+    built = _edit(path, f"{commit}^{{tree}}", changes)
+    return built if built is not None else _git_bytes(path, "mktree", data=b"").decode().strip()
+
+
+def _edit(path: Path, tree: str | None, changes: Mapping[str, Any]) -> str | None:
+    """`tree` (None: none yet) with `changes` (name → bytes, None, or a nested mapping)
+    applied; None when nothing is left in it."""
+    entries: dict[bytes, tuple[bytes, bytes, bytes]] = {}  # name → (mode, type, id)
+    if tree is not None:
+        for line in _git_bytes(path, "ls-tree", "-z", tree).split(b"\0"):
+            if line:
+                meta, _, listed = line.partition(b"\t")
+                mode, kind, oid = meta.split()
+                entries[listed] = (mode, kind, oid)
+    for name, change in changes.items():
+        key = name.encode("utf-8", "surrogateescape")
+        if isinstance(change, Mapping):
+            mode, kind, oid = entries.get(key, (b"", b"", b""))
+            sub = _edit(path, oid.decode() if kind == b"tree" else None, change)
+            if sub is None:
+                entries.pop(key, None)
+            else:
+                entries[key] = (b"040000", b"tree", sub.encode())
+        elif change is None:
+            entries.pop(key, None)
         else:
-            blob = run(path, "hash-object", "-w", "--stdin", data=data).strip()
-            run(path, "update-index", "--add", "--cacheinfo", f"100644,{blob},{file_path}", env=env)
-        tree = run(path, "write-tree", env=env).strip()
-        return run(path, "commit-tree", tree, "-p", parent, "-m", message, env=env).strip()
+            blob = _git_bytes(path, "hash-object", "-w", "--stdin", data=change).strip()
+            entries[key] = (b"100644", b"blob", blob)
+    if not entries:
+        return None
+    listing = b"".join(b"%s %s %s\t%s\0" % (*entry, key) for key, entry in entries.items())
+    return _git_bytes(path, "mktree", "-z", data=listing).decode().strip()
+
+
+def _git_bytes(path: Path, *args: str, data: bytes | None = None) -> bytes:
+    """stdout of git in the bare repo, which must succeed."""
+    proc = subprocess.run(
+        ["git", "--git-dir", str(path), *args],
+        input=data,
+        capture_output=True,
+        env=git_env(),
+        check=True,
+    )
+    return proc.stdout

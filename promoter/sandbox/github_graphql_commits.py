@@ -17,7 +17,6 @@ import base64
 import binascii
 import re
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -563,26 +562,15 @@ def _commit(
 ) -> str:
     """A commit on `parent` with `files` written (None: removed). Every file written is a
     plain 100644 file, an executable one too: createCommitOnBranch takes no mode."""
-    with tempfile.TemporaryDirectory(prefix="gh-graphql-") as tmp:
-        index = {"GIT_INDEX_FILE": str(Path(tmp) / "index"), **env}
-        gd.run(path, "read-tree", parent, env=index)
-        lines = []
-        for name, data in files.items():
-            if data is None:
-                lines.append(f"0 {'0' * 40}\t{name}\n")
-                continue
-            blob = gd.run(path, "hash-object", "-w", "--stdin", data=data).strip()
-            lines.append(f"100644 {blob}\t{name}\n")
-        gd.run(path, "update-index", "--index-info", data="".join(lines).encode(), env=index)
-        tree = gd.run(path, "write-tree", env=index).strip()
-        proc = subprocess.run(
-            ["git", "--git-dir", str(path), "commit-tree", tree, "-p", parent, "-F", "-"],
-            input=message.encode(),
-            capture_output=True,
-            env=git_env(index),
-            check=True,
-        )
-        return proc.stdout.decode().strip()
+    tree = gd.edit_tree(path, parent, files)
+    proc = subprocess.run(
+        ["git", "--git-dir", str(path), "commit-tree", tree, "-p", parent, "-F", "-"],
+        input=message.encode(),
+        capture_output=True,
+        env=git_env(env),
+        check=True,
+    )
+    return proc.stdout.decode().strip()
 
 
 # --- updateRefs ----------------------------------------------------------------------------------
