@@ -133,6 +133,18 @@ def test_a_background_tip_fetch_over_http_is_two_requests_and_shallow(
     assert repo.log("env/dev")[0] == "m"
 
 
+WEB = "apps/web/values.yaml"
+IDENT = Identity("a", "a@example.com")
+
+
+def _writer(env_repo, tmp_path):
+    """An env/dev of FILES, another writer's scratch repo on it, its tip and commit time."""
+    repo = env_repo({"env/dev": FILES})
+    writer = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "writer.git")
+    seed = writer.fetch("env/dev")
+    return repo, writer, seed, writer.read_commit(seed).committed
+
+
 def test_a_refetch_after_the_branch_moved_is_direct_and_brings_only_changed_trees(
     env_repo, git_server, tmp_path
 ):
@@ -141,24 +153,19 @@ def test_a_refetch_after_the_branch_moved_is_direct_and_brings_only_changed_tree
     # trees that changed, even one only the history beyond the boundary had (apps/web's
     # tree of the seed commit comes back). The history is cut at the held tip's time, so
     # the commits since join it: the tip held here is no longer cut from what follows.
-    repo = env_repo({"env/dev": FILES})
-    web = "apps/web/values.yaml"
-    ident = Identity("a", "a@example.com")
-    writer = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "writer.git")
-    seed = writer.fetch("env/dev")
-    when = writer.read_commit(seed).committed
-    moved = writer.commit(seed, {web: b"image:\n  tag: 2.0.0\n"}, "two\n", ident, ident,
+    repo, writer, seed, when = _writer(env_repo, tmp_path)
+    moved = writer.commit(seed, {WEB: b"image:\n  tag: 2.0.0\n"}, "two\n", IDENT, IDENT,
                           when + 100)  # fmt: skip
     assert writer.push(moved, "env/dev")
     scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
     assert scratch.fetch("env/dev") == moved
-    back = writer.commit(moved, {web: FILES[web].encode()}, "back\n", ident, ident, when + 200)
+    back = writer.commit(moved, {WEB: FILES[WEB].encode()}, "back\n", IDENT, IDENT, when + 200)
     assert writer.push(back, "env/dev")
     packs = set((scratch.path / "objects/pack").glob("*.idx"))
     assert git_server.wait_idle()
     before = len(git_server.requests)
     assert scratch.fetch("env/dev") == back
-    assert scratch.read_files(back, [web]) == {web: FILES[web].encode()}
+    assert scratch.read_files(back, [WEB]) == {WEB: FILES[WEB].encode()}
     assert scratch.fetch("env/dev") == back  # unchanged: the ls-refs alone
     tree = _git(scratch, "ls-tree", "-r", "--full-tree", back)  # no lazy fetch of a tree
     assert len(tree.splitlines()) == len(FILES)
@@ -177,14 +184,9 @@ def test_a_refetch_after_the_branch_moved_is_direct_and_brings_only_changed_tree
 def test_a_branch_moved_back_is_refetched_as_its_tip_alone(env_repo, git_server, tmp_path):
     # Cut at the held tip's time, an older tip has no commit to send: the server refuses
     # ("no commits selected for shallow requests") and the tip alone is fetched.
-    repo = env_repo({"env/dev": FILES})
-    web = "apps/web/values.yaml"
-    ident = Identity("a", "a@example.com")
-    writer = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "writer.git")
-    seed = writer.fetch("env/dev")
-    when = writer.read_commit(seed).committed
-    old = writer.commit(seed, {web: b"image:\n  tag: 1.5.0\n"}, "old\n", ident, ident, when + 1)
-    new = writer.commit(old, {web: b"image:\n  tag: 2.0.0\n"}, "new\n", ident, ident, when + 100)
+    repo, writer, seed, when = _writer(env_repo, tmp_path)
+    old = writer.commit(seed, {WEB: b"image:\n  tag: 1.5.0\n"}, "old\n", IDENT, IDENT, when + 1)
+    new = writer.commit(old, {WEB: b"image:\n  tag: 2.0.0\n"}, "new\n", IDENT, IDENT, when + 100)
     assert writer.push(old, "env/dev") and writer.push(new, "env/dev")
     scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
     assert scratch.fetch("env/dev") == new
@@ -193,7 +195,7 @@ def test_a_branch_moved_back_is_refetched_as_its_tip_alone(env_repo, git_server,
     assert git_server.wait_idle()
     before = len(git_server.requests)
     assert scratch.fetch("env/dev") == old
-    assert scratch.read_files(old, [web]) == {web: b"image:\n  tag: 1.5.0\n"}
+    assert scratch.read_files(old, [WEB]) == {WEB: b"image:\n  tag: 1.5.0\n"}
     assert git_server.wait_idle()
     sent = [(r.method, r.path.rsplit("/", 1)[-1]) for r in git_server.requests[before:]]
     assert sent == [("POST", "git-upload-pack")] * 4, sent  # ls-refs, refused, tip, blob

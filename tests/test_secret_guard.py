@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from promoter.sandbox import TEST_TOKEN
-from promoter.sandbox.envrepo import _git, git_env
+from promoter.sandbox.envrepo import git_env, git_out
 from promoter.sandbox.gitserver import auth_config_env
 from tests.helpers import Run, assert_clean, run_cli
 
@@ -397,7 +397,7 @@ def test_the_example_job_checks_a_pull_request_before_it_lands(example, env_repo
     repo = env_repo({"main": BASE, "env/dev": BASE, "env/prod": BASE})
     # The pull request: a branch off env/prod that adds a plaintext Secret.
     repo.commit("env/prod", {}, "base")  # env/prod moves on: the branch is still mergeable
-    _git(repo.path, "branch", "add-db", "env/prod")
+    git_out(repo.path, "branch", "add-db", "env/prod")
     head = repo.commit("add-db", {"apps/db/secret.yaml": PLAIN_DATA}, "add the db secret")
     # The CI checkout: the commit under test, detached; origin authenticates as in CI.
     env = {**git_env(auth_config_env(TEST_TOKEN)), "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig")}
@@ -419,4 +419,4 @@ def test_the_example_job_checks_a_pull_request_before_it_lands(example, env_repo
     for form in (VALUE, VALUE_B64):
         assert form not in run.output
     # Nothing landed: env/prod on the server is as it was, and validates.
-    assert "apps/db/secret.yaml" not in _git(repo.path, "ls-tree", "-r", "env/prod").decode()
+    assert "apps/db/secret.yaml" not in git_out(repo.path, "ls-tree", "-r", "env/prod").decode()

@@ -54,7 +54,8 @@ def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _git(bare: Path, *args: str, stdin: bytes | None = None) -> bytes:
+def git_out(bare: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    """stdout of git in the bare repo `bare`; EnvRepoError (with git's words) if it fails."""
     proc = subprocess.run(
         ["git", "--git-dir", str(bare), *args],
         input=stdin,
@@ -112,12 +113,12 @@ def _commit_command(
 def _fast_import(bare: Path, commands: Sequence[bytes]) -> None:
     # "feature done" makes a truncated stream an error instead of a partial import.
     stream = b"feature done\n" + b"".join(commands) + b"done\n"
-    _git(bare, "fast-import", "--quiet", stdin=stream)
+    git_out(bare, "fast-import", "--quiet", stdin=stream)
 
 
 def rev_parse(bare: Path, ref: str) -> str:
     return (
-        _git(bare, "rev-parse", "--verify", "--end-of-options", f"{ref}^{{commit}}")
+        git_out(bare, "rev-parse", "--verify", "--end-of-options", f"{ref}^{{commit}}")
         .decode()
         .strip()
     )
@@ -125,7 +126,7 @@ def rev_parse(bare: Path, ref: str) -> str:
 
 def list_branches(bare: Path) -> dict[str, str]:
     """Branch name -> tip sha for every branch in the repo."""
-    out = _git(bare, "for-each-ref", "--format=%(refname:strip=2) %(objectname)", "refs/heads/")
+    out = git_out(bare, "for-each-ref", "--format=%(refname:strip=2) %(objectname)", "refs/heads/")
     pairs = (line.split(" ", 1) for line in out.decode().splitlines() if line)
     return {name: sha for name, sha in pairs}
 
@@ -168,7 +169,7 @@ def commit_files(
 
 
 def read_bytes(bare: Path, ref: str, path: str) -> bytes:
-    return _git(bare, "cat-file", "blob", f"{ref}:{path}")
+    return git_out(bare, "cat-file", "blob", f"{ref}:{path}")
 
 
 def read_file(bare: Path, ref: str, path: str) -> str:
@@ -176,30 +177,30 @@ def read_file(bare: Path, ref: str, path: str) -> str:
 
 
 def list_files(bare: Path, ref: str) -> list[str]:
-    out = _git(bare, "ls-tree", "-r", "-z", "--name-only", f"{ref}^{{tree}}")
+    out = git_out(bare, "ls-tree", "-r", "-z", "--name-only", f"{ref}^{{tree}}")
     return [p.decode("utf-8") for p in out.split(b"\0") if p]
 
 
 def log(bare: Path, ref: str) -> list[str]:
     """Commit subjects reachable from ref, newest first."""
-    out = _git(bare, "log", "--format=%s", ref, "--")
+    out = git_out(bare, "log", "--format=%s", ref, "--")
     return out.decode("utf-8").splitlines()
 
 
 def commit_message(bare: Path, ref: str) -> str:
     """The full message of one commit (subject, body and trailers)."""
-    return _git(bare, "log", "-1", "--format=%B", ref, "--").decode("utf-8").rstrip("\n")
+    return git_out(bare, "log", "-1", "--format=%B", ref, "--").decode("utf-8").rstrip("\n")
 
 
 def show_diff(bare: Path, ref: str, context: int = 0) -> str:
     """The patch of one commit (no header), as `git show` prints it."""
-    out = _git(bare, "show", "--format=", f"--unified={context}", "--no-color", ref, "--")
+    out = git_out(bare, "show", "--format=", f"--unified={context}", "--no-color", ref, "--")
     return out.decode("utf-8")
 
 
 def rev_list_parents(bare: Path, ref: str) -> list[tuple[str, tuple[str, ...]]]:
     """(commit, parents) for every commit reachable from ref, newest first."""
-    out = _git(bare, "rev-list", "--parents", ref, "--")
+    out = git_out(bare, "rev-list", "--parents", ref, "--")
     rows = (line.split() for line in out.decode().splitlines() if line)
     return [(row[0], tuple(row[1:])) for row in rows]
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from promoter.sandbox.envrepo import git_env
+from promoter.sandbox.envrepo import git_env, git_out
 from promoter.sandbox.github_render import Json, Urls
 from promoter.sandbox.github_store import RepoState, node_id
 
@@ -324,7 +324,7 @@ def edit_tree(path: Path, commit: str, files: Mapping[str, bytes | None]) -> str
             node = node.setdefault(part, {})
         node[name] = data
     built = _edit(path, f"{commit}^{{tree}}", changes)
-    return built if built is not None else _git_bytes(path, "mktree", data=b"").decode().strip()
+    return built if built is not None else git_out(path, "mktree", stdin=b"").decode().strip()
 
 
 def _edit(path: Path, tree: str | None, changes: Mapping[str, Any]) -> str | None:
@@ -332,7 +332,7 @@ def _edit(path: Path, tree: str | None, changes: Mapping[str, Any]) -> str | Non
     applied; None when nothing is left in it."""
     entries: dict[bytes, tuple[bytes, bytes, bytes]] = {}  # name → (mode, type, id)
     if tree is not None:
-        for line in _git_bytes(path, "ls-tree", "-z", tree).split(b"\0"):
+        for line in git_out(path, "ls-tree", "-z", tree).split(b"\0"):
             if line:
                 meta, _, listed = line.partition(b"\t")
                 mode, kind, oid = meta.split()
@@ -349,21 +349,9 @@ def _edit(path: Path, tree: str | None, changes: Mapping[str, Any]) -> str | Non
         elif change is None:
             entries.pop(key, None)
         else:
-            blob = _git_bytes(path, "hash-object", "-w", "--stdin", data=change).strip()
+            blob = git_out(path, "hash-object", "-w", "--stdin", stdin=change).strip()
             entries[key] = (b"100644", b"blob", blob)
     if not entries:
         return None
     listing = b"".join(b"%s %s %s\t%s\0" % (*entry, key) for key, entry in entries.items())
-    return _git_bytes(path, "mktree", "-z", data=listing).decode().strip()
-
-
-def _git_bytes(path: Path, *args: str, data: bytes | None = None) -> bytes:
-    """stdout of git in the bare repo, which must succeed."""
-    proc = subprocess.run(
-        ["git", "--git-dir", str(path), *args],
-        input=data,
-        capture_output=True,
-        env=git_env(),
-        check=True,
-    )
-    return proc.stdout
+    return git_out(path, "mktree", "-z", stdin=listing).decode().strip()
