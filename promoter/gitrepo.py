@@ -627,8 +627,9 @@ class GitRepo:
         # century advertises (thin packs, offset deltas; rebuilt if it says otherwise): the
         # push request then leaves as soon as the advertisement shows the branch where it was.
         usual = self._pack_args(frozenset({"ofs-delta"}))
-        packing = self._spawn(*usual, stdin=f"{sha}\n^{parent}\n".encode())
+        packing: subprocess.Popen[bytes] | None = None
         try:
+            packing = self._spawn(*usual, stdin=f"{sha}\n^{parent}\n".encode())
             advertised = smarthttp.receive_pack_refs(self.remote)
             caps = advertised.capabilities if advertised is not None else frozenset()
             if advertised is not None and "report-status" in caps and _sha1_only(caps):
@@ -656,7 +657,7 @@ class GitRepo:
         except Exception:  # a shortcut: whatever goes wrong, git push does it
             pass
         finally:
-            if packing.poll() is None:  # not needed after all
+            if packing is not None and packing.poll() is None:  # not needed after all
                 packing.kill()
                 packing.communicate()
         _NO_DIRECT.add(self.remote.url)
