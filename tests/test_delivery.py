@@ -78,6 +78,15 @@ def test_the_backoff_window_is_capped_and_still_grows_to_many_cycles():
     assert policy.delay(29, Widest(), cycle=0.5) == policy.cap
 
 
+def test_a_first_attempt_counts_for_no_more_than_a_retry_can_take():
+    """The first attempt also read the config and the files beside every other writer
+    starting: its cycle, when long, is no measure of a retry's, and widens no window."""
+    policy = RetryPolicy()
+    assert policy.delay(1, Widest(), cycle=2.5) == 4 * policy.first
+    assert policy.delay(1, Widest(), cycle=1.0) == 4 * 1.0
+    assert policy.delay(2, Widest(), cycle=2.0) == min(policy.cap, 2.0 * 4 * 1.25)
+
+
 def test_it_never_sleeps_after_its_last_attempt():
     time = FakeTime(cost=0.1)
     attempt, calls = losing(99, time)
