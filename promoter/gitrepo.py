@@ -1293,7 +1293,9 @@ _NO_DIRECT: set[str] = set()
 # along (an import) would otherwise bring the whole history; past this, the tip alone.
 _REFETCH_LIMIT = 8 * 1024 * 1024
 # What the user's git configuration says, read once: (environment it was read in, plain).
+# Read under a lock: the background fetch and the main thread ask at the same moment.
 _PLAIN_CONFIG: list[tuple[tuple[str | None, ...], bool]] = []
+_PLAIN_CONFIG_LOCK = threading.Lock()
 
 # Environment variables with which git's HTTP transport would not connect plainly; for
 # https also those of its TLS settings that a direct request does not apply (it does apply
@@ -1316,8 +1318,15 @@ def _plain_http(url: str) -> bool:
     if any(os.environ.get(name) for name in names):
         return False
     key = tuple(os.environ.get(name) for name in _CONFIG_VARIABLES)
-    if _PLAIN_CONFIG and _PLAIN_CONFIG[0][0] == key:
+    with _PLAIN_CONFIG_LOCK:
+        if not (_PLAIN_CONFIG and _PLAIN_CONFIG[0][0] == key):
+            _PLAIN_CONFIG[:] = [(key, _plain_config())]
         return _PLAIN_CONFIG[0][1]
+
+
+def _plain_config() -> bool:
+    """Whether the user's git configuration sets nothing that git's HTTP transport would
+    apply and a direct request would not (http.*, url.*, remote.origin.*, *.proxy)."""
     try:
         proc = subprocess.run(
             ["git", "config", "--list", "--show-scope", "-z"],
@@ -1331,11 +1340,9 @@ def _plain_http(url: str) -> bool:
         return False
     fields = proc.stdout.decode(errors="replace").split("\0")
     keys = [entry.split("\n", 1)[0].lower() for entry in fields[1::2]]
-    plain = proc.returncode in (0, 1) and not any(
+    return proc.returncode in (0, 1) and not any(
         k.startswith(("http.", "url.", "remote.origin.")) or k.endswith(".proxy") for k in keys
     )
-    _PLAIN_CONFIG[:] = [(key, plain)]
-    return plain
 
 
 class _FetchJob:

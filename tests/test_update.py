@@ -158,6 +158,19 @@ def test_update_combines_images_and_chart_into_one_commit(repo, capsys, via):
     assert "already up to date" in again.out
 
 
+def test_the_users_git_config_is_read_once_a_run(repo, capsys, monkeypatch, tmp_path):
+    """The background fetch and the main thread both ask whether git would talk to the server
+    plainly, at about the same moment: one `git config --list` answers both."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))  # not what a test read
+    trace = tmp_path / "trace.json"
+    monkeypatch.setenv("GIT_TRACE2_EVENT", str(trace))
+    run = run_cli(capsys, *cli(repo, *THREE_PINS))
+    assert run.code == 0, run.err
+    started = [event["argv"][1:3] for event in map(json.loads, trace.read_text().splitlines())
+               if event["event"] == "start"]  # fmt: skip
+    assert started.count(["config", "--list"]) == 1, started
+
+
 def test_commit_message_carries_trailers_and_ci_identity(repo, capsys, monkeypatch, via):
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_ACTOR", "octocat")
