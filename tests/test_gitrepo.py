@@ -29,6 +29,7 @@ FILES = {
     "apps/web/values.yaml": "image:\n  tag: 1.0.0\n",
     **{f"apps/other{i}/values.yaml": f"image:\n  tag: {i}.9.9\n" for i in range(50)},
 }
+IDENT = Identity("a", "a@example.com")
 
 
 def _git(repo: GitRepo, *args: str) -> str:
@@ -63,13 +64,12 @@ def test_a_scratch_repo_is_created_without_a_git_process(env_repo, tmp_path, mon
     (tmp_path / "used.git").mkdir()
     (tmp_path / "used.git" / "stray").write_text("x")
     used = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "used.git")
-    ident = Identity("a", "a@example.com")
     for each in (GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "fresh.git"), used):
         assert each.fetch_default() == repo.sha("main")
         tip = each.fetch("env/dev")
         assert tip == repo.sha("env/dev")
         assert each.read_files(tip, ["apps/web/values.yaml"])["apps/web/values.yaml"]
-        assert each.push(each.commit(tip, {"a.txt": b"x\n"}, "m\n", ident, ident), "env/dev")
+        assert each.push(each.commit(tip, {"a.txt": b"x\n"}, "m\n", IDENT, IDENT), "env/dev")
 
 
 def test_blobs_of_a_plan_arrive_in_one_fetch(env_repo, git_server, tmp_path):
@@ -128,13 +128,11 @@ def test_a_background_tip_fetch_over_http_is_two_requests_and_shallow(
         assert _git(each, "rev-parse", "--is-shallow-repository").strip() == "true"
     objects = _git(other, "rev-list", "--objects", "--missing=print", tip).splitlines()
     assert sum(1 for line in objects if line.startswith("?")) == len(FILES)  # blobless
-    ident = Identity("a", "a@example.com")
-    assert other.push(other.commit(tip, {"a.txt": b"x\n"}, "m\n", ident, ident), "env/dev")
+    assert other.push(other.commit(tip, {"a.txt": b"x\n"}, "m\n", IDENT, IDENT), "env/dev")
     assert repo.log("env/dev")[0] == "m"
 
 
 WEB = "apps/web/values.yaml"
-IDENT = Identity("a", "a@example.com")
 
 
 def _writer(env_repo, tmp_path):
@@ -284,11 +282,10 @@ def test_a_push_is_sent_straight_to_the_server_with_one_git_process(
     monkeypatch.setenv("GIT_TRACE2_EVENT", str(trace))
     scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
     monkeypatch.undo()
-    ident = Identity("a", "a@example.com")
     tip = scratch.fetch("env/dev")
     web = "apps/web/values.yaml"
     assert scratch.read_files(tip, [web]) == {web: FILES[web].encode()}
-    sha = scratch.commit(tip, {web: b"image:\n  tag: 2.0.0\n"}, "m\n", ident, ident)
+    sha = scratch.commit(tip, {web: b"image:\n  tag: 2.0.0\n"}, "m\n", IDENT, IDENT)
     assert git_server.wait_idle()
     before, lines = len(git_server.requests), len(trace.read_text().splitlines())
     assert scratch.push(sha, "env/dev")
@@ -311,8 +308,7 @@ def _committed(env_repo, tmp_path):
     """A seeded repo, a scratch repo that fetched env/dev, and a commit "m" on its tip."""
     repo = env_repo({"env/dev": FILES})
     scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
-    ident = Identity("a", "a@example.com")
-    sha = scratch.commit(scratch.fetch("env/dev"), {"a.txt": b"x\n"}, "m\n", ident, ident)
+    sha = scratch.commit(scratch.fetch("env/dev"), {"a.txt": b"x\n"}, "m\n", IDENT, IDENT)
     return repo, scratch, sha
 
 
@@ -361,8 +357,7 @@ def test_a_promoter_branch_is_pushed_straight_to_the_server_under_its_lease(
     # (the advertisement shows it: nothing more sent); each a compare-and-swap the server does.
     repo, scratch, sha = _committed(env_repo, tmp_path)
     branch = "promoter/update-dev"
-    ident = Identity("a", "a@example.com")
-    other = scratch.commit(repo.shas["env/dev"], {"a.txt": b"y\n"}, "n\n", ident, ident)
+    other = scratch.commit(repo.shas["env/dev"], {"a.txt": b"y\n"}, "n\n", IDENT, IDENT)
     assert git_server.wait_idle()
     before = len(git_server.requests)
     assert scratch.push_owned(sha, branch, None)
@@ -543,8 +538,7 @@ def test_a_branch_argument_that_is_not_a_branch_name_is_refused_by_the_git_layer
     scratch = GitRepo(Remote.parse(repo.url, TEST_TOKEN), tmp_path / "scratch.git")
     assert scratch.fetch_default() == repo.shas["main"]
     tip = scratch.fetch("env/dev")
-    ident = Identity("a", "a@example.com")
-    sha = scratch.commit(tip, {"a.txt": b"x\n"}, "m\n", ident, ident)
+    sha = scratch.commit(tip, {"a.txt": b"x\n"}, "m\n", IDENT, IDENT)
     calls = {
         "fetch": lambda: scratch.fetch(branch),
         "start_fetch": lambda: scratch.start_fetch(branch),
@@ -660,7 +654,7 @@ def land(scratch: GitRepo, branch: str, policy=DEFAULT_RETRY, clock: FakeClock |
 
     write = Write(Environment("dev", branch), "update", replan, Provenance(), "promoter/x",
                   body=lambda changes: "", subject="ours")  # fmt: skip
-    run = RunContext(identity=Identity("a", "a@example.com"))
+    run = RunContext(identity=IDENT)
     deliverer = Deliverer(scratch, run, _no_forge, policy,
                           Clock(monotonic=clock, sleep=clock.sleep))  # fmt: skip
     done = deliverer.deliver(write)
